@@ -1,0 +1,779 @@
+//! The one table of verbs, their arguments, options, defaults and docs.
+//!
+//! The parser, `help`, completion and hints all read this table; a new verb starts here.
+//! Every entry's examples are parsed by a test, and every default parses as its kind.
+
+use super::value::{Bound, Kind};
+
+/// Where a verb is listed in `help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Device, seed, settings.
+    Session,
+    /// Loading and splitting data.
+    Data,
+    /// Loading, freezing and saving models.
+    Model,
+    /// Optimizers, schedules and training.
+    Training,
+    /// Evaluation, prediction, plots and inspection.
+    Inspect,
+    /// Snapshots and undo.
+    History,
+}
+
+impl Group {
+    /// All groups in the order `help` lists them.
+    pub const ALL: [Group; 6] =
+        [Group::Session, Group::Data, Group::Model, Group::Training, Group::Inspect, Group::History];
+
+    /// The heading `help` prints.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Session => "session",
+            Group::Data => "data",
+            Group::Model => "model",
+            Group::Training => "training",
+            Group::Inspect => "results",
+            Group::History => "snapshots",
+        }
+    }
+}
+
+/// A positional argument of a verb.
+#[derive(Debug)]
+pub struct ArgSpec {
+    /// Name shown in usage lines (`NAME`, `FILE`).
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Whether the verb needs it.
+    pub required: bool,
+    /// Whether it takes any number of values (only the last argument).
+    pub many: bool,
+    /// Words offered by completion besides what the kind offers.
+    pub suggest: &'static [&'static str],
+    /// One line of documentation.
+    pub doc: &'static str,
+}
+
+/// A `key=value` option of a verb.
+#[derive(Debug)]
+pub struct OptSpec {
+    /// The key.
+    pub name: &'static str,
+    /// The value's type.
+    pub kind: Kind,
+    /// The default as written in the language; `None` when the default comes from the
+    /// session (e.g. `fit epochs=` defaults to the `epochs` setting) or the doc explains it.
+    pub default: Option<&'static str>,
+    /// One line of documentation.
+    pub doc: &'static str,
+}
+
+/// One verb of the language.
+#[derive(Debug)]
+pub struct VerbSpec {
+    /// The verb.
+    pub name: &'static str,
+    /// Other spellings that mean the same verb.
+    pub aliases: &'static [&'static str],
+    /// Where `help` lists it.
+    pub group: Group,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// A short paragraph for `help VERB`.
+    pub details: &'static str,
+    /// Positional arguments, in order.
+    pub args: &'static [ArgSpec],
+    /// `key=value` options.
+    pub options: &'static [OptSpec],
+    /// Example lines, each a valid command.
+    pub examples: &'static [&'static str],
+}
+
+impl VerbSpec {
+    /// The option named `name`.
+    pub fn option(&self, name: &str) -> Option<&'static OptSpec>
+    where
+        Self: 'static,
+    {
+        self.options.iter().find(|o| o.name == name)
+    }
+
+    /// The usage line: `fit [epochs=N] [batch=N]`.
+    pub fn usage(&self) -> String {
+        let mut parts = vec![self.name.to_string()];
+        for a in self.args {
+            let name = match a.kind {
+                Kind::Choice(c) => c.join("|"),
+                _ => a.name.to_string(),
+            };
+            let name = if a.many { format!("{name}...") } else { name };
+            parts.push(if a.required { name } else { format!("[{name}]") });
+        }
+        for o in self.options {
+            parts.push(format!("[{}={}]", o.name, o.kind.placeholder()));
+        }
+        parts.join(" ")
+    }
+}
+
+const POS_F: Kind = Kind::Float(Bound::Positive);
+const NONNEG_F: Kind = Kind::Float(Bound::NonNegative);
+const ANY_F: Kind = Kind::Float(Bound::Any);
+const COUNT: Kind = Kind::Int(Bound::AtLeastOne);
+static FLOAT: Kind = Kind::Float(Bound::Any);
+static TEXT: Kind = Kind::Text;
+
+/// Optimizer names.
+pub const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
+/// Learning-rate schedules.
+pub const SCHEDULES: &[&str] = &["constant", "linear", "cosine", "step"];
+/// What `plot` draws.
+pub const PLOTS: &[&str] = &["loss", "lr", "surface", "fit"];
+/// What `show` shows.
+pub const SHOWABLE: &[&str] =
+    &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device"];
+/// Data splits.
+pub const SPLITS: &[&str] = &["train", "valid", "test"];
+
+/// Every verb of the language.
+pub static VERBS: &[VerbSpec] = &[
+    VerbSpec {
+        name: "help",
+        aliases: &["?"],
+        group: Group::Session,
+        summary: "list the verbs, or explain one",
+        details: "Without an argument, lists every verb by group. With a verb, shows its usage, \
+                  options with their defaults, and examples.",
+        args: &[ArgSpec {
+            name: "VERB",
+            kind: Kind::Text,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "the verb to explain",
+        }],
+        options: &[],
+        examples: &["help", "help fit"],
+    },
+    VerbSpec {
+        name: "quit",
+        aliases: &["exit"],
+        group: Group::Session,
+        summary: "leave tunelab (Ctrl-D does the same)",
+        details: "Ends the session. Nothing is saved automatically: use `save DIR` first.",
+        args: &[],
+        options: &[],
+        examples: &["quit"],
+    },
+    VerbSpec {
+        name: "device",
+        aliases: &[],
+        group: Group::Session,
+        summary: "show or choose the compute device (cpu, cuda, cuda:N, auto)",
+        details: "Without an argument, shows the current device. Choosing another device moves \
+                  the model, its optimizer state and the data there. `auto` picks CUDA when this \
+                  build has it and a GPU is present, else the CPU.",
+        args: &[ArgSpec {
+            name: "DEVICE",
+            kind: Kind::Text,
+            required: false,
+            many: false,
+            suggest: &["cpu", "cuda", "auto"],
+            doc: "cpu, cuda, cuda:N or auto",
+        }],
+        options: &[],
+        examples: &["device", "device cpu", "device auto"],
+    },
+    VerbSpec {
+        name: "seed",
+        aliases: &[],
+        group: Group::Session,
+        summary: "show or set the random seed (data shuffling, splits, initialisation)",
+        details: "Re-seeds the session's random generator. The same seed and the same commands \
+                  give the same numbers.",
+        args: &[ArgSpec {
+            name: "N",
+            kind: Kind::Int(Bound::NonNegative),
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "the seed",
+        }],
+        options: &[],
+        examples: &["seed 42", "seed"],
+    },
+    VerbSpec {
+        name: "batch",
+        aliases: &[],
+        group: Group::Training,
+        summary: "show or set the default batch size",
+        details: "The batch size `fit` and `step` use when not given one. A batch larger than the \
+                  training split means full-batch gradient descent.",
+        args: &[ArgSpec {
+            name: "N",
+            kind: COUNT,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "samples per update",
+        }],
+        options: &[],
+        examples: &["batch 32", "batch"],
+    },
+    VerbSpec {
+        name: "epochs",
+        aliases: &[],
+        group: Group::Training,
+        summary: "show or set the default number of epochs",
+        details: "The number of passes over the training split `fit` makes when not told.",
+        args: &[ArgSpec {
+            name: "N",
+            kind: COUNT,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "passes over the training data",
+        }],
+        options: &[],
+        examples: &["epochs 100", "epochs"],
+    },
+    VerbSpec {
+        name: "data",
+        aliases: &[],
+        group: Group::Data,
+        summary: "load a data set from a file, or generate a synthetic one",
+        details: "`data synthetic linear` draws x from a standard normal and y = w·x + b + noise. \
+                  `data FILE x=COLS y=COL` reads numeric columns from a csv, tsv or jsonl file. \
+                  The rows are shuffled with the session seed and split into train/valid/test.",
+        args: &[
+            ArgSpec {
+                name: "SOURCE",
+                kind: Kind::Path,
+                required: true,
+                many: false,
+                suggest: &["synthetic"],
+                doc: "a csv/tsv/jsonl file, or `synthetic`",
+            },
+            ArgSpec {
+                name: "GENERATOR",
+                kind: Kind::Choice(&["linear"]),
+                required: false,
+                many: false,
+                suggest: &[],
+                doc: "for synthetic data: the generating model",
+            },
+        ],
+        options: &[
+            OptSpec {
+                name: "x",
+                kind: Kind::List(&TEXT),
+                default: None,
+                doc: "input column(s) of a file, comma-separated (default: all but y)",
+            },
+            OptSpec {
+                name: "y",
+                kind: Kind::Text,
+                default: None,
+                doc: "target column of a file (default: the last column)",
+            },
+            OptSpec { name: "n", kind: COUNT, default: Some("1000"), doc: "synthetic: number of samples" },
+            OptSpec {
+                name: "w",
+                kind: Kind::List(&FLOAT),
+                default: Some("3"),
+                doc: "synthetic: true weight(s); several give several inputs",
+            },
+            OptSpec { name: "b", kind: ANY_F, default: Some("2"), doc: "synthetic: true bias" },
+            OptSpec {
+                name: "noise",
+                kind: NONNEG_F,
+                default: Some("0.1"),
+                doc: "synthetic: standard deviation of the Gaussian noise on y",
+            },
+            OptSpec {
+                name: "split",
+                kind: Kind::Split,
+                default: Some("0.8/0.1/0.1"),
+                doc: "train/valid/test fractions",
+            },
+            OptSpec {
+                name: "shuffle",
+                kind: Kind::Bool,
+                default: Some("true"),
+                doc: "shuffle rows before splitting",
+            },
+        ],
+        examples: &[
+            "data synthetic linear n=1000 w=3 b=2 noise=0.1",
+            "data synthetic linear w=1.5,-2 b=0.5",
+            "data houses.csv x=area,rooms y=price split=0.8/0.2",
+        ],
+    },
+    VerbSpec {
+        name: "load",
+        aliases: &[],
+        group: Group::Model,
+        summary: "load or build a model",
+        details: "`load linear` builds a linear model y = w·x + b (as torch.nn.Linear) with as \
+                  many inputs as the loaded data has. `load DIR` loads a model tunelab saved. \
+                  Loading replaces the model and resets the optimizer state and history.",
+        args: &[ArgSpec {
+            name: "MODEL",
+            kind: Kind::Path,
+            required: true,
+            many: false,
+            suggest: &["linear"],
+            doc: "`linear`, or a directory written by `save`",
+        }],
+        options: &[
+            OptSpec {
+                name: "inputs",
+                kind: COUNT,
+                default: None,
+                doc: "linear: number of inputs (default: the data's, else 1)",
+            },
+            OptSpec {
+                name: "init",
+                kind: Kind::Choice(&["random", "zeros"]),
+                default: Some("random"),
+                doc: "linear: uniform ±1/√inputs as PyTorch does, or all zeros",
+            },
+        ],
+        examples: &["load linear", "load linear init=zeros", "load runs/linear-1"],
+    },
+    VerbSpec {
+        name: "freeze",
+        aliases: &[],
+        group: Group::Model,
+        summary: "stop training some parameters (all when none named)",
+        details: "Frozen parameters get no gradient and no update. Names match a parameter \
+                  exactly, as a prefix (`encoder` matches `encoder.layer.0.weight`), by glob \
+                  (`*.bias`), or a model's group name (`w`, `b` for the linear model).",
+        args: &[ArgSpec {
+            name: "PARAMS",
+            kind: Kind::Text,
+            required: false,
+            many: true,
+            suggest: &["all"],
+            doc: "parameter names, prefixes, globs or groups",
+        }],
+        options: &[OptSpec {
+            name: "layers",
+            kind: Kind::Range,
+            default: None,
+            doc: "also the numbered layers in this range, e.g. 0..8",
+        }],
+        examples: &["freeze b", "freeze", "freeze all"],
+    },
+    VerbSpec {
+        name: "unfreeze",
+        aliases: &[],
+        group: Group::Model,
+        summary: "train some parameters again (all when none named)",
+        details: "The opposite of `freeze`, with the same ways of naming parameters.",
+        args: &[ArgSpec {
+            name: "PARAMS",
+            kind: Kind::Text,
+            required: false,
+            many: true,
+            suggest: &["all"],
+            doc: "parameter names, prefixes, globs or groups",
+        }],
+        options: &[OptSpec {
+            name: "layers",
+            kind: Kind::Range,
+            default: None,
+            doc: "also the numbered layers in this range",
+        }],
+        examples: &["unfreeze", "unfreeze b"],
+    },
+    VerbSpec {
+        name: "save",
+        aliases: &[],
+        group: Group::Model,
+        summary: "write the model (and optimizer state) to a directory",
+        details: "Writes config.json and model.safetensors (tensor names as PyTorch's \
+                  state_dict), optimizer.safetensors and tunelab.json (the training record). \
+                  Files are written to a temporary name and renamed, so a crash never leaves a \
+                  half-written model.",
+        args: &[ArgSpec {
+            name: "DIR",
+            kind: Kind::Path,
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "directory to write (created if missing)",
+        }],
+        options: &[],
+        examples: &["save runs/linear-1"],
+    },
+    VerbSpec {
+        name: "optimizer",
+        aliases: &["optim"],
+        group: Group::Training,
+        summary: "choose the optimizer and its settings",
+        details: "sgd (with optional momentum/nesterov), adam, adamw (decoupled weight decay) or \
+                  rmsprop, with PyTorch's update rules and defaults. Changing the optimizer \
+                  starts from fresh state; changing only settings keeps the moments.",
+        args: &[ArgSpec {
+            name: "NAME",
+            kind: Kind::Choice(OPTIMIZERS),
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "the optimizer (omit to show the current one)",
+        }],
+        options: &[
+            OptSpec {
+                name: "lr",
+                kind: POS_F,
+                default: None,
+                doc: "learning rate (default: keep the current one)",
+            },
+            OptSpec {
+                name: "momentum",
+                kind: Kind::Float(Bound::Unit),
+                default: None,
+                doc: "sgd/rmsprop momentum (default 0)",
+            },
+            OptSpec {
+                name: "nesterov",
+                kind: Kind::Bool,
+                default: None,
+                doc: "sgd: Nesterov momentum (default false)",
+            },
+            OptSpec {
+                name: "weight_decay",
+                kind: NONNEG_F,
+                default: None,
+                doc: "L2 penalty; decoupled for adamw (default 0, adamw 0.01)",
+            },
+            OptSpec {
+                name: "betas",
+                kind: Kind::List(&FLOAT),
+                default: None,
+                doc: "adam/adamw moment decay rates (default 0.9,0.999)",
+            },
+            OptSpec {
+                name: "eps",
+                kind: POS_F,
+                default: None,
+                doc: "adam/adamw/rmsprop denominator term (default 1e-8)",
+            },
+            OptSpec {
+                name: "alpha",
+                kind: Kind::Float(Bound::Unit),
+                default: None,
+                doc: "rmsprop smoothing constant (default 0.99)",
+            },
+        ],
+        examples: &[
+            "optimizer sgd lr=0.01",
+            "optimizer sgd lr=0.01 momentum=0.9 nesterov=true",
+            "optimizer adamw lr=2e-5 weight_decay=0.01",
+            "optimizer rmsprop lr=1e-3",
+        ],
+    },
+    VerbSpec {
+        name: "lr",
+        aliases: &[],
+        group: Group::Training,
+        summary: "show or set the learning rate and its schedule",
+        details: "The schedule runs over each `fit`: constant, linear decay to min_lr, cosine \
+                  decay to min_lr, or step decay (×gamma every step_size epochs), after an \
+                  optional linear warm-up. warmup below 1 is a fraction of the fit's steps, \
+                  1 or more a number of steps.",
+        args: &[ArgSpec {
+            name: "VALUE",
+            kind: POS_F,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "the base learning rate",
+        }],
+        options: &[
+            OptSpec {
+                name: "schedule",
+                kind: Kind::Choice(SCHEDULES),
+                default: None,
+                doc: "how the rate changes over a fit (default: keep; initially constant)",
+            },
+            OptSpec {
+                name: "warmup",
+                kind: NONNEG_F,
+                default: None,
+                doc: "warm-up steps (≥ 1) or fraction of the fit (< 1) (default 0)",
+            },
+            OptSpec {
+                name: "min_lr",
+                kind: NONNEG_F,
+                default: None,
+                doc: "linear/cosine: rate at the end of the fit (default 0)",
+            },
+            OptSpec {
+                name: "step_size",
+                kind: COUNT,
+                default: None,
+                doc: "step: epochs between decays (default 1)",
+            },
+            OptSpec { name: "gamma", kind: POS_F, default: None, doc: "step: decay factor (default 0.1)" },
+        ],
+        examples: &["lr 0.01", "lr 2e-5 schedule=linear warmup=0.1", "lr schedule=cosine", "lr"],
+    },
+    VerbSpec {
+        name: "fit",
+        aliases: &["train"],
+        group: Group::Training,
+        summary: "train for some epochs (Ctrl-C stops after the current step)",
+        details: "Runs the training loop: for each batch, forward, backward, optimizer update, \
+                  then a validation pass at the end of each epoch. Before it starts, the weights \
+                  and optimizer state are kept so `undo` can return to them. An interrupted fit \
+                  keeps the last completed step.",
+        args: &[],
+        options: &[
+            OptSpec {
+                name: "epochs",
+                kind: COUNT,
+                default: None,
+                doc: "passes over the training split (default: the `epochs` setting)",
+            },
+            OptSpec {
+                name: "batch",
+                kind: COUNT,
+                default: None,
+                doc: "batch size (default: the `batch` setting)",
+            },
+            OptSpec { name: "steps", kind: COUNT, default: None, doc: "stop after this many updates" },
+            OptSpec { name: "log", kind: COUNT, default: Some("1"), doc: "print the losses every N epochs" },
+        ],
+        examples: &["fit", "fit epochs=100", "fit epochs=3 batch=16", "fit steps=10"],
+    },
+    VerbSpec {
+        name: "step",
+        aliases: &[],
+        group: Group::Training,
+        summary: "make ONE update and show parameters, gradients and the change",
+        details: "Takes the next batch, computes the loss and its gradient, applies one optimizer \
+                  update and prints each parameter's value, gradient, update and new value. The \
+                  teaching view of gradient descent; `undo` reverts it.",
+        args: &[],
+        options: &[
+            OptSpec {
+                name: "n",
+                kind: COUNT,
+                default: Some("1"),
+                doc: "number of updates (the table shows the last one)",
+            },
+            OptSpec {
+                name: "batch",
+                kind: COUNT,
+                default: None,
+                doc: "batch size (default: the `batch` setting)",
+            },
+        ],
+        examples: &["step", "step n=5", "step batch=1000"],
+    },
+    VerbSpec {
+        name: "eval",
+        aliases: &["evaluate"],
+        group: Group::Inspect,
+        summary: "evaluate the model on a split",
+        details: "For regression: the mean squared error of the learned model beside the \
+                  closed-form least-squares solution fitted on the training split.",
+        args: &[],
+        options: &[OptSpec {
+            name: "split",
+            kind: Kind::Choice(SPLITS),
+            default: Some("test"),
+            doc: "which split to evaluate",
+        }],
+        examples: &["eval", "eval split=valid"],
+    },
+    VerbSpec {
+        name: "predict",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "predict for given inputs, or the first rows of a split",
+        details: "Each INPUT is a number, or a list [x1, x2] for a model with several inputs. \
+                  Without inputs, shows predictions next to targets for the first rows of a split.",
+        args: &[ArgSpec {
+            name: "INPUT",
+            kind: Kind::List(&FLOAT),
+            required: false,
+            many: true,
+            suggest: &[],
+            doc: "inputs to predict for",
+        }],
+        options: &[
+            OptSpec {
+                name: "split",
+                kind: Kind::Choice(SPLITS),
+                default: Some("test"),
+                doc: "split to show when no input is given",
+            },
+            OptSpec { name: "rows", kind: COUNT, default: Some("10"), doc: "rows to show from the split" },
+        ],
+        examples: &["predict 1.5", "predict 0 1 2", "predict split=valid rows=5"],
+    },
+    VerbSpec {
+        name: "plot",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "draw a chart (loss, lr, surface, fit) to PNG and SVG",
+        details: "loss: per-step training loss with per-epoch train and validation loss. \
+                  lr: the learning rate per step. surface: the loss over (w, b) as filled \
+                  contours with the descent path and the least-squares optimum (1-input linear \
+                  model). fit: the data with the learned and closed-form lines.",
+        args: &[ArgSpec {
+            name: "WHAT",
+            kind: Kind::Choice(PLOTS),
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "the chart",
+        }],
+        options: &[
+            OptSpec {
+                name: "file",
+                kind: Kind::Path,
+                default: None,
+                doc: "where to write (PATH.png and PATH.svg; default: the front-end's plot folder)",
+            },
+            OptSpec {
+                name: "log",
+                kind: Kind::Bool,
+                default: None,
+                doc: "logarithmic y axis (default: when the values span 100×)",
+            },
+        ],
+        examples: &["plot loss", "plot surface", "plot loss file=runs/loss log=true"],
+    },
+    VerbSpec {
+        name: "show",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "show params, grads, config, history, data, model, optimizer, snapshots, device",
+        details: "params: values (or statistics for large tensors) and which are trainable. \
+                  grads: the gradients of the last update. config: every setting with its \
+                  meaning. history: epochs and the commands run. Without an argument: a summary.",
+        args: &[ArgSpec {
+            name: "WHAT",
+            kind: Kind::Choice(SHOWABLE),
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "what to show",
+        }],
+        options: &[],
+        examples: &["show", "show params", "show grads", "show config", "show history"],
+    },
+    VerbSpec {
+        name: "snapshot",
+        aliases: &[],
+        group: Group::History,
+        summary: "keep a named in-memory copy of the weights and optimizer state",
+        details: "Copies the weights, optimizer state, step counter and history position. \
+                  `restore NAME` returns to it.",
+        args: &[ArgSpec {
+            name: "NAME",
+            kind: Kind::Text,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "a name (default: s1, s2, …)",
+        }],
+        options: &[],
+        examples: &["snapshot", "snapshot before-unfreeze"],
+    },
+    VerbSpec {
+        name: "restore",
+        aliases: &[],
+        group: Group::History,
+        summary: "return to a snapshot",
+        details: "Restores the weights, optimizer state, step counter and history of a snapshot \
+                  taken with `snapshot`. The state before restoring can be got back with `undo`.",
+        args: &[ArgSpec {
+            name: "NAME",
+            kind: Kind::Text,
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "the snapshot",
+        }],
+        options: &[],
+        examples: &["restore s1"],
+    },
+    VerbSpec {
+        name: "undo",
+        aliases: &[],
+        group: Group::History,
+        summary: "undo the last fit, step or restore",
+        details: "Returns the weights, optimizer state, step counter and history to exactly what \
+                  they were before the last command that changed the weights.",
+        args: &[],
+        options: &[],
+        examples: &["undo"],
+    },
+];
+
+/// The verb spelt `name` (or one of its aliases), case-insensitively.
+pub fn find_verb(name: &str) -> Option<&'static VerbSpec> {
+    let lower = name.to_ascii_lowercase();
+    VERBS.iter().find(|v| v.name == lower || v.aliases.contains(&lower.as_str()))
+}
+
+/// The names of all verbs, in table order.
+pub fn verb_names() -> impl Iterator<Item = &'static str> {
+    VERBS.iter().map(|v| v.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::lex::Atom;
+
+    #[test]
+    fn every_default_parses_as_its_kind() {
+        for v in VERBS {
+            for o in v.options {
+                if let Some(d) = o.default {
+                    let atom = Atom { text: d.to_string(), quoted: false };
+                    assert!(o.kind.parse_atom(&atom).is_ok(), "{}.{} default {d}", v.name, o.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_example_parses_as_its_verb() {
+        for v in VERBS {
+            assert!(!v.examples.is_empty(), "{} has no example", v.name);
+            for ex in v.examples {
+                let cmds = crate::dsl::parse(ex).unwrap_or_else(|e| panic!("{ex}: {e}"));
+                assert_eq!(cmds.len(), 1, "{ex}");
+                assert_eq!(cmds[0].verb.name, v.name, "{ex}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_lowercase() {
+        let mut seen = std::collections::HashSet::new();
+        for v in VERBS {
+            for n in std::iter::once(&v.name).chain(v.aliases) {
+                assert!(seen.insert(*n), "duplicate verb name {n}");
+                assert_eq!(*n, n.to_lowercase());
+            }
+            let mut opts = std::collections::HashSet::new();
+            for o in v.options {
+                assert!(opts.insert(o.name), "{}: duplicate option {}", v.name, o.name);
+            }
+            for (i, a) in v.args.iter().enumerate() {
+                assert!(!a.many || i + 1 == v.args.len(), "{}: only the last arg may repeat", v.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The library's error type. Every message is one line that names the problem and the fix.
+
+use std::path::PathBuf;
+
+use crate::dsl::{ParseError, Span};
+
+/// Result with tunelab's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a command can fail with. The session state is unchanged after any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The text is not a valid command.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+
+    /// The command is valid but cannot run now or with these values (no model yet, a
+    /// column that is not there, a shape that does not fit, …). `span` points at the
+    /// offending argument when there is one.
+    #[error("{message}")]
+    Invalid {
+        /// Problem and fix.
+        message: String,
+        /// The offending text, if known.
+        span: Option<Span>,
+    },
+
+    /// Reading a file failed.
+    #[error("cannot read '{}': {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the fix.
+        reason: String,
+    },
+
+    /// Writing a file failed.
+    #[error("cannot write '{}': {source}; check the directory exists and is writable", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A chart could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+
+    /// A tensor operation failed; the message names the operation and shapes.
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// A command that cannot run as asked: `message` says why and what to do.
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::Invalid { message: message.into(), span: None }
+    }
+
+    /// Points the error at `span` (only `Invalid` errors take one; others keep theirs).
+    pub fn at(self, span: Span) -> Error {
+        match self {
+            Error::Invalid { message, span: None } => Error::Invalid { message, span: Some(span) },
+            other => other,
+        }
+    }
+
+    /// The span of the offending text, when the error knows it.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            Error::Parse(p) => Some(p.span),
+            Error::Invalid { span, .. } => *span,
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for `Err(Error::invalid(format!(...)))`.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Error::invalid(format!($($arg)*)))
+    };
+}
+pub(crate) use bail;

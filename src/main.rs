@@ -1,0 +1,127 @@
+//! The `tunelab` command: the REPL, the script runner, the demo and benchmarks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tunelab::script::{install_interrupt, run_file, run_source, EXIT_ERROR};
+use tunelab::term::TerminalSink;
+use tunelab::Session;
+
+/// The built-in demo: walkthrough 5, linear regression by gradient descent.
+const DEMO: &str = include_str!("demo.tune");
+
+#[derive(Parser)]
+#[command(name = "tunelab", version, about = "Fine-tune neural networks interactively", long_about = None)]
+struct Cli {
+    /// Run these commands (separated by `;`) and exit.
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    commands: Option<String>,
+
+    /// Directory plots are written to.
+    #[arg(long, global = true, default_value = "plots", value_name = "DIR")]
+    plots: PathBuf,
+
+    /// Print each command of a script before running it.
+    #[arg(long, global = true)]
+    echo: bool,
+
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a .tune script; on an error print FILE:LINE:COL and exit with status 2.
+    Run {
+        /// The script.
+        file: PathBuf,
+        /// Stay in the REPL with the script's state afterwards.
+        #[arg(short, long)]
+        interactive: bool,
+    },
+    /// Run the built-in linear-regression demo (no downloads), then open the REPL.
+    Demo {
+        /// Exit after the demo instead of opening the REPL.
+        #[arg(long)]
+        no_repl: bool,
+    },
+    /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
+    Bench {
+        /// Workload: linreg.
+        #[arg(default_value = "linreg")]
+        workload: String,
+        /// Timed updates.
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        /// Device: cpu, cuda, auto.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn repl(session: &mut Session, sink: &mut TerminalSink) -> ExitCode {
+    sink.origin = None;
+    sink.echo = false;
+    match tunelab::repl::run(session, sink) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: the terminal failed: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut session = Session::new();
+    let mut sink = TerminalSink::new(cli.plots.clone(), None);
+    sink.echo = cli.echo;
+
+    if let Some(cmds) = &cli.commands {
+        install_interrupt(&session);
+        sink.origin = Some("-c".into());
+        return run_source(&mut session, cmds, &mut sink);
+    }
+    match cli.command {
+        None => repl(&mut session, &mut sink),
+        Some(Cmd::Run { file, interactive }) => {
+            if interactive {
+                let code = run_file(&mut session, &file, &mut sink);
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+                repl(&mut session, &mut sink)
+            } else {
+                install_interrupt(&session);
+                run_file(&mut session, &file, &mut sink)
+            }
+        }
+        Some(Cmd::Demo { no_repl }) => {
+            sink.echo = true;
+            sink.origin = Some("demo".into());
+            let interactive = !no_repl && console::user_attended();
+            if !interactive {
+                install_interrupt(&session);
+            }
+            let code = run_source(&mut session, DEMO, &mut sink);
+            if !interactive || code != ExitCode::SUCCESS {
+                return code;
+            }
+            println!("\nThe demo's model, optimizer state and history are still here: try `step`, `lr 0.1`, `fit epochs=5`, `undo`, `plot surface`.");
+            repl(&mut session, &mut sink)
+        }
+        Some(Cmd::Bench { workload, steps, device }) => {
+            match tunelab::bench::run(&workload, steps, &device) {
+                Ok(json) => {
+                    println!("{}", serde_json::to_string_pretty(&json).expect("plain JSON"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
+        }
+    }
+}

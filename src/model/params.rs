@@ -1,0 +1,186 @@
+//! Named parameters: the weights of a model as candle `Var`s, each trainable or frozen.
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{bail, Result};
+
+/// One named weight tensor.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// Its name, as in the safetensors file (`weight`, `encoder.layer.0.attention…`).
+    pub name: String,
+    /// The value; updated in place by the optimizer.
+    pub var: Var,
+    /// Whether `fit` updates it. Frozen parameters enter the forward pass detached, so
+    /// they get no gradient (and cost no backward work).
+    pub trainable: bool,
+}
+
+/// All parameters of a model, in a fixed order.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    items: Vec<Param>,
+}
+
+impl Params {
+    /// Parameters from named tensors, all trainable.
+    pub fn new(named: Vec<(String, Tensor)>) -> Result<Params> {
+        let items = named
+            .into_iter()
+            .map(|(name, t)| Ok(Param { name, var: Var::from_tensor(&t)?, trainable: true }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Params { items })
+    }
+
+    /// The parameters in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.items.iter()
+    }
+
+    /// Number of parameter tensors.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Param> {
+        self.items.iter().find(|p| p.name == name)
+    }
+
+    /// The tensor to use in a forward pass: tracked for gradients when trainable and
+    /// `train` is set, detached otherwise.
+    pub fn tensor(&self, name: &str, train: bool) -> Result<Tensor> {
+        let Some(p) = self.get(name) else {
+            bail!("model has no parameter '{name}'; `show params` lists them")
+        };
+        Ok(if train && p.trainable { p.var.as_tensor().clone() } else { p.var.as_tensor().detach() })
+    }
+
+    /// Number of scalars in all parameters.
+    pub fn numel(&self) -> usize {
+        self.items.iter().map(|p| p.var.elem_count()).sum()
+    }
+
+    /// Number of scalars in trainable parameters.
+    pub fn trainable_numel(&self) -> usize {
+        self.items.iter().filter(|p| p.trainable).map(|p| p.var.elem_count()).sum()
+    }
+
+    /// Marks the parameters at `indices` trainable or frozen.
+    pub fn set_trainable(&mut self, indices: &[usize], trainable: bool) {
+        for &i in indices {
+            self.items[i].trainable = trainable;
+        }
+    }
+
+    /// Indices of the parameters whose name matches `pattern`: equal, a dotted prefix
+    /// (`encoder` matches `encoder.x`), or a glob with `*`.
+    pub fn matching(&self, pattern: &str) -> Vec<usize> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| name_matches(pattern, &p.name))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Deep copies of every value (for snapshots; `Var::set` writes in place, so a plain
+    /// clone would change along with the model).
+    pub fn copy_values(&self) -> Result<Vec<Tensor>> {
+        Ok(self.items.iter().map(|p| p.var.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+    }
+
+    /// Writes `values` (as made by [`copy_values`](Self::copy_values), possibly on another
+    /// device) back into the parameters. All shapes are checked before anything is written.
+    pub fn set_values(&self, values: &[Tensor]) -> Result<()> {
+        if values.len() != self.items.len() {
+            bail!("snapshot has {} tensors but the model has {}", values.len(), self.items.len())
+        }
+        for (p, v) in self.items.iter().zip(values) {
+            if p.var.shape() != v.shape() {
+                bail!("shape mismatch for '{}': model {:?}, snapshot {:?}", p.name, p.var.shape(), v.shape())
+            }
+        }
+        for (p, v) in self.items.iter().zip(values) {
+            p.var.set(&v.to_device(p.var.device())?.to_dtype(p.var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    /// The same parameters as new variables on `device` (trainable flags kept).
+    pub fn to_device(&self, device: &Device) -> Result<Params> {
+        let items = self
+            .items
+            .iter()
+            .map(|p| {
+                Ok(Param {
+                    name: p.name.clone(),
+                    var: Var::from_tensor(&p.var.as_tensor().to_device(device)?)?,
+                    trainable: p.trainable,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Params { items })
+    }
+
+    /// All values flattened to f64 on the host, in parameter order (small models only).
+    pub fn flat_values(&self) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.numel());
+        for p in &self.items {
+            let v = p.var.as_tensor().flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            out.extend(v);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a freeze/unfreeze `pattern` selects the parameter `name`.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    if pattern == "all" || pattern == name {
+        return true;
+    }
+    if pattern.contains('*') {
+        return glob(pattern.as_bytes(), name.as_bytes());
+    }
+    name.strip_prefix(pattern).is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exact_prefix_and_glob() {
+        assert!(name_matches("weight", "weight"));
+        assert!(name_matches("encoder", "encoder.layer.0.weight"));
+        assert!(!name_matches("enc", "encoder.layer.0.weight"));
+        assert!(name_matches("*.bias", "encoder.layer.0.bias"));
+        assert!(name_matches("encoder.layer.*.bias", "encoder.layer.11.bias"));
+        assert!(!name_matches("*.bias", "encoder.layer.0.weight"));
+        assert!(name_matches("all", "anything"));
+    }
+
+    #[test]
+    fn snapshot_copies_do_not_follow_in_place_updates() {
+        let p = Params::new(vec![("w".into(), Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap())]).unwrap();
+        let copy = p.copy_values().unwrap();
+        p.get("w").unwrap().var.set(&Tensor::new(&[5f32, 6.0], &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(copy[0].to_vec1::<f32>().unwrap(), [1.0, 2.0]);
+        p.set_values(&copy).unwrap();
+        assert_eq!(p.flat_values().unwrap(), [1.0, 2.0]);
+    }
+}

@@ -1,0 +1,81 @@
+//! The terminal REPL: rustyline with persistent history, completion, hints, multi-line
+//! input and Ctrl-C that stops a fit but keeps the session.
+
+mod helper;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use rustyline::config::Configurer;
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{CompletionType, Config, Editor};
+
+use crate::session::{Flow, Session};
+use crate::term::TerminalSink;
+pub use helper::TuneHelper;
+
+/// Where the REPL keeps its history: `$TUNELAB_HISTORY`, else
+/// `$XDG_STATE_HOME/tunelab/history`, else `~/.local/state/tunelab/history`.
+pub fn history_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TUNELAB_HISTORY") {
+        return Some(PathBuf::from(p));
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state.join("tunelab").join("history"))
+}
+
+/// Runs the interactive loop until `quit` or Ctrl-D.
+pub fn run(session: &mut Session, sink: &mut TerminalSink) -> rustyline::Result<()> {
+    let colors = console::colors_enabled();
+    let config = Config::builder()
+        .history_ignore_space(true)
+        .history_ignore_dups(true)?
+        .max_history_size(5000)?
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .build();
+    let mut rl: Editor<TuneHelper, FileHistory> = Editor::with_config(config)?;
+    rl.set_helper(Some(TuneHelper { colors }));
+    rl.set_completion_show_all_if_ambiguous(true);
+    let history = history_path();
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = rl.load_history(path);
+    }
+
+    // Ctrl-C while a command runs stops a fit after its current step. At the prompt the
+    // terminal is in raw mode, so Ctrl-C reaches rustyline instead and clears the line.
+    let flag = session.cancel_flag();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    println!(
+        "tunelab {} — `help` lists the commands, Tab completes, Ctrl-C stops a fit, Ctrl-D quits",
+        env!("CARGO_PKG_VERSION")
+    );
+    let prompt = if colors { "\x1b[1;36mtunelab>\x1b[0m " } else { "tunelab> " };
+    loop {
+        match rl.readline(prompt) {
+            Ok(line) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let _ = rl.add_history_entry(line.as_str());
+                if let Some(path) = &history {
+                    let _ = rl.append_history(path);
+                }
+                if let Ok(Flow::Quit) = session.run(&line, sink) {
+                    break;
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The session: the one owner of state, and the only code that executes commands.
+//!
+//! ```text
+//! text ──► dsl::parse ──► Command ──► Session::execute ──► Event* ──► Sink (front-end)
+//! ```
+//!
+//! **Invariant:** a command that fails leaves the state as it was. Handlers validate
+//! everything first, build new values aside, and only then assign them. `fit` is the one
+//! command that changes state as it goes; it stops only between complete updates, and it
+//! takes an undo snapshot before the first.
+
+mod checkpoint;
+mod event;
+mod settings;
+mod snapshot;
+mod verbs;
+
+pub use event::{Diagnostic, Event, Image, Progress, Sink, Table};
+pub use settings::Settings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::data::Dataset;
+use crate::dsl::{self, Command, Span};
+use crate::error::{Error, Result};
+use crate::metrics::History;
+use crate::model::Model;
+use crate::train::{OptimConfig, OptimKind, Optimizer, Schedule};
+use snapshot::Snapshot;
+
+/// What the front-end should do after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// The user asked to leave.
+    Quit,
+}
+
+/// How a command ended, for `show history`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It ran to the end.
+    Done,
+    /// It was stopped by Ctrl-C / an interrupt at a step boundary.
+    Interrupted,
+    /// It failed with this message (state unchanged, or as the message says).
+    Failed(String),
+}
+
+/// One command the session ran.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    /// The command as typed.
+    pub text: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// An interactive fine-tuning session: device, model, optimizer state, data, history.
+pub struct Session {
+    device: Device,
+    settings: Settings,
+    rng: StdRng,
+    data: Option<Dataset>,
+    model: Option<Box<dyn Model>>,
+    /// Counts loads, so snapshots of an earlier model are not restored into a new one.
+    model_id: u64,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    history: History,
+    last_grads: Option<Vec<(String, Tensor)>>,
+    /// Rows `step` has yet to visit in the current pass over the training split.
+    step_queue: Vec<u32>,
+    snapshots: Vec<Snapshot>,
+    undo: Vec<Snapshot>,
+    log: Vec<LogEntry>,
+    cancel: Arc<AtomicBool>,
+    interrupted: bool,
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
+    }
+}
+
+impl Session {
+    /// A new session on the default device (`auto`: CUDA when built with it and a GPU is
+    /// present, else the CPU), seed 42, SGD with lr 0.01.
+    pub fn new() -> Session {
+        let settings = Settings::default();
+        Session {
+            device: Device::cuda_if_available(0).unwrap_or(Device::Cpu),
+            rng: StdRng::seed_from_u64(settings.seed),
+            settings,
+            data: None,
+            model: None,
+            model_id: 0,
+            optimizer: Optimizer::new(OptimConfig::defaults(OptimKind::Sgd, 0.01)),
+            schedule: Schedule::default(),
+            history: History::default(),
+            last_grads: None,
+            step_queue: Vec::new(),
+            snapshots: Vec::new(),
+            undo: Vec::new(),
+            log: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            interrupted: false,
+        }
+    }
+
+    /// The flag that stops a running `fit` after its current step. A front-end sets it
+    /// from Ctrl-C or a kernel interrupt; the session clears it when the next `run` starts.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// The training history of the current model.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The commands run so far and how each ended.
+    pub fn log(&self) -> &[LogEntry] {
+        &self.log
+    }
+
+    /// The device tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The current weights by parameter name, as f32 (for tests and bridges).
+    pub fn weights(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let model = self.model()?;
+        model
+            .params()
+            .iter()
+            .map(|p| Ok((p.name.clone(), p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?)))
+            .collect()
+    }
+
+    /// Parses and runs `src` (one or more commands), stopping at the first error or after
+    /// an interrupted command. Errors are also emitted to `sink` as [`Event::Error`].
+    pub fn run(&mut self, src: &str, sink: &mut dyn Sink) -> Result<Flow> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let commands = match dsl::parse(src) {
+            Ok(c) => c,
+            Err(e) => {
+                let err = Error::from(e);
+                self.log.push(LogEntry {
+                    text: src.trim().to_string(),
+                    outcome: Outcome::Failed(err.to_string()),
+                });
+                sink.emit(Event::Error(diagnose(&err, src, None)));
+                return Err(err);
+            }
+        };
+        for (i, cmd) in commands.iter().enumerate() {
+            sink.emit(Event::Echo(cmd.text.clone()));
+            match self.execute(cmd, sink) {
+                Ok(Flow::Quit) => return Ok(Flow::Quit),
+                Ok(Flow::Continue) => {}
+                Err(err) => {
+                    sink.emit(Event::Error(diagnose(&err, src, Some(cmd.span))));
+                    return Err(err);
+                }
+            }
+            if self.interrupted && i + 1 < commands.len() {
+                sink.emit(Event::Warning(format!(
+                    "interrupted: {} remaining command(s) not run",
+                    commands.len() - i - 1
+                )));
+                break;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs one parsed command and records it in the command log.
+    pub fn execute(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
+        self.interrupted = false;
+        let result = self.dispatch(cmd, sink);
+        let outcome = match &result {
+            Err(e) => Outcome::Failed(e.to_string()),
+            Ok(_) if self.interrupted => Outcome::Interrupted,
+            Ok(_) => Outcome::Done,
+        };
+        self.log.push(LogEntry { text: cmd.text.clone(), outcome });
+        result
+    }
+
+    fn dispatch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
+        match cmd.name() {
+            "quit" => return Ok(Flow::Quit),
+            "help" => self.help(cmd, sink)?,
+            "device" => self.device_cmd(cmd, sink)?,
+            "seed" => self.seed(cmd, sink)?,
+            "batch" => self.batch(cmd, sink)?,
+            "epochs" => self.epochs(cmd, sink)?,
+            "data" => self.data(cmd, sink)?,
+            "load" => self.load(cmd, sink)?,
+            "freeze" => self.freeze(cmd, sink, false)?,
+            "unfreeze" => self.freeze(cmd, sink, true)?,
+            "save" => self.save(cmd, sink)?,
+            "optimizer" => self.optimizer_cmd(cmd, sink)?,
+            "lr" => self.lr(cmd, sink)?,
+            "fit" => self.fit(cmd, sink)?,
+            "step" => self.step(cmd, sink)?,
+            "eval" => self.eval(cmd, sink)?,
+            "predict" => self.predict(cmd, sink)?,
+            "plot" => self.plot(cmd, sink)?,
+            "show" => self.show(cmd, sink)?,
+            "snapshot" => self.snapshot(cmd, sink)?,
+            "restore" => self.restore(cmd, sink)?,
+            "undo" => self.undo_cmd(sink)?,
+            other => {
+                return Err(Error::invalid(format!("'{other}' is in the verb table but not implemented")))
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    // --- shared guards -------------------------------------------------------------
+
+    fn model(&self) -> Result<&dyn Model> {
+        self.model.as_deref().ok_or_else(|| Error::invalid("no model loaded: run `load linear` first"))
+    }
+
+    fn data_set(&self) -> Result<&Dataset> {
+        self.data.as_ref().ok_or_else(|| {
+            Error::invalid("no data loaded: run `data synthetic linear` or `data FILE x=COLS y=COL` first")
+        })
+    }
+
+    /// Pushes an undo entry for the state before `what`.
+    fn push_undo(&mut self, what: &str) -> Result<()> {
+        let model = self.model()?;
+        let snap = Snapshot::take(
+            what.to_string(),
+            self.model_id,
+            model,
+            &self.optimizer,
+            &self.history,
+            &self.rng,
+        )?;
+        self.undo.push(snap);
+        if self.undo.len() > settings::UNDO_DEPTH {
+            self.undo.remove(0);
+        }
+        Ok(())
+    }
+}
+
+/// Locates an error in the source that was run: at its own span, else at the failing
+/// command (`fallback`), else at the start.
+pub fn diagnose(err: &Error, src: &str, fallback: Option<Span>) -> Diagnostic {
+    let span = err.span().or(fallback).unwrap_or_default();
+    let (line, col) = span.line_col(src);
+    let (source_line, caret, width) = span.line_of(src);
+    Diagnostic { message: err.to_string(), line, col, source_line: source_line.to_string(), caret, width }
+}

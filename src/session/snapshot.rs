@@ -1,0 +1,67 @@
+//! In-memory copies of the training state for `snapshot`, `restore` and `undo`.
+
+use candle_core::Tensor;
+use rand::rngs::StdRng;
+
+use crate::error::Result;
+use crate::metrics::History;
+use crate::model::Model;
+use crate::train::Optimizer;
+
+/// Everything `fit` changes: weights, optimizer state, history and the random generator.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Its name (`s1`, or what the user chose; for undo entries, the command it precedes).
+    pub name: String,
+    /// Which loaded model it belongs to.
+    pub model_id: u64,
+    values: Vec<Tensor>,
+    optimizer: Optimizer,
+    history: History,
+    rng: StdRng,
+}
+
+impl Snapshot {
+    /// Copies the state. Weights are deep-copied (they change in place); optimizer state
+    /// and history are cloned (their tensors are never changed in place).
+    pub fn take(
+        name: String,
+        model_id: u64,
+        model: &dyn Model,
+        optimizer: &Optimizer,
+        history: &History,
+        rng: &StdRng,
+    ) -> Result<Snapshot> {
+        Ok(Snapshot {
+            name,
+            model_id,
+            values: model.params().copy_values()?,
+            optimizer: optimizer.clone(),
+            history: history.clone(),
+            rng: rng.clone(),
+        })
+    }
+
+    /// Writes the weights back into `model` (moving them to its device if needed) and
+    /// returns the optimizer, history and generator to put back in the session.
+    pub fn restore(&self, model: &dyn Model) -> Result<(Optimizer, History, StdRng)> {
+        let device = model.params().iter().next().map(|p| p.var.device().clone());
+        let optimizer = match &device {
+            Some(d) => self.optimizer.to_device(d)?,
+            None => self.optimizer.clone(),
+        };
+        model.params().set_values(&self.values)?;
+        Ok((optimizer, self.history.clone(), self.rng.clone()))
+    }
+
+    /// The update count when it was taken.
+    pub fn step(&self) -> u64 {
+        self.history.step()
+    }
+
+    /// Bytes of weights it holds.
+    pub fn bytes(&self) -> usize {
+        self.values.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum::<usize>()
+            + self.optimizer.state_bytes()
+    }
+}

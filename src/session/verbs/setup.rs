@@ -1,0 +1,113 @@
+//! `help`, `device`, `seed`, `batch`, `epochs`.
+
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::dsl::{help, Command};
+use crate::error::{bail, Error, Result};
+use crate::session::{Event, Session, Sink};
+
+/// The name a device is shown and chosen by.
+pub(crate) fn device_name(d: &Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => match d.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            _ => "cuda".into(),
+        },
+        Device::Metal(_) => "metal".into(),
+    }
+}
+
+fn open_device(name: &str) -> Result<Device> {
+    let no_cuda = || {
+        Error::invalid(format!(
+            "cannot use '{name}': this tunelab was built without CUDA; rebuild with \
+             `cargo build --release --features cuda` (README: GPU), or use `device cpu`"
+        ))
+    };
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => match rest.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) => n,
+                    None => bail!("unknown device '{name}': use cpu, cuda, cuda:N (e.g. cuda:1) or auto"),
+                },
+                None => bail!("unknown device '{name}': use cpu, cuda, cuda:N or auto"),
+            };
+            if !candle_core::utils::cuda_is_available() {
+                return Err(no_cuda());
+            }
+            Device::new_cuda(ordinal).map_err(|e| {
+                Error::invalid(format!("cannot open {name}: {e}; check `nvidia-smi`, or use `device cpu`"))
+            })
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn help(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let text = match cmd.arg(0).and_then(|v| v.as_str()) {
+            None => help::overview(),
+            Some(topic) => help::help_for(topic).map_err(|m| Error::invalid(m).at(cmd.args[0].span))?,
+        };
+        sink.emit(Event::Text(text.trim_end().to_string()));
+        Ok(())
+    }
+
+    pub(crate) fn device_cmd(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let Some(name) = cmd.arg(0).and_then(|v| v.as_str()) else {
+            sink.emit(Event::Text(format!("device {}", device_name(&self.device))));
+            return Ok(());
+        };
+        let device = open_device(&name.to_ascii_lowercase()).map_err(|e| e.at(cmd.args[0].span))?;
+        if device.same_device(&self.device) {
+            sink.emit(Event::Text(format!("device {} (unchanged)", device_name(&device))));
+            return Ok(());
+        }
+        // Move everything aside first; assign only when all moves succeeded.
+        let model = self.model.as_ref().map(|m| m.to_device(&device)).transpose()?;
+        let optimizer = self.optimizer.to_device(&device)?;
+        let data = self.data.as_ref().map(|d| d.to_device(&device)).transpose()?;
+        let moved: Vec<&str> =
+            [model.as_ref().map(|_| "model"), data.as_ref().map(|_| "data")].into_iter().flatten().collect();
+        self.model = model;
+        self.optimizer = optimizer;
+        self.data = data;
+        self.last_grads = None;
+        let what = if moved.is_empty() { String::new() } else { format!(" (moved {})", moved.join(" and ")) };
+        sink.emit(Event::Text(format!("device {}{what}", device_name(&device))));
+        self.device = device;
+        Ok(())
+    }
+
+    pub(crate) fn seed(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        if let Some(seed) = cmd.arg(0).and_then(|v| v.as_i64()) {
+            self.settings.seed = seed as u64;
+            self.rng = StdRng::seed_from_u64(seed as u64);
+            self.step_queue.clear();
+        }
+        sink.emit(Event::Text(format!("seed {}", self.settings.seed)));
+        Ok(())
+    }
+
+    pub(crate) fn batch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        if let Some(n) = cmd.arg(0).and_then(|v| v.as_i64()) {
+            self.settings.batch = n as usize;
+        }
+        sink.emit(Event::Text(format!("batch {}", self.settings.batch)));
+        Ok(())
+    }
+
+    pub(crate) fn epochs(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        if let Some(n) = cmd.arg(0).and_then(|v| v.as_i64()) {
+            self.settings.epochs = n as usize;
+        }
+        sink.emit(Event::Text(format!("epochs {}", self.settings.epochs)));
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! `show`: params, grads, config, history, data, model, optimizer, snapshots, device.
+
+use super::model::fmt_values;
+use super::setup::device_name;
+use super::{bytes, num};
+use crate::data::Split;
+use crate::dsl::{Command, Value};
+use crate::error::Result;
+use crate::session::settings::SMALL_MODEL;
+use crate::session::{Event, Outcome, Session, Sink, Table};
+
+/// Summary statistics of a flat tensor: `mean ± std [min, max]`.
+fn stats(v: &[f32]) -> String {
+    if v.is_empty() {
+        return "(empty)".into();
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+    format!("mean {} ± {} [{}, {}]", num(mean), num(var.sqrt()), num(lo as f64), num(hi as f64))
+}
+
+impl Session {
+    pub(crate) fn show(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        match cmd.arg(0).and_then(Value::as_str) {
+            None => self.show_summary(sink),
+            Some("params") => self.show_params(sink),
+            Some("grads") => self.show_grads(sink),
+            Some("config") => self.show_config(sink),
+            Some("history") => self.show_history(sink),
+            Some("data") => self.show_data(sink),
+            Some("model") => self.show_model(sink),
+            Some("optimizer") => {
+                sink.emit(Event::Text(format!(
+                    "optimizer {}\nlr schedule: {}\nstate: {} parameter(s), {}",
+                    self.optimizer.config.describe(),
+                    self.schedule.describe(),
+                    self.optimizer.tracked(),
+                    bytes(self.optimizer.state_bytes())
+                )));
+                Ok(())
+            }
+            Some("snapshots") => self.show_snapshots(sink),
+            Some("device") => self.show_device(sink),
+            Some(other) => unreachable!("'{other}' is not in the table's choices"),
+        }
+    }
+
+    fn show_summary(&self, sink: &mut dyn Sink) -> Result<()> {
+        let mut t = Table::new(["", ""]);
+        t.row(["device".to_string(), device_name(&self.device)]);
+        t.row([
+            "model".to_string(),
+            self.model.as_ref().map_or("none (load linear)".into(), |m| m.describe()),
+        ]);
+        t.row([
+            "data".to_string(),
+            self.data.as_ref().map_or("none (data synthetic linear)".into(), |d| {
+                format!("{} ({} rows)", d.source, d.len())
+            }),
+        ]);
+        t.row(["optimizer".to_string(), self.optimizer.config.describe()]);
+        t.row(["schedule".to_string(), self.schedule.describe()]);
+        t.row([
+            "trained".to_string(),
+            format!("{} steps, {} epochs", self.history.step(), self.history.epoch()),
+        ]);
+        t.columns = vec!["session".into(), String::new()];
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_params(&self, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let small = model.params().numel() <= SMALL_MODEL;
+        let mut t = Table::new(["param", "shape", "trainable", "value"]);
+        for p in model.params().iter() {
+            let v = p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let value = if small { fmt_values(&v) } else { stats(&v) };
+            t.row([
+                p.name.clone(),
+                format!("{:?}", p.var.dims()),
+                (if p.trainable { "yes" } else { "frozen" }).to_string(),
+                value,
+            ]);
+        }
+        let (tr, n) = (model.params().trainable_numel(), model.params().numel());
+        t.title =
+            Some(format!("{} parameters, {tr} trainable ({:.1}%)", n, 100.0 * tr as f64 / n.max(1) as f64));
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_grads(&self, sink: &mut dyn Sink) -> Result<()> {
+        let Some(grads) = &self.last_grads else {
+            sink.emit(Event::Text("no gradients yet: run `step` or `fit`".into()));
+            return Ok(());
+        };
+        let small = grads.iter().map(|(_, g)| g.elem_count()).sum::<usize>() <= SMALL_MODEL;
+        let mut t = Table::new(["param", "gradient", "norm"])
+            .titled(format!("gradients of the last update (step {})", self.history.step()));
+        for (name, g) in grads {
+            let v = g.flatten_all()?.to_vec1::<f32>()?;
+            let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            t.row([name.clone(), if small { fmt_values(&v) } else { stats(&v) }, num(norm)]);
+        }
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_config(&self, sink: &mut dyn Sink) -> Result<()> {
+        let mut t = Table::new(["setting", "value", "meaning (command to change it)"]);
+        let rows = [
+            ("device", device_name(&self.device), "where tensors live (device cpu|cuda|auto)"),
+            ("seed", self.settings.seed.to_string(), "seeds shuffling, splits and init (seed N)"),
+            ("batch", self.settings.batch.to_string(), "rows per update (batch N, or fit batch=N)"),
+            ("epochs", self.settings.epochs.to_string(), "passes per fit (epochs N, or fit epochs=N)"),
+            ("optimizer", self.optimizer.config.describe(), "update rule (optimizer NAME key=value)"),
+            ("lr", num(self.optimizer.config.lr), "base learning rate (lr X)"),
+            ("schedule", self.schedule.describe(), "lr over each fit (lr schedule=… warmup=…)"),
+        ];
+        for (k, v, doc) in rows {
+            t.row([k.to_string(), v, doc.to_string()]);
+        }
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_history(&self, sink: &mut dyn Sink) -> Result<()> {
+        let h = &self.history;
+        if h.epochs.is_empty() && h.evals.is_empty() {
+            sink.emit(Event::Text(format!("no epochs yet ({} single steps)", h.step())));
+        }
+        if !h.epochs.is_empty() {
+            let mut t = Table::new(["epoch", "step", "train loss", "valid loss", ""]).titled(format!(
+                "{} epochs, {} steps",
+                h.epoch(),
+                h.step()
+            ));
+            let skip = h.epochs.len().saturating_sub(20);
+            if skip > 0 {
+                t.title = Some(format!("{} epochs, {} steps (last 20 shown)", h.epoch(), h.step()));
+            }
+            for e in h.epochs.iter().skip(skip) {
+                t.row([
+                    e.epoch.to_string(),
+                    e.step.to_string(),
+                    num(e.train_loss),
+                    e.valid_loss.map(num).unwrap_or_else(|| "-".into()),
+                    (if e.complete { "" } else { "partial" }).to_string(),
+                ]);
+            }
+            sink.emit(Event::Table(t));
+        }
+        if !h.evals.is_empty() {
+            let mut t = Table::new(["step", "split", "metric", "value"]).titled("evaluations");
+            for e in &h.evals {
+                t.row([e.step.to_string(), e.split.clone(), e.metric.clone(), num(e.value)]);
+            }
+            sink.emit(Event::Table(t));
+        }
+        let mut t = Table::new(["#", "command", "outcome"]).titled("commands");
+        let skip = self.log.len().saturating_sub(30);
+        for (i, entry) in self.log.iter().enumerate().skip(skip) {
+            let outcome = match &entry.outcome {
+                Outcome::Done => "ok".to_string(),
+                Outcome::Interrupted => "interrupted".to_string(),
+                Outcome::Failed(m) => format!("failed: {m}"),
+            };
+            t.row([(i + 1).to_string(), entry.text.clone(), outcome]);
+        }
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_data(&self, sink: &mut dyn Sink) -> Result<()> {
+        let data = self.data_set()?;
+        let mut t = Table::new(["split", "rows"]).titled(format!(
+            "{}: inputs {} → target {}",
+            data.source,
+            data.inputs.join(", "),
+            data.target
+        ));
+        for s in Split::ALL {
+            t.row([s.name().to_string(), data.split(s).len().to_string()]);
+        }
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
+    fn show_model(&self, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let config = serde_json::to_string_pretty(&model.config()).unwrap_or_default();
+        sink.emit(Event::Text(format!("{}\nconfig.json:\n{config}", model.describe())));
+        Ok(())
+    }
+
+    fn show_snapshots(&self, sink: &mut dyn Sink) -> Result<()> {
+        let mut t = Table::new(["name", "step", "kind", "memory"]);
+        for s in &self.snapshots {
+            let stale = if s.model_id == self.model_id { "" } else { " (earlier model)" };
+            t.row([s.name.clone(), s.step().to_string(), format!("snapshot{stale}"), bytes(s.bytes())]);
+        }
+        for s in self.undo.iter().rev() {
+            t.row([
+                format!("before `{}`", s.name),
+                s.step().to_string(),
+                "undo".to_string(),
+                bytes(s.bytes()),
+            ]);
+        }
+        if t.rows.is_empty() {
+            sink.emit(Event::Text(
+                "no snapshots (snapshot NAME keeps one; fit and step keep undo copies)".into(),
+            ));
+        } else {
+            sink.emit(Event::Table(t));
+        }
+        Ok(())
+    }
+
+    fn show_device(&self, sink: &mut dyn Sink) -> Result<()> {
+        let weights = self.model.as_ref().map_or(0, |m| {
+            m.params().iter().map(|p| p.var.elem_count() * p.var.dtype().size_in_bytes()).sum()
+        });
+        let grads = self
+            .last_grads
+            .as_ref()
+            .map_or(0, |g| g.iter().map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes()).sum());
+        let data = self.data.as_ref().map_or(0, |d| d.device_bytes());
+        let snaps: usize = self.snapshots.iter().chain(&self.undo).map(|s| s.bytes()).sum();
+        let mut t = Table::new(["held on the device", "bytes"])
+            .titled(format!("device {}", device_name(&self.device)));
+        for (k, v) in [
+            ("weights", weights),
+            ("gradients", grads),
+            ("optimizer state", self.optimizer.state_bytes()),
+            ("data", data),
+            ("snapshots + undo", snaps),
+        ] {
+            t.row([k.to_string(), bytes(v)]);
+        }
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+}

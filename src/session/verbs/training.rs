@@ -1,0 +1,320 @@
+//! `optimizer`, `lr`, `fit`, `step`.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+
+use super::{num, signed};
+use crate::data::Split;
+use crate::dsl::{Command, Value};
+use crate::error::{bail, Error, Result};
+use crate::metrics::{PathPoint, StepRecord};
+use crate::session::settings::SMALL_MODEL;
+use crate::session::{Event, Session, Sink, Table};
+use crate::train::{
+    fit, train_step, FitEnd, FitPlan, OptimConfig, OptimKind, Optimizer, ScheduleKind, StepResult, Trainer,
+};
+
+impl Session {
+    pub(crate) fn optimizer_cmd(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let name = cmd.arg(0).and_then(Value::as_str);
+        if name.is_none() && cmd.options.is_empty() {
+            sink.emit(Event::Text(format!("optimizer {}", self.optimizer.config.describe())));
+            return Ok(());
+        }
+        let current = &self.optimizer.config;
+        let kind = name.and_then(OptimKind::from_name).unwrap_or(current.kind);
+        let mut config =
+            if kind == current.kind { current.clone() } else { OptimConfig::defaults(kind, current.lr) };
+        if let Some(lr) = cmd.f64("lr") {
+            config.lr = lr;
+        }
+        if let Some(m) = cmd.f64("momentum") {
+            config.momentum = m;
+        }
+        if let Some(n) = cmd.bool("nesterov") {
+            config.nesterov = n;
+        }
+        if let Some(wd) = cmd.f64("weight_decay") {
+            config.weight_decay = wd;
+        }
+        if let Some(Value::List(b)) = cmd.value("betas") {
+            match b.as_slice() {
+                [b1, b2] => config.betas = (b1.as_f64().unwrap_or(0.9), b2.as_f64().unwrap_or(0.999)),
+                _ => {
+                    return Err(Error::invalid("betas takes two numbers, like betas=0.9,0.999")
+                        .at(cmd.span_of("betas")))
+                }
+            }
+        }
+        if let Some(eps) = cmd.f64("eps") {
+            config.eps = eps;
+        }
+        if let Some(a) = cmd.f64("alpha") {
+            config.alpha = a;
+        }
+        for (key, kinds) in [
+            ("momentum", &[OptimKind::Sgd, OptimKind::RmsProp][..]),
+            ("nesterov", &[OptimKind::Sgd]),
+            ("betas", &[OptimKind::Adam, OptimKind::AdamW]),
+            ("alpha", &[OptimKind::RmsProp]),
+            ("eps", &[OptimKind::Adam, OptimKind::AdamW, OptimKind::RmsProp]),
+        ] {
+            if cmd.given(key).is_some() && !kinds.contains(&kind) {
+                let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                return Err(Error::invalid(format!(
+                    "{key}= applies to {}, not {}",
+                    names.join("/"),
+                    kind.name()
+                ))
+                .at(cmd.span_of(key)));
+            }
+        }
+        config.validate()?;
+        let fresh = kind != self.optimizer.config.kind;
+        let had_state = self.optimizer.tracked() > 0;
+        if fresh {
+            self.optimizer = Optimizer::new(config);
+        } else {
+            self.optimizer.reconfigure(config);
+        }
+        let note = if fresh && had_state { " (new optimizer: state starts fresh)" } else { "" };
+        sink.emit(Event::Text(format!("optimizer {}{note}", self.optimizer.config.describe())));
+        Ok(())
+    }
+
+    pub(crate) fn lr(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let mut schedule = self.schedule.clone();
+        let mut lr = self.optimizer.config.lr;
+        if let Some(v) = cmd.arg(0).and_then(Value::as_f64) {
+            lr = v;
+        }
+        if let Some(k) = cmd.str("schedule") {
+            schedule.kind = ScheduleKind::from_name(&k).expect("choices come from the table");
+        }
+        if let Some(w) = cmd.f64("warmup") {
+            if w >= 1.0 && w.fract() != 0.0 {
+                return Err(Error::invalid("warmup is a whole number of steps (≥ 1) or a fraction below 1")
+                    .at(cmd.span_of("warmup")));
+            }
+            schedule.warmup = w;
+        }
+        if let Some(m) = cmd.f64("min_lr") {
+            schedule.min_lr = m;
+        }
+        if let Some(s) = cmd.usize("step_size") {
+            schedule.step_size = s;
+        }
+        if let Some(g) = cmd.f64("gamma") {
+            schedule.gamma = g;
+        }
+        if schedule.min_lr > lr {
+            bail!("min_lr ({}) is above the learning rate ({lr}); lower min_lr", schedule.min_lr)
+        }
+        self.optimizer.config.lr = lr;
+        self.schedule = schedule;
+        sink.emit(Event::Text(format!("lr {} {}", lr, self.schedule.describe())));
+        Ok(())
+    }
+
+    /// Checks that the model and data fit together by a forward pass on one row (no
+    /// gradient), so a mismatch fails before anything changes.
+    fn check_trainable(&self) -> Result<()> {
+        let model = self.model()?;
+        let data = self.data_set()?;
+        if model.params().trainable_numel() == 0 {
+            bail!("every parameter is frozen: `unfreeze` some (e.g. `unfreeze all`) before training")
+        }
+        let first = &data.split(Split::Train)[..1];
+        model.forward(&data.batch(first)?, false)?;
+        Ok(())
+    }
+
+    pub(crate) fn fit(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        self.check_trainable()?;
+        let plan = FitPlan {
+            epochs: cmd.usize("epochs").unwrap_or(self.settings.epochs),
+            batch: cmd.usize("batch").unwrap_or(self.settings.batch),
+            max_steps: cmd.usize("steps"),
+            log_every: cmd.usize("log").unwrap_or(1),
+            record_path: self.model()?.params().numel() <= SMALL_MODEL,
+        };
+        self.push_undo(&cmd.text)?;
+        let started = Instant::now();
+        let step_before = self.history.step();
+        let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
+            unreachable!("checked")
+        };
+        let trainer = Trainer {
+            model,
+            optimizer: &mut self.optimizer,
+            schedule: &self.schedule,
+            data,
+            rng: &mut self.rng,
+            history: &mut self.history,
+            cancel: &self.cancel,
+        };
+        let report = fit(trainer, &plan, sink);
+        self.step_queue.clear();
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                let at = self.history.step();
+                return Err(Error::invalid(format!(
+                    "fit failed at step {}: {e}; the weights are those of step {at} (`undo` returns to before the fit)",
+                    at + 1
+                )));
+            }
+        };
+        if report.steps == 0 {
+            self.undo.pop();
+        }
+        if report.last_grads.is_some() {
+            self.last_grads = report.last_grads;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let rate = report.steps as f64 / secs.max(1e-9);
+        match report.end {
+            FitEnd::Completed => {
+                let loss = self.history.mean_loss_since(step_before).map(num).unwrap_or_default();
+                sink.emit(Event::Text(format!(
+                    "fit: {} steps in {secs:.2} s ({rate:.0} steps/s); mean train loss {loss}; step {}",
+                    report.steps,
+                    self.history.step()
+                )));
+            }
+            FitEnd::Interrupted => {
+                self.interrupted = true;
+                sink.emit(Event::Warning(format!(
+                    "interrupted after step {} ({} of this fit): the model keeps those weights; `undo` returns to before the fit",
+                    self.history.step(),
+                    report.steps
+                )));
+            }
+            FitEnd::Diverged { step, loss, lr } => {
+                bail!(
+                    "loss became {loss} at step {step} (lr {}): that update was not applied, the weights are those \
+                     of step {}; lower the learning rate (e.g. `lr {}`) or `undo` to return to before this fit",
+                    num(lr),
+                    step - 1,
+                    num(self.optimizer.config.lr / 10.0)
+                )
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn step(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        self.check_trainable()?;
+        let n = cmd.usize("n").unwrap_or(1);
+        let batch_size = cmd.usize("batch").unwrap_or(self.settings.batch);
+        self.push_undo(&cmd.text)?;
+        let small = self.model()?.params().numel() <= SMALL_MODEL;
+        if small && self.history.path.last().is_none_or(|p| p.step != self.history.step()) {
+            let values = self.model()?.params().flat_values()?;
+            self.history.path.push(PathPoint { step: self.history.step(), values });
+        }
+        let lr = self.optimizer.config.lr;
+        let mut shown = None;
+        for _ in 0..n {
+            // The next batch of the current pass over the training split.
+            if self.step_queue.is_empty() {
+                let mut rows = self.data_set()?.split(Split::Train).to_vec();
+                rows.shuffle(&mut self.rng);
+                rows.reverse();
+                self.step_queue = rows;
+            }
+            let take = batch_size.min(self.step_queue.len());
+            let rows: Vec<u32> = self.step_queue.split_off(self.step_queue.len() - take);
+            let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
+                unreachable!()
+            };
+            let batch = data.batch(&rows)?;
+            let before = model.params().flat_values()?;
+            let update = match train_step(model, &mut self.optimizer, &batch, lr)? {
+                StepResult::Applied(u) => u,
+                StepResult::NonFinite(loss) => bail!(
+                    "loss is {loss} at step {}: the update was not applied; lower the learning rate or `undo`",
+                    self.history.step() + 1
+                ),
+            };
+            let after = model.params().flat_values()?;
+            let loss_after =
+                model.loss(&batch, false)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let step = self.history.step() + 1;
+            let epoch = self.history.epoch() + 1;
+            self.history.steps.push(StepRecord { step, epoch, loss: update.loss, lr });
+            if small {
+                self.history.path.push(PathPoint { step, values: after.clone() });
+            }
+            shown = Some((update, before, after, loss_after, rows.len()));
+        }
+        let (update, before, after, loss_after, rows) = shown.expect("n ≥ 1");
+        let model = self.model()?;
+        let mut table = Table::new(["param", "value", "gradient", "update", "new value"]).titled(format!(
+            "step {} · batch of {rows} · lr {} · batch loss {} → {}",
+            self.history.step(),
+            num(lr),
+            num(update.loss),
+            num(loss_after)
+        ));
+        let grads: std::collections::HashMap<&str, Vec<f64>> = update
+            .grads
+            .iter()
+            .filter_map(|(n, g)| {
+                let v =
+                    g.flatten_all().ok()?.to_dtype(candle_core::DType::F64).ok()?.to_vec1::<f64>().ok()?;
+                Some((n.as_str(), v))
+            })
+            .collect();
+        let mut offset = 0;
+        for p in model.params().iter() {
+            let len = p.var.elem_count();
+            let g = grads.get(p.name.as_str());
+            let label = |i: usize| {
+                let short = match p.name.as_str() {
+                    "weight" if model.family() == "linear" => "w",
+                    "bias" if model.family() == "linear" => "b",
+                    other => other,
+                };
+                if len == 1 {
+                    short.to_string()
+                } else {
+                    format!("{short}[{i}]")
+                }
+            };
+            if small {
+                for i in 0..len {
+                    let grad = g.map(|g| num(g[i])).unwrap_or_else(|| "frozen".into());
+                    table.row([
+                        label(i),
+                        num(before[offset + i]),
+                        grad,
+                        signed(after[offset + i] - before[offset + i]),
+                        num(after[offset + i]),
+                    ]);
+                }
+            } else {
+                let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let delta: Vec<f64> = (0..len).map(|i| after[offset + i] - before[offset + i]).collect();
+                table.row([
+                    format!("{} (norms)", p.name),
+                    num(norm(&before[offset..offset + len])),
+                    g.map(|g| num(norm(g))).unwrap_or_else(|| "frozen".into()),
+                    num(norm(&delta)),
+                    num(norm(&after[offset..offset + len])),
+                ]);
+            }
+            offset += len;
+        }
+        sink.emit(Event::Table(table));
+        if self.optimizer.config.kind == OptimKind::Sgd
+            && self.optimizer.config.momentum == 0.0
+            && self.optimizer.config.weight_decay == 0.0
+        {
+            sink.emit(Event::Text("update = −lr × gradient".into()));
+        }
+        self.last_grads = Some(update.grads);
+        Ok(())
+    }
+}

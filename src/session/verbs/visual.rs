@@ -1,0 +1,211 @@
+//! `plot`: loss and learning-rate curves, the loss surface with the descent path, the fit.
+
+use std::path::PathBuf;
+
+use crate::data::Split;
+use crate::dsl::{Command, Value};
+use crate::error::{bail, Error, Result};
+use crate::metrics::least_squares;
+use crate::plot::{
+    line_chart, loss_surface, scatter_chart, Figure, LineChart, ScatterChart, Series, SeriesStyle,
+    SurfaceChart,
+};
+use crate::session::{Event, Image, Session, Sink};
+
+/// Sums that give the MSE of y ≈ w·x + b for any (w, b) in O(1), for the surface grid.
+struct Moments {
+    n: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+    syy: f64,
+}
+
+impl Moments {
+    fn new(x: &[f64], y: &[f64]) -> Moments {
+        let mut m = Moments { n: x.len() as f64, sx: 0.0, sy: 0.0, sxx: 0.0, sxy: 0.0, syy: 0.0 };
+        for (x, y) in x.iter().zip(y) {
+            m.sx += x;
+            m.sy += y;
+            m.sxx += x * x;
+            m.sxy += x * y;
+            m.syy += y * y;
+        }
+        m
+    }
+
+    fn mse(&self, w: f64, b: f64) -> f64 {
+        (w * w * self.sxx + 2.0 * w * b * self.sx + b * b * self.n - 2.0 * w * self.sxy - 2.0 * b * self.sy
+            + self.syy)
+            / self.n
+    }
+}
+
+impl Session {
+    pub(crate) fn plot(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let what = cmd.arg(0).and_then(Value::as_str).unwrap_or("loss");
+        let figure = match what {
+            "loss" => self.plot_loss(cmd)?,
+            "lr" => self.plot_lr()?,
+            "surface" => self.plot_surface()?,
+            "fit" => self.plot_fit()?,
+            other => bail!("cannot plot '{other}'"),
+        };
+        let file = cmd.str("file").map(|f| {
+            let p = PathBuf::from(f);
+            match p.extension().and_then(|e| e.to_str()) {
+                Some("png") | Some("svg") => p.with_extension(""),
+                _ => p,
+            }
+        });
+        sink.emit(Event::Image(Image { figure, file }));
+        Ok(())
+    }
+
+    fn nothing_yet(&self) -> Error {
+        Error::invalid("nothing to plot yet: run `fit` or `step` first")
+    }
+
+    fn plot_loss(&self, cmd: &Command) -> Result<Figure> {
+        let h = &self.history;
+        if h.steps.is_empty() {
+            return Err(self.nothing_yet());
+        }
+        let mut series = vec![Series {
+            label: "train loss (per step)".into(),
+            points: h.steps.iter().map(|s| (s.step as f64, s.loss)).collect(),
+            style: SeriesStyle::Thin,
+        }];
+        if !h.epochs.is_empty() {
+            series.push(Series {
+                label: "train loss (epoch mean)".into(),
+                points: h.epochs.iter().map(|e| (e.step as f64, e.train_loss)).collect(),
+                style: SeriesStyle::Bold,
+            });
+            let valid: Vec<(f64, f64)> =
+                h.epochs.iter().filter_map(|e| e.valid_loss.map(|v| (e.step as f64, v))).collect();
+            if !valid.is_empty() {
+                series.push(Series {
+                    label: "valid loss".into(),
+                    points: valid,
+                    style: SeriesStyle::Markers,
+                });
+            }
+        }
+        let (lo, hi) = h
+            .steps
+            .iter()
+            .map(|s| s.loss)
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .fold((f64::MAX, 0.0f64), |(a, b), l| (a.min(l), b.max(l)));
+        let log_y = cmd.bool("log").unwrap_or(hi > 100.0 * lo);
+        Ok(line_chart(&LineChart {
+            name: "loss".into(),
+            title: format!("training loss — {} steps", h.step()),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            log_y,
+        })?)
+    }
+
+    fn plot_lr(&self) -> Result<Figure> {
+        let h = &self.history;
+        if h.steps.is_empty() {
+            return Err(self.nothing_yet());
+        }
+        Ok(line_chart(&LineChart {
+            name: "lr".into(),
+            title: "learning rate".into(),
+            x_label: "step".into(),
+            y_label: "learning rate".into(),
+            series: vec![Series {
+                label: "lr".into(),
+                points: h.steps.iter().map(|s| (s.step as f64, s.lr)).collect(),
+                style: SeriesStyle::Bold,
+            }],
+            log_y: false,
+        })?)
+    }
+
+    /// The training rows of a 1-input linear model, or an error saying why not.
+    fn one_input_linear(&self, what: &str) -> Result<(Vec<f64>, Vec<f64>)> {
+        let model = self.model()?;
+        let data = self.data_set()?;
+        if model.family() != "linear" || model.input_dims() != Some(1) || data.dims() != 1 {
+            bail!(
+                "plot {what} needs a linear model with one input and 1-input data (w and b are the two axes)"
+            )
+        }
+        let rows = data.host_rows(Split::Train);
+        Ok((rows.x.iter().map(|r| r[0]).collect(), rows.y))
+    }
+
+    fn plot_surface(&self) -> Result<Figure> {
+        let (x, y) = self.one_input_linear("surface")?;
+        let m = Moments::new(&x, &y);
+        let xs: Vec<&[f64]> = x.iter().map(std::slice::from_ref).collect();
+        let optimum = least_squares(&xs, &y).ok().map(|(w, b)| (w[0], b));
+        let mut path: Vec<(f64, f64)> =
+            self.history.path.iter().map(|p| (p.values[0], p.values[1])).collect();
+        if path.is_empty() {
+            let w = self.weights()?;
+            path.push((w[0].1[0] as f64, w[1].1[0] as f64));
+        }
+        let loss = |w: f64, b: f64| m.mse(w, b);
+        Ok(loss_surface(&SurfaceChart {
+            name: "surface".into(),
+            title: format!("MSE over (w, b) on the training split — {} steps of descent", path.len() - 1),
+            x_label: "w".into(),
+            y_label: "b".into(),
+            loss: &loss,
+            path,
+            optimum,
+        })?)
+    }
+
+    fn plot_fit(&self) -> Result<Figure> {
+        let (x, y) = self.one_input_linear("fit")?;
+        let w = self.weights()?;
+        let (lw, lb) = (w[0].1[0] as f64, w[1].1[0] as f64);
+        let (lo, hi) = x.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let line = |w: f64, b: f64| vec![(lo, w * lo + b), (hi, w * hi + b)];
+        let mut lines = vec![Series {
+            label: format!("learned y = {:.4}x + {:.4}", lw, lb),
+            points: line(lw, lb),
+            style: SeriesStyle::Bold,
+        }];
+        let xs: Vec<&[f64]> = x.iter().map(std::slice::from_ref).collect();
+        if let Ok((cw, cb)) = least_squares(&xs, &y) {
+            lines.push(Series {
+                label: format!("closed form y = {:.4}x + {:.4}", cw[0], cb),
+                points: line(cw[0], cb),
+                style: SeriesStyle::Dashed,
+            });
+        }
+        let step = (x.len() / 2000).max(1);
+        Ok(scatter_chart(&ScatterChart {
+            name: "fit".into(),
+            title: format!("data and fitted line at step {}", self.history.step()),
+            x_label: self.data_set()?.inputs[0].clone(),
+            y_label: self.data_set()?.target.clone(),
+            points: x.iter().zip(&y).step_by(step).map(|(a, b)| (*a, *b)).collect(),
+            lines,
+        })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Moments;
+
+    #[test]
+    fn moments_give_the_mse() {
+        let x = [1.0, 2.0, 3.0];
+        let y = [2.0, 4.5, 5.5];
+        let m = Moments::new(&x, &y);
+        let direct: f64 = x.iter().zip(&y).map(|(x, y)| (1.5 * x + 0.5 - y).powi(2)).sum::<f64>() / 3.0;
+        assert!((m.mse(1.5, 0.5) - direct).abs() < 1e-12);
+    }
+}

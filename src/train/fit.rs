@@ -1,0 +1,183 @@
+//! The training loop. One function, its phases in order: pick the learning rate, check for
+//! Ctrl-C, forward/backward/update, record, report; validate at the end of each epoch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Tensor;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::{mean_loss, train_step, Optimizer, Schedule, StepResult};
+use crate::data::{Dataset, Split};
+use crate::error::Result;
+use crate::metrics::{EpochRecord, History, PathPoint, StepRecord};
+use crate::model::Model;
+use crate::session::{Event, Progress, Sink};
+
+/// What a fit should do.
+#[derive(Clone, Debug)]
+pub struct FitPlan {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Rows per update.
+    pub batch: usize,
+    /// Stop after this many updates, if set.
+    pub max_steps: Option<usize>,
+    /// Print the losses every this many epochs.
+    pub log_every: usize,
+    /// Record the parameter values after each update (small models).
+    pub record_path: bool,
+}
+
+/// The state a fit works on, borrowed from the session.
+pub struct Trainer<'a> {
+    /// The model (its weights are updated in place).
+    pub model: &'a dyn Model,
+    /// Optimizer settings and state.
+    pub optimizer: &'a mut Optimizer,
+    /// Learning-rate schedule over this fit.
+    pub schedule: &'a Schedule,
+    /// The data.
+    pub data: &'a Dataset,
+    /// Shuffles the batches.
+    pub rng: &'a mut StdRng,
+    /// Appended to as training goes.
+    pub history: &'a mut History,
+    /// Set by Ctrl-C or a kernel interrupt; checked before each update.
+    pub cancel: &'a AtomicBool,
+}
+
+/// How a fit ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FitEnd {
+    /// All epochs (or `max_steps`) done.
+    Completed,
+    /// Stopped by the cancel flag after a completed update.
+    Interrupted,
+    /// The loss became NaN/infinite at `step`; that update was not applied.
+    Diverged {
+        /// The update that would have been made.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+        /// The learning rate of that step.
+        lr: f64,
+    },
+}
+
+/// What a fit did.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    /// How it ended.
+    pub end: FitEnd,
+    /// Updates made.
+    pub steps: usize,
+    /// Gradients of the last update.
+    pub last_grads: Option<Vec<(String, Tensor)>>,
+}
+
+/// Number of updates per epoch for `rows` rows in batches of `batch`.
+pub fn steps_per_epoch(rows: usize, batch: usize) -> usize {
+    rows.div_ceil(batch.max(1))
+}
+
+/// Trains `t.model` as `plan` says, emitting per-epoch lines and progress to `sink`.
+/// Every update is complete or not made at all, so on any exit the weights are those of
+/// the last completed step.
+pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitReport> {
+    let train_rows = t.data.split(Split::Train);
+    let per_epoch = steps_per_epoch(train_rows.len(), plan.batch);
+    let total = (plan.epochs * per_epoch).min(plan.max_steps.unwrap_or(usize::MAX));
+    let eval_chunk = plan.batch.max(1024);
+    let report_every = (total / 100).max(1);
+    let mut done = 0usize;
+    let mut end = FitEnd::Completed;
+    let mut last_grads = None;
+    let progress = |done: usize, message: String, finished: bool| {
+        Event::Progress(Progress {
+            task: "fit".into(),
+            done: done as u64,
+            total: total as u64,
+            message,
+            finished,
+        })
+    };
+    sink.emit(progress(0, "starting".into(), false));
+    if plan.record_path && t.history.path.last().is_none_or(|p| p.step != t.history.step()) {
+        let values = t.model.params().flat_values()?;
+        t.history.path.push(PathPoint { step: t.history.step(), values });
+    }
+
+    'epochs: for e in 1..=plan.epochs {
+        let epoch = t.history.epoch() + 1;
+        let mut order = train_rows.to_vec();
+        order.shuffle(t.rng);
+        let mut epoch_losses = Vec::new();
+        for rows in order.chunks(plan.batch.max(1)) {
+            if done == total {
+                break 'epochs;
+            }
+            // 1. Ctrl-C / interrupt: stop between updates, never inside one.
+            if t.cancel.load(Ordering::SeqCst) {
+                end = FitEnd::Interrupted;
+                break;
+            }
+            // 2. The learning rate for this step of the fit.
+            let lr = t.schedule.lr_at(t.optimizer.config.lr, done, total, per_epoch);
+            // 3. Forward, backward, update (skipped if the loss is not finite).
+            let batch = t.data.batch(rows)?;
+            let update = match train_step(t.model, t.optimizer, &batch, lr)? {
+                StepResult::Applied(u) => u,
+                StepResult::NonFinite(loss) => {
+                    end = FitEnd::Diverged { step: t.history.step() + 1, loss, lr };
+                    break;
+                }
+            };
+            // 4. Record.
+            let step = t.history.step() + 1;
+            t.history.steps.push(StepRecord { step, epoch, loss: update.loss, lr });
+            if plan.record_path {
+                t.history.path.push(PathPoint { step, values: t.model.params().flat_values()? });
+            }
+            epoch_losses.push(update.loss);
+            last_grads = Some(update.grads);
+            done += 1;
+            // 5. Report.
+            if done % report_every == 0 || done == total {
+                sink.emit(progress(
+                    done,
+                    format!("epoch {e}/{} loss {:.6}", plan.epochs, update.loss),
+                    false,
+                ));
+            }
+        }
+        // End of epoch (or of the part of it that ran): validation loss and a log line.
+        if epoch_losses.is_empty() {
+            break;
+        }
+        let complete = epoch_losses.len() == per_epoch;
+        let train_loss = epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64;
+        let valid_loss = mean_loss(t.model, t.data, Split::Valid, eval_chunk)?;
+        t.history.epochs.push(EpochRecord {
+            epoch,
+            step: t.history.step(),
+            train_loss,
+            valid_loss,
+            complete,
+        });
+        if e % plan.log_every.max(1) == 0 || e == plan.epochs || !complete || end != FitEnd::Completed {
+            let valid = valid_loss.map(|v| format!("  valid loss {v:.6}")).unwrap_or_default();
+            let partial = if complete { "" } else { " (partial)" };
+            sink.emit(Event::Text(format!(
+                "epoch {e:>w$}/{}  train loss {train_loss:.6}{valid}{partial}",
+                plan.epochs,
+                w = plan.epochs.to_string().len()
+            )));
+        }
+        if end != FitEnd::Completed {
+            break;
+        }
+    }
+    sink.emit(progress(done, "done".into(), true));
+    Ok(FitReport { end, steps: done, last_grads })
+}

@@ -1,0 +1,13 @@
+//! Training: optimizers, learning-rate schedules, the update step and the fit loop.
+
+mod evaluate;
+mod fit;
+mod optim;
+mod schedule;
+mod step;
+
+pub use evaluate::mean_loss;
+pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Trainer};
+pub use optim::{OptimConfig, OptimKind, Optimizer};
+pub use schedule::{Schedule, ScheduleKind};
+pub use step::{train_step, StepResult, Update};

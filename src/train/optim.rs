@@ -1,0 +1,389 @@
+//! Optimizers: SGD (momentum, Nesterov), Adam, AdamW and RMSProp with PyTorch's update
+//! rules and defaults. tunelab owns them (rather than candle-nn's) so their state can be
+//! shown, snapshotted, moved between devices and saved.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::{backprop::GradStore, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{bail, Result};
+use crate::model::Params;
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimKind {
+    /// Stochastic gradient descent, optionally with (Nesterov) momentum.
+    Sgd,
+    /// Adam with L2 weight decay added to the gradient.
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+    /// RMSProp, optionally with momentum.
+    RmsProp,
+}
+
+impl OptimKind {
+    /// The name used in commands.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimKind::Sgd => "sgd",
+            OptimKind::Adam => "adam",
+            OptimKind::AdamW => "adamw",
+            OptimKind::RmsProp => "rmsprop",
+        }
+    }
+
+    /// The kind called `name`.
+    pub fn from_name(name: &str) -> Option<OptimKind> {
+        [OptimKind::Sgd, OptimKind::Adam, OptimKind::AdamW, OptimKind::RmsProp]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// Names of the per-parameter state tensors, as PyTorch's `optimizer.state_dict()` has them.
+    fn slot_names(self, config: &OptimConfig) -> &'static [&'static str] {
+        match self {
+            OptimKind::Sgd if config.momentum > 0.0 => &["momentum_buffer"],
+            OptimKind::Sgd => &[],
+            OptimKind::Adam | OptimKind::AdamW => &["exp_avg", "exp_avg_sq"],
+            OptimKind::RmsProp if config.momentum > 0.0 => &["square_avg", "momentum_buffer"],
+            OptimKind::RmsProp => &["square_avg"],
+        }
+    }
+}
+
+/// Settings of an optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    /// The update rule.
+    pub kind: OptimKind,
+    /// Base learning rate (the schedule scales it).
+    pub lr: f64,
+    /// SGD / RMSProp momentum.
+    pub momentum: f64,
+    /// SGD: Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 penalty (decoupled for AdamW).
+    pub weight_decay: f64,
+    /// Adam(W) decay rates of the first and second moments.
+    pub betas: (f64, f64),
+    /// Adam(W)/RMSProp denominator term.
+    pub eps: f64,
+    /// RMSProp smoothing constant.
+    pub alpha: f64,
+}
+
+impl OptimConfig {
+    /// PyTorch's defaults for `kind` (AdamW's weight decay 0.01), with learning rate `lr`.
+    pub fn defaults(kind: OptimKind, lr: f64) -> OptimConfig {
+        OptimConfig {
+            kind,
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: if kind == OptimKind::AdamW { 0.01 } else { 0.0 },
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            alpha: 0.99,
+        }
+    }
+
+    /// Checks combinations the option types cannot (Nesterov needs momentum, betas < 1).
+    pub fn validate(&self) -> Result<()> {
+        if self.nesterov && (self.kind != OptimKind::Sgd || self.momentum <= 0.0) {
+            bail!("nesterov needs sgd with momentum > 0, e.g. `optimizer sgd momentum=0.9 nesterov=true`")
+        }
+        let (b1, b2) = self.betas;
+        if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
+            bail!("betas must be two numbers in [0, 1), like betas=0.9,0.999")
+        }
+        if self.momentum >= 1.0 {
+            bail!("momentum must be below 1, like momentum=0.9")
+        }
+        Ok(())
+    }
+
+    /// One line in the language's own syntax: `sgd lr=0.01 momentum=0.9`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} lr={}", self.kind.name(), self.lr);
+        match self.kind {
+            OptimKind::Sgd => {
+                s += &format!(" momentum={}", self.momentum);
+                if self.nesterov {
+                    s += " nesterov=true";
+                }
+            }
+            OptimKind::Adam | OptimKind::AdamW => {
+                s += &format!(" betas={},{} eps={}", self.betas.0, self.betas.1, self.eps)
+            }
+            OptimKind::RmsProp => {
+                s += &format!(" alpha={} eps={} momentum={}", self.alpha, self.eps, self.momentum)
+            }
+        }
+        s + &format!(" weight_decay={}", self.weight_decay)
+    }
+}
+
+/// Per-parameter state: the update count (for Adam's bias correction) and the slot tensors.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    step: u64,
+    tensors: Vec<Tensor>,
+}
+
+/// An optimizer: settings plus per-parameter state, keyed by parameter name.
+///
+/// State tensors are replaced, never written in place, so cloning an `Optimizer` is a
+/// cheap and exact snapshot.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    /// The settings.
+    pub config: OptimConfig,
+    slots: BTreeMap<String, Slot>,
+}
+
+impl Optimizer {
+    /// A fresh optimizer (no state yet).
+    pub fn new(config: OptimConfig) -> Optimizer {
+        Optimizer { config, slots: BTreeMap::new() }
+    }
+
+    /// Changes settings but keeps the state (moments carry over).
+    pub fn reconfigure(&mut self, config: OptimConfig) {
+        let old_names = self.config.kind.slot_names(&self.config);
+        let new_names = config.kind.slot_names(&config);
+        if old_names != new_names {
+            self.slots.clear();
+        }
+        self.config = config;
+    }
+
+    /// Applies one update to every trainable parameter that has a gradient in `grads`, at
+    /// learning rate `lr`. All new values are computed before any is written, so a failure
+    /// leaves the parameters and state as they were.
+    pub fn step(&mut self, params: &Params, grads: &GradStore, lr: f64) -> Result<()> {
+        let mut updates = Vec::new();
+        for p in params.iter().filter(|p| p.trainable) {
+            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let slot = self.slots.get(&p.name).cloned().unwrap_or_default();
+            let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr)?;
+            updates.push((p, value, slot));
+        }
+        for (p, value, slot) in updates {
+            p.var.set(&value)?;
+            self.slots.insert(p.name.clone(), slot);
+        }
+        Ok(())
+    }
+
+    /// The update rule for one parameter: returns its new value and state.
+    fn update(&self, p: &Tensor, g: &Tensor, mut slot: Slot, lr: f64) -> Result<(Tensor, Slot)> {
+        let c = &self.config;
+        slot.step += 1;
+        let t = slot.step as i32;
+        let first = slot.tensors.is_empty();
+        let value = match c.kind {
+            OptimKind::Sgd => {
+                let mut g =
+                    if c.weight_decay > 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+                if c.momentum > 0.0 {
+                    let buf =
+                        if first { g.clone() } else { (slot.tensors[0].affine(c.momentum, 0.0)? + &g)? };
+                    g = if c.nesterov { (&g + buf.affine(c.momentum, 0.0)?)? } else { buf.clone() };
+                    slot.tensors = vec![buf];
+                }
+                (p - g.affine(lr, 0.0)?)?
+            }
+            OptimKind::Adam | OptimKind::AdamW => {
+                let (b1, b2) = c.betas;
+                let (p, g) = match c.kind {
+                    OptimKind::AdamW => (p.affine(1.0 - lr * c.weight_decay, 0.0)?, g.clone()),
+                    _ if c.weight_decay > 0.0 => (p.clone(), (g + p.affine(c.weight_decay, 0.0)?)?),
+                    _ => (p.clone(), g.clone()),
+                };
+                let (m, v) = if first {
+                    (g.zeros_like()?, g.zeros_like()?)
+                } else {
+                    (slot.tensors[0].clone(), slot.tensors[1].clone())
+                };
+                let m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
+                let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+                let m_hat = m.affine(1.0 / (1.0 - b1.powi(t)), 0.0)?;
+                let denom = v.affine(1.0 / (1.0 - b2.powi(t)), 0.0)?.sqrt()?.affine(1.0, c.eps)?;
+                let new = (&p - m_hat.div(&denom)?.affine(lr, 0.0)?)?;
+                slot.tensors = vec![m, v];
+                new
+            }
+            OptimKind::RmsProp => {
+                let g = if c.weight_decay > 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+                let sq = if first { g.zeros_like()? } else { slot.tensors[0].clone() };
+                let sq = (sq.affine(c.alpha, 0.0)? + g.sqr()?.affine(1.0 - c.alpha, 0.0)?)?;
+                let step = g.div(&sq.sqrt()?.affine(1.0, c.eps)?)?;
+                if c.momentum > 0.0 {
+                    let buf = if first { step } else { (slot.tensors[1].affine(c.momentum, 0.0)? + step)? };
+                    let new = (p - buf.affine(lr, 0.0)?)?;
+                    slot.tensors = vec![sq, buf];
+                    new
+                } else {
+                    slot.tensors = vec![sq];
+                    (p - step.affine(lr, 0.0)?)?
+                }
+            }
+        };
+        Ok((value, slot))
+    }
+
+    /// The state as named tensors, `{param}.{slot}` (e.g. `weight.exp_avg`), plus each
+    /// parameter's update count.
+    pub fn state(&self) -> (HashMap<String, Tensor>, BTreeMap<String, u64>) {
+        let names = self.config.kind.slot_names(&self.config);
+        let mut tensors = HashMap::new();
+        let mut steps = BTreeMap::new();
+        for (param, slot) in &self.slots {
+            steps.insert(param.clone(), slot.step);
+            for (name, t) in names.iter().zip(&slot.tensors) {
+                tensors.insert(format!("{param}.{name}"), t.clone());
+            }
+        }
+        (tensors, steps)
+    }
+
+    /// Restores state written by [`state`](Self::state).
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        steps: &BTreeMap<String, u64>,
+    ) -> Result<()> {
+        let names = self.config.kind.slot_names(&self.config);
+        let mut slots = BTreeMap::new();
+        for (param, step) in steps {
+            let ts = names
+                .iter()
+                .map(|n| tensors.get(&format!("{param}.{n}")).cloned())
+                .collect::<Option<Vec<_>>>();
+            match ts {
+                Some(ts) => slots.insert(param.clone(), Slot { step: *step, tensors: ts }),
+                None if names.is_empty() => {
+                    slots.insert(param.clone(), Slot { step: *step, tensors: vec![] })
+                }
+                None => bail!("optimizer state for '{param}' is incomplete; expected {}", names.join(", ")),
+            };
+        }
+        self.slots = slots;
+        Ok(())
+    }
+
+    /// The same optimizer with its state on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Optimizer> {
+        let mut out = self.clone();
+        for slot in out.slots.values_mut() {
+            for t in slot.tensors.iter_mut() {
+                *t = t.to_device(device)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of state held on the device.
+    pub fn state_bytes(&self) -> usize {
+        self.slots.values().flat_map(|s| &s.tensors).map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+    }
+
+    /// Number of parameters with state.
+    pub fn tracked(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// Minimise f(p) = Σ (p - 3)² from p = [0, 1] for `steps` updates; returns p.
+    fn run(config: OptimConfig, steps: usize) -> Vec<f32> {
+        let params =
+            Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut opt = Optimizer::new(config);
+        for _ in 0..steps {
+            let p = params.tensor("p", true).unwrap();
+            let loss = p.affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+            opt.step(&params, &loss.backward().unwrap(), opt.config.lr).unwrap();
+        }
+        params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap()
+    }
+
+    // Reference values printed by PyTorch 2.15 (torch.optim.X([p], ...), the same loss and
+    // starting point, two updates).
+    #[test]
+    fn two_updates_match_pytorch() {
+        let cfg = |kind, lr, momentum, nesterov, wd| {
+            let mut c = OptimConfig::defaults(kind, lr);
+            c.momentum = momentum;
+            c.nesterov = nesterov;
+            c.weight_decay = wd;
+            c
+        };
+        use OptimKind::*;
+        let cases = [
+            ("sgd", cfg(Sgd, 0.1, 0.0, false, 0.0), [1.08, 1.72]),
+            ("sgd momentum", cfg(Sgd, 0.1, 0.9, false, 0.0), [1.62, 2.08]),
+            ("sgd nesterov", cfg(Sgd, 0.1, 0.9, true, 0.0), [2.3328, 2.5552]),
+            ("sgd weight decay", cfg(Sgd, 0.1, 0.0, false, 0.1), [1.074, 1.6981]),
+            ("adam", cfg(Adam, 0.1, 0.0, false, 0.0), [0.1998973, 1.1998335]),
+            ("adam weight decay", cfg(Adam, 0.1, 0.0, false, 0.5), [0.1998665, 1.1997385]),
+            ("adamw", cfg(AdamW, 0.1, 0.0, false, 0.5), [0.1948973, 1.0974259]),
+            ("rmsprop", cfg(RmsProp, 0.01, 0.0, false, 0.0), [0.1696825, 1.1690567]),
+            ("rmsprop momentum", cfg(RmsProp, 0.01, 0.9, false, 0.1), [0.2596207, 1.2589101]),
+        ];
+        for (name, config, want) in cases {
+            let got = run(config, 2);
+            assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 2e-6), "{name}: {got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn every_optimizer_converges() {
+        for kind in [OptimKind::Sgd, OptimKind::Adam, OptimKind::AdamW, OptimKind::RmsProp] {
+            let mut c = OptimConfig::defaults(kind, 0.05);
+            c.weight_decay = 0.0;
+            let p = run(c, 400);
+            assert!(p.iter().all(|v| (v - 3.0).abs() < 0.05), "{kind:?} {p:?}");
+        }
+    }
+
+    #[test]
+    fn frozen_and_gradless_parameters_are_untouched() {
+        let mut params = Params::new(vec![
+            ("a".into(), Tensor::new(&[1f32], &Device::Cpu).unwrap()),
+            ("b".into(), Tensor::new(&[1f32], &Device::Cpu).unwrap()),
+        ])
+        .unwrap();
+        params.set_trainable(&[1], false);
+        let loss = (params.tensor("a", true).unwrap() + params.tensor("b", true).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
+        opt.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        assert_eq!(params.get("b").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), [1.0]);
+        assert_eq!(opt.tracked(), 1);
+        let _ = Var::new(&[0f32], &Device::Cpu);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let params =
+            Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
+        let loss = params.tensor("p", true).unwrap().sqr().unwrap().sum_all().unwrap();
+        opt.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        let (t, s) = opt.state();
+        assert_eq!(t.len(), 2);
+        let mut other = Optimizer::new(opt.config.clone());
+        other.load_state(&t, &s).unwrap();
+        assert_eq!(other.state().1, s);
+    }
+}
