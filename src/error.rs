@@ -47,6 +47,15 @@ pub enum Error {
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
 
+    /// Another error, located at the command text it concerns (see [`Error::at`]).
+    #[error("{source}")]
+    At {
+        /// The error.
+        source: Box<Error>,
+        /// The offending text.
+        span: Span,
+    },
+
     /// A tensor operation failed; the message names the operation and shapes.
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -58,11 +67,12 @@ impl Error {
         Error::Invalid { message: message.into(), span: None }
     }
 
-    /// Points the error at `span` (only `Invalid` errors take one; others keep theirs).
+    /// Points the error at `span`, unless it already points somewhere.
     pub fn at(self, span: Span) -> Error {
         match self {
             Error::Invalid { message, span: None } => Error::Invalid { message, span: Some(span) },
-            other => other,
+            e if e.span().is_some() => e,
+            e => Error::At { source: Box::new(e), span },
         }
     }
 
@@ -71,6 +81,7 @@ impl Error {
         match self {
             Error::Parse(p) => Some(p.span),
             Error::Invalid { span, .. } => *span,
+            Error::At { span, .. } => Some(*span),
             _ => None,
         }
     }

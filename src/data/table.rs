@@ -152,11 +152,9 @@ impl TextTable {
 mod tests {
     use super::*;
 
-    fn read_numeric(
-        path: &Path,
-        x: Option<&[String]>,
-        y: Option<&str>,
-    ) -> Result<(Vec<String>, String, Vec<Vec<f64>>, Vec<f64>)> {
+    type Numeric = (Vec<String>, String, Vec<Vec<f64>>, Vec<f64>);
+
+    fn read_numeric(path: &Path, x: Option<&[String]>, y: Option<&str>) -> Result<Numeric> {
         let t = TextTable::read(path)?;
         let y_name = y.map(str::to_string).unwrap_or_else(|| t.columns.last().cloned().unwrap());
         let x_names: Vec<String> = match x {

@@ -102,7 +102,8 @@ impl Raw<'_> {
     fn typed(&self, kind: &super::value::Kind) -> Result<Value, (String, Span)> {
         match self {
             Raw::Atom(a) => kind.parse_atom(&a.value).map_err(|e| (e, a.span)),
-            Raw::List(items, _) => kind.parse_list(items),
+            Raw::List(items, _) if matches!(kind, super::value::Kind::List(_)) => kind.parse_list(items),
+            Raw::List(_, span) => Err((format!("expected {}, got a list", kind.describe()), *span)),
         }
     }
 }
@@ -249,4 +250,171 @@ fn too_many(verb: &VerbSpec, span: Span) -> ParseError {
         n => format!("too many arguments for '{}' (it takes {n}); usage: {}", verb.name, verb.usage()),
     };
     err(ParseErrorKind::TooManyArguments, span, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::table::VERBS;
+
+    fn one(src: &str) -> Command {
+        let mut cmds = parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(cmds.len(), 1, "{src}");
+        cmds.remove(0)
+    }
+
+    fn fails(src: &str, kind: ParseErrorKind, col: usize, text: &str) {
+        let e = parse(src).err().unwrap_or_else(|| panic!("`{src}` should not parse"));
+        assert_eq!(e.kind, kind, "{src}: {}", e.message);
+        assert_eq!(e.span.line_col(src).1, col, "{src}: {}", e.message);
+        assert!(e.message.contains(text), "{src}: {:?} lacks {text:?}", e.message);
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.to_string())
+    }
+
+    // One test per verb: its arguments and options come out typed.
+    #[test]
+    fn help_and_quit() {
+        assert_eq!(one("help").args.len(), 0);
+        assert_eq!(one("help fit").arg(0), Some(&s("fit")));
+        assert_eq!(one("? fit").name(), "help");
+        assert_eq!(one("quit").name(), "quit");
+        assert_eq!(one("exit").name(), "quit");
+    }
+
+    #[test]
+    fn device_seed_batch_epochs() {
+        assert_eq!(one("device cuda:1").arg(0), Some(&s("cuda:1")));
+        assert_eq!(one("seed 42").arg(0), Some(&Value::Int(42)));
+        assert_eq!(one("batch 16").arg(0), Some(&Value::Int(16)));
+        assert_eq!(one("epochs 1e2").arg(0), Some(&Value::Int(100)));
+        assert!(one("seed").args.is_empty());
+    }
+
+    #[test]
+    fn data() {
+        let c = one("data synthetic linear n=1000 w=3 b=2 noise=0.1 split=0.8/0.1/0.1");
+        assert_eq!((c.arg(0), c.arg(1)), (Some(&s("synthetic")), Some(&s("linear"))));
+        assert_eq!(c.usize("n"), Some(1000));
+        assert_eq!(c.value("w"), Some(Value::List(vec![Value::Float(3.0)])));
+        assert_eq!(c.f64("noise"), Some(0.1));
+        assert_eq!(
+            c.value("split"),
+            Some(Value::List(vec![Value::Float(0.8), Value::Float(0.1), Value::Float(0.1)]))
+        );
+        let c = one("data 'my file.csv' x=a,b y=c shuffle=no");
+        assert_eq!(c.arg(0), Some(&s("my file.csv")));
+        assert_eq!(c.value("x"), Some(Value::List(vec![s("a"), s("b")])));
+        assert_eq!(c.bool("shuffle"), Some(false));
+        // Defaults come from the table.
+        assert_eq!(one("data synthetic").usize("n"), Some(1000));
+    }
+
+    #[test]
+    fn load_freeze_unfreeze_save() {
+        let c = one("load linear inputs=2 init=zeros");
+        assert_eq!((c.usize("inputs"), c.str("init").as_deref()), (Some(2), Some("zeros")));
+        let c = one("freeze embeddings encoder.*.bias layers=0..8");
+        assert_eq!(c.args.len(), 2);
+        assert_eq!(c.value("layers"), Some(Value::Range { start: 0, end: Some(8) }));
+        assert_eq!(one("unfreeze layers=8..").value("layers"), Some(Value::Range { start: 8, end: None }));
+        assert_eq!(one("save runs/a").arg(0), Some(&s("runs/a")));
+    }
+
+    #[test]
+    fn optimizer_and_lr() {
+        let c = one("optimizer adamw lr=2e-5 weight_decay=0.01 betas=[0.9, 0.98] eps=1e-6");
+        assert_eq!(c.arg(0), Some(&s("adamw")));
+        assert_eq!(c.f64("lr"), Some(2e-5));
+        assert_eq!(c.value("betas"), Some(Value::List(vec![Value::Float(0.9), Value::Float(0.98)])));
+        assert_eq!(one("optim SGD momentum=0.9 nesterov=yes").bool("nesterov"), Some(true));
+        let c = one("lr 3e-4 schedule=cosine warmup=0.1 min_lr=0");
+        assert_eq!((c.arg(0), c.str("schedule").as_deref()), (Some(&Value::Float(3e-4)), Some("cosine")));
+        assert_eq!(one("lr schedule=step step_size=2 gamma=0.5").usize("step_size"), Some(2));
+    }
+
+    #[test]
+    fn fit_and_step() {
+        let c = one("fit epochs=3 batch=16 steps=100");
+        assert_eq!((c.usize("epochs"), c.usize("batch"), c.usize("steps")), (Some(3), Some(16), Some(100)));
+        assert_eq!(c.usize("log"), Some(1));
+        assert_eq!(one("train").name(), "fit");
+        assert_eq!(one("step").usize("n"), Some(1));
+        assert_eq!(one("step n=5 batch=1000").usize("batch"), Some(1000));
+    }
+
+    #[test]
+    fn eval_predict_plot_show() {
+        assert_eq!(one("eval split=valid").str("split").as_deref(), Some("valid"));
+        let c = one("predict 1.5 [1, 2] 3,4");
+        assert_eq!(c.arg(0), Some(&Value::List(vec![Value::Float(1.5)])));
+        assert_eq!(c.arg(1), Some(&Value::List(vec![Value::Float(1.0), Value::Float(2.0)])));
+        assert_eq!(c.arg(2), Some(&Value::List(vec![Value::Float(3.0), Value::Float(4.0)])));
+        let c = one("plot surface file=\"out dir/s\" log=false");
+        assert_eq!(
+            (c.arg(0), c.str("file").as_deref(), c.bool("log")),
+            (Some(&s("surface")), Some("out dir/s"), Some(false))
+        );
+        assert_eq!(one("show grads").arg(0), Some(&s("grads")));
+    }
+
+    #[test]
+    fn snapshot_restore_undo() {
+        assert_eq!(one("snapshot before-unfreeze").arg(0), Some(&s("before-unfreeze")));
+        assert_eq!(one("restore s1").arg(0), Some(&s("s1")));
+        assert_eq!(one("undo").name(), "undo");
+    }
+
+    #[test]
+    fn every_verb_has_a_parser_test_above() {
+        let src = include_str!("parse.rs");
+        let tests = &src[src.find("mod tests").unwrap()..];
+        for v in VERBS {
+            assert!(tests.contains(&format!("one(\"{}", v.name)), "no parse test for '{}'", v.name);
+        }
+    }
+
+    #[test]
+    fn scripts_comments_and_continuations() {
+        let cmds = parse("# setup\nseed 1 # inline\n\nfit \\\n  epochs=2; eval\n").unwrap();
+        let names: Vec<&str> = cmds.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["seed", "fit", "eval"]);
+        assert_eq!(cmds[1].usize("epochs"), Some(2));
+        assert_eq!(cmds[1].span.line_col("# setup\nseed 1 # inline\n\nfit \\\n  epochs=2; eval\n"), (4, 1));
+        assert!(parse("   # only a comment").unwrap().is_empty());
+    }
+
+    // One test per error class, each with the column it points at.
+    #[test]
+    fn error_classes() {
+        use ParseErrorKind::*;
+        fails("load \"abc", Unterminated, 6, "unterminated string");
+        fails("predict [1, 2", Unterminated, 9, "unterminated list");
+        fails("fit ]", Syntax, 5, "unexpected ']'");
+        fails("predict [[1]]", Syntax, 10, "cannot be nested");
+        fails("fit =3", Syntax, 5, "'=' needs an option name");
+        fails("fit epochs=", Syntax, 11, "missing value after 'epochs='");
+        fails("fit 3=4", Syntax, 5, "an option name is a word");
+        fails("\"fit\"", Syntax, 1, "starts with a verb");
+        fails("fitt", UnknownVerb, 1, "did you mean 'fit'?");
+        fails("seed 1; optimiser adam", UnknownVerb, 9, "did you mean 'optimizer'?");
+        fails("fit lr=0.1", UnknownOption, 5, "unknown option 'lr' for 'fit'");
+        fails("undo x=1", UnknownOption, 6, "'undo' takes no options");
+        fails("fit epochs=1 epochs=2", DuplicateOption, 14, "given twice");
+        fails("fit epochs=many", BadValue, 12, "expected a whole number ≥ 1, got 'many'");
+        fails("lr -1", BadValue, 4, "must be positive");
+        fails("optimizer sgd momentum=1.5", BadValue, 24, "must be between 0 and 1");
+        fails("freeze layers=8..2", BadValue, 15, "expected a range");
+        fails("data x.csv split=0.7/0.2", BadValue, 18, "add up to 1");
+        fails("data x.csv shuffle=maybe", BadValue, 20, "expected true or false");
+        fails("show weights", BadValue, 6, "expected one of params");
+        fails("predict [1, x]", BadValue, 13, "expected a number, got 'x'");
+        fails("seed [1, 2]", BadValue, 6, "got a list");
+        fails("optimizer sgd\nrestore", MissingArgument, 8, "'restore' needs NAME");
+        fails("plot", MissingArgument, 5, "'plot' needs WHAT");
+        fails("undo now", TooManyArguments, 6, "'undo' takes no arguments");
+        fails("seed 1 2", TooManyArguments, 8, "too many arguments for 'seed'");
+    }
 }

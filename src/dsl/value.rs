@@ -262,19 +262,17 @@ impl Kind {
         }
     }
 
-    /// Parses a bracketed list as this kind (only list kinds accept one).
+    /// Parses the items of a bracketed list with a list kind's item type.
     pub fn parse_list(&self, items: &[Spanned<Atom>]) -> Result<Value, (String, Span)> {
-        match self {
-            Kind::List(inner) => items
-                .iter()
-                .map(|a| inner.parse_atom(&a.value).map_err(|e| (e, a.span)))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::List),
-            _ => {
-                let span = items.first().map(|a| a.span).unwrap_or_default();
-                Err((format!("expected {}, got a list", self.describe()), span))
-            }
-        }
+        let inner = match self {
+            Kind::List(inner) => inner,
+            other => other,
+        };
+        items
+            .iter()
+            .map(|a| inner.parse_atom(&a.value).map_err(|e| (e, a.span)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::List)
     }
 }
 

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use tunelab::session::Table;
+use tunelab::{Event, Session};
+
+/// Runs `src` on `s`, returning the events and whether it succeeded.
+pub fn run(s: &mut Session, src: &str) -> (Vec<Event>, bool) {
+    let mut out = Vec::new();
+    let ok = s.run(src, &mut out).is_ok();
+    (out, ok)
+}
+
+/// Runs `src` and panics (with the rendered output) if it fails.
+pub fn ok(s: &mut Session, src: &str) -> Vec<Event> {
+    let (out, ok) = run(s, src);
+    assert!(ok, "`{src}` failed:\n{}", render(&out));
+    out
+}
+
+/// Runs `src`, expects it to fail, and returns the error message.
+pub fn err(s: &mut Session, src: &str) -> String {
+    let (out, ok) = run(s, src);
+    assert!(!ok, "`{src}` should have failed:\n{}", render(&out));
+    out.iter()
+        .find_map(|e| match e {
+            Event::Error(d) => Some(d.message.clone()),
+            _ => None,
+        })
+        .expect("a failed run emits an Error event")
+}
+
+/// Plain-text rendering of events (what a terminal shows, minus colours and plots).
+pub fn render(events: &[Event]) -> String {
+    let mut s = String::new();
+    for e in events {
+        match e {
+            Event::Echo(_) | Event::Progress(_) => continue,
+            Event::Text(t) => s += t,
+            Event::Table(t) => s += t.to_text().trim_end(),
+            Event::Image(i) => s += &format!("[image {}]", i.figure.name),
+            Event::Warning(w) => s += &format!("warning: {w}"),
+            Event::Error(d) => s += &format!("error: {}", d.message),
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The tables among the events.
+pub fn tables(events: &[Event]) -> Vec<&Table> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Table(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The cell in the row whose first cell is `row`, at column `col`, as a number.
+pub fn cell(t: &Table, row: &str, col: usize) -> f64 {
+    let r = t.rows.iter().find(|r| r[0] == row).unwrap_or_else(|| panic!("no row {row} in\n{}", t.to_text()));
+    r[col].parse().unwrap_or_else(|_| panic!("cell {row}/{col} = {} is not a number", r[col]))
+}
+
+/// The weights as (name, values).
+pub fn weights(s: &Session) -> Vec<(String, Vec<f32>)> {
+    s.weights().expect("a model is loaded")
+}
