@@ -176,9 +176,15 @@ impl Session {
         let rate = report.steps as f64 / secs.max(1e-9);
         match report.end {
             FitEnd::Completed => {
-                let loss = self.history.mean_loss_since(step_before).map(num).unwrap_or_default();
+                let last = match self.history.epochs.last() {
+                    Some(e) if e.step > step_before => {
+                        let valid = e.valid_loss.map(|v| format!(", valid loss {}", num(v))).unwrap_or_default();
+                        format!("; last epoch train loss {}{valid}", num(e.train_loss))
+                    }
+                    _ => String::new(),
+                };
                 sink.emit(Event::Text(format!(
-                    "fit: {} steps in {secs:.2} s ({rate:.0} steps/s); mean train loss {loss}; step {}",
+                    "fit: {} steps in {secs:.2} s ({rate:.0} steps/s){last}; now at step {}",
                     report.steps,
                     self.history.step()
                 )));
