@@ -56,8 +56,8 @@ fn before_anything_is_loaded() {
 fn language_errors_point_at_the_column() {
     let mut s = Session::new();
     ok(&mut s, "data synthetic linear n=200; load linear; fit epochs=1; snapshot a");
-    rejects(&mut s, "fitt epochs=3", "unknown verb 'fitt': did you mean 'fit'?", Some(1));
-    rejects(&mut s, "fit epoch=3", "unknown option 'epoch' for 'fit': did you mean 'epochs'?", Some(5));
+    rejects(&mut s, "fitt epochs=3", "unknown verb 'fitt' (did you mean 'fit'?)", Some(1));
+    rejects(&mut s, "fit epoch=3", "unknown option 'epoch' for 'fit' (did you mean 'epochs'?)", Some(5));
     rejects(&mut s, "fit epochs=abc", "expected a whole number ≥ 1, got 'abc'", Some(12));
     rejects(&mut s, "fit epochs=0", "must be at least 1", Some(12));
     rejects(&mut s, "fit epochs=3 epochs=4", "given twice", Some(14));

@@ -53,7 +53,7 @@ fn a_syntax_error_on_line_3_stops_before_anything_runs() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err.contains("typo.tune:3:5: error: unknown option 'epoch' for 'fit': did you mean 'epochs'?"),
+        err.contains("typo.tune:3:5: error: unknown option 'epoch' for 'fit' (did you mean 'epochs'?)"),
         "{err}"
     );
     assert!(err.contains("fit epoch=2\n      ^^^^^"), "a caret under the option: {err}");

@@ -54,7 +54,7 @@ pub fn help_for(topic: &str) -> Result<String, String> {
     find_verb(topic).map(verb_help).ok_or_else(|| {
         format!(
             "no help for '{topic}'{}; type `help` for the list of verbs",
-            suggest::hint(topic, verb_names())
+            suggest::suggestion(topic, verb_names())
         )
     })
 }

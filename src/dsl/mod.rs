@@ -22,5 +22,5 @@ mod value;
 pub use error::{ParseError, ParseErrorKind};
 pub use parse::{parse, Command};
 pub use span::{Span, Spanned};
-pub use suggest::did_you_mean;
+pub use suggest::{did_you_mean, suggestion};
 pub use value::{Bound, Kind, Value};

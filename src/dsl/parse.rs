@@ -150,7 +150,7 @@ fn bind(src: &str, toks: &[Token]) -> Result<Command, ParseError> {
             toks[0].span,
             format!(
                 "unknown verb '{verb_word}'{}; type `help` for the list",
-                suggest::hint(verb_word, verb_names())
+                suggest::suggestion(verb_word, verb_names())
             ),
         )
     })?;
@@ -237,7 +237,7 @@ fn unknown_option(verb: &VerbSpec, key: &str, span: Span) -> ParseError {
         format!(
             "unknown option '{key}' for '{}'{}; it takes {}",
             verb.name,
-            suggest::hint(key, names.iter().copied()),
+            suggest::suggestion(key, names.iter().copied()),
             names.join(", ")
         )
     };

@@ -20,8 +20,8 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 }
 
 /// `" (did you mean 'x'?)"` or an empty string, to append to an error message.
-pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(word, candidates).map(|c| format!(": did you mean '{c}'?")).unwrap_or_default()
+pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(word, candidates).map(|c| format!(" (did you mean '{c}'?)")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -36,6 +36,6 @@ mod tests {
         assert_eq!(did_you_mean("optimiser", verbs), Some("optimizer"));
         assert_eq!(did_you_mean("pred", verbs), Some("predict"));
         assert_eq!(did_you_mean("zzzzzz", verbs), None);
-        assert_eq!(hint("evl", verbs), ": did you mean 'eval'?");
+        assert_eq!(suggestion("evl", verbs), " (did you mean 'eval'?)");
     }
 }

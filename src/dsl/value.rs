@@ -233,10 +233,8 @@ impl Kind {
                 if let Some(c) = choices.iter().find(|c| **c == lower) {
                     Ok(Value::Str(c.to_string()))
                 } else {
-                    let dym = suggest::did_you_mean(&lower, choices.iter().copied())
-                        .map(|c| format!("did you mean '{c}'? "))
-                        .unwrap_or_default();
-                    Err(format!("unknown value {shown}: {dym}expected one of {}", choices.join(", ")))
+                    let dym = suggest::suggestion(&lower, choices.iter().copied());
+                    Err(format!("unknown value {shown}{dym}; expected one of {}", choices.join(", ")))
                 }
             }
             Kind::Range => {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::data::{synthetic_linear, Dataset, Split, TextTable};
-use crate::dsl::{did_you_mean, Command, Value};
+use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
 
@@ -70,9 +70,7 @@ impl Session {
             let table = TextTable::read(path).map_err(|e| e.at(cmd.args[0].span))?;
             let column = |name: &str, key: &str| -> Result<usize> {
                 table.column(name).ok_or_else(|| {
-                    let dym = did_you_mean(name, table.columns.iter().map(String::as_str))
-                        .map(|c| format!(" (did you mean '{c}'?)"))
-                        .unwrap_or_default();
+                    let dym = suggestion(name, table.columns.iter().map(String::as_str));
                     Error::invalid(format!(
                         "column '{name}' not found in '{source}'{dym}; its columns are: {}",
                         table.columns.join(", ")

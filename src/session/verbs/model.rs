@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 
-use crate::dsl::{did_you_mean, Command, Value};
+use crate::dsl::{suggestion, Command, Value};
 use crate::error::{Error, Result};
 use crate::metrics::History;
 use crate::model::{load_model, save_model, Init, Linear, Model};
@@ -34,9 +34,7 @@ impl Session {
             }
             let dir = Path::new(&name);
             if !dir.is_dir() {
-                let dym = did_you_mean(&name, ["linear"])
-                    .map(|c| format!(" (did you mean '{c}'?)"))
-                    .unwrap_or_default();
+                let dym = suggestion(&name, ["linear"]);
                 return Err(Error::invalid(format!(
                     "no model '{name}'{dym}: give `linear`, or a directory written by `save`"
                 ))
@@ -110,9 +108,7 @@ impl Session {
                 let groups = model.group_names();
                 let pnames: Vec<&str> =
                     params.iter().map(|p| p.name.as_str()).chain(groups.iter().copied()).collect();
-                let dym = did_you_mean(name, pnames.iter().copied())
-                    .map(|c| format!(" (did you mean '{c}'?)"))
-                    .unwrap_or_default();
+                let dym = suggestion(name, pnames.iter().copied());
                 return Err(Error::invalid(format!(
                     "no parameter matches '{name}'{dym}; `show params` lists the names"
                 ))

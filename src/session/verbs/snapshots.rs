@@ -1,6 +1,6 @@
 //! `snapshot`, `restore`, `undo`.
 
-use crate::dsl::{Command, Value};
+use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::session::snapshot::Snapshot;
 use crate::session::{Event, Session, Sink};
@@ -37,9 +37,7 @@ impl Session {
             } else {
                 format!("there are: {}", names.join(", "))
             };
-            let dym = crate::dsl::did_you_mean(name, names.iter().copied())
-                .map(|c| format!(" (did you mean '{c}'?)"))
-                .unwrap_or_default();
+            let dym = suggestion(name, names.iter().copied());
             return Err(Error::invalid(format!("no snapshot '{name}'{dym}; {known}")).at(cmd.args[0].span));
         };
         if snap.model_id != self.model_id {

@@ -178,7 +178,8 @@ impl Session {
             FitEnd::Completed => {
                 let last = match self.history.epochs.last() {
                     Some(e) if e.step > step_before => {
-                        let valid = e.valid_loss.map(|v| format!(", valid loss {}", num(v))).unwrap_or_default();
+                        let valid =
+                            e.valid_loss.map(|v| format!(", valid loss {}", num(v))).unwrap_or_default();
                         format!("; last epoch train loss {}{valid}", num(e.train_loss))
                     }
                     _ => String::new(),
