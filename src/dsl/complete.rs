@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::lex::continuation_at;
 use super::table::{find_verb, ArgSpec, VerbSpec, VERBS};
 use super::value::Kind;
 
@@ -26,16 +27,37 @@ struct Cursor<'a> {
     before: Vec<&'a str>,
 }
 
+/// `text` with every line continuation (`\`, blanks, newline) turned into as many blanks,
+/// so a continued command reads as one line and byte offsets are unchanged.
+fn blank_continuations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i..].starts_with('\\').then(|| continuation_at(&text[i..])).flatten() {
+            Some(n) if text[i..i + n].ends_with('\n') => {
+                out.extend(std::iter::repeat_n(' ', n));
+                i += n;
+            }
+            _ => {
+                let c = text[i..].chars().next().expect("in bounds");
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
+}
+
 fn cursor(line: &str, pos: usize) -> Cursor<'_> {
     let pos = pos.min(line.len());
+    let blanked = blank_continuations(&line[..pos]);
     let text = &line[..pos];
     // Find the start of the current command and word, tracking quotes.
     let mut quote: Option<char> = None;
-    let mut cmd_start = 0;
     let mut word_start = 0;
     let mut words = Vec::new();
     let mut in_word = false;
-    for (i, c) in text.char_indices() {
+    for (i, c) in blanked.char_indices() {
         match quote {
             Some(q) if c == q => quote = None,
             Some(_) => {}
@@ -48,7 +70,6 @@ fn cursor(line: &str, pos: usize) -> Cursor<'_> {
                     }
                 }
                 ';' | '\n' => {
-                    cmd_start = i + 1;
                     words.clear();
                     in_word = false;
                     word_start = i + 1;
@@ -69,7 +90,6 @@ fn cursor(line: &str, pos: usize) -> Cursor<'_> {
             },
         }
     }
-    let _ = cmd_start;
     if !in_word {
         word_start = pos;
     }
@@ -240,6 +260,10 @@ mod tests {
         assert!(replacements("help pl").contains(&"plot ".to_string()));
         assert!(replacements("fit epochs=3 ").iter().all(|r| r != "epochs="));
         assert!(replacements("zzz ").is_empty());
+        // A continued line is still the same command.
+        assert_eq!(replacements("fit \\\nep"), ["epochs="]);
+        assert_eq!(hint("fit \\  \nep", 10).as_deref(), Some("ochs=N"));
+        assert_eq!(replacements("seed 1\nfi"), ["fit "]);
     }
 
     #[test]

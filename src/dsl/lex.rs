@@ -61,16 +61,16 @@ impl<'s> Lexer<'s> {
         Some(c)
     }
 
-    /// A `\` followed by an optional `\r` and a newline: a line continuation.
-    fn at_continuation(&self) -> bool {
-        let rest = &self.src[self.pos..];
-        rest.starts_with("\\\n") || rest.starts_with("\\\r\n")
+    /// Length of a line continuation at the cursor, if there is one: a `\`, optional blanks,
+    /// then a newline (or the end of the text).
+    fn continuation(&self) -> Option<usize> {
+        continuation_at(&self.src[self.pos..])
     }
 
     fn word(&mut self) -> String {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if is_word_end(c) || self.at_continuation() {
+            if is_word_end(c) || self.continuation().is_some() {
                 break;
             }
             self.bump();
@@ -163,6 +163,25 @@ impl<'s> Lexer<'s> {
     }
 }
 
+/// If `rest` starts with a line continuation (`\`, optional blanks, then a newline or the
+/// end of the text), its length in bytes. The REPL uses the same rule to decide that a line
+/// is incomplete.
+pub fn continuation_at(rest: &str) -> Option<usize> {
+    let after = rest.strip_prefix('\\')?;
+    let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
+    let tail = &after[blanks..];
+    let newline = if tail.starts_with("\r\n") {
+        2
+    } else if tail.starts_with('\n') {
+        1
+    } else if tail.is_empty() {
+        0
+    } else {
+        return None;
+    };
+    Some(1 + blanks + newline)
+}
+
 /// Splits `src` into tokens. Fails only on unterminated strings or lists and stray brackets.
 pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
     let mut lx = Lexer { src, pos: 0 };
@@ -175,12 +194,8 @@ pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 lx.bump();
                 Tok::Sep
             }
-            _ if lx.at_continuation() => {
-                lx.bump();
-                if lx.peek() == Some('\r') {
-                    lx.bump();
-                }
-                lx.bump();
+            _ if lx.continuation().is_some() => {
+                lx.pos += lx.continuation().unwrap_or(0);
                 token_start = true;
                 continue;
             }
@@ -243,6 +258,9 @@ mod tests {
             vec![w("seed"), w("1"), Tok::Sep, w("fit"), w("epochs"), Tok::Eq, w("2"), Tok::Sep, w("eval")]
         );
         assert_eq!(kinds("data a#b.csv"), vec![w("data"), w("a#b.csv")]);
+        // Blanks after the backslash are forgiven; a backslash at the very end is dropped.
+        assert_eq!(kinds("fit \\  \nepochs=1 \\"), vec![w("fit"), w("epochs"), Tok::Eq, w("1")]);
+        assert_eq!(kinds("a\\b"), vec![w("a\\b")]);
     }
 
     #[test]

@@ -72,8 +72,10 @@ impl Highlighter for TuneHelper {
 
 impl Validator for TuneHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        // A trailing backslash continues the command on the next line.
-        if ctx.input().trim_end_matches([' ', '\t']).ends_with('\\') {
+        // A trailing backslash continues the command on the next line (the lexer's rule).
+        let input = ctx.input();
+        let last_line = input.rsplit('\n').next().unwrap_or(input);
+        if last_line.rfind('\\').is_some_and(|i| crate::dsl::continuation_at(&last_line[i..]).is_some()) {
             Ok(ValidationResult::Incomplete)
         } else {
             Ok(ValidationResult::Valid(None))

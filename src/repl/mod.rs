@@ -11,6 +11,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
 
+use crate::dsl::table::find_verb;
 use crate::session::{Flow, Session};
 use crate::term::TerminalSink;
 pub use helper::TuneHelper;
@@ -64,9 +65,13 @@ pub fn run(session: &mut Session, sink: &mut TerminalSink) -> rustyline::Result<
                 if line.trim().is_empty() {
                     continue;
                 }
-                let _ = rl.add_history_entry(line.as_str());
-                if let Some(path) = &history {
-                    let _ = rl.append_history(path);
+                // `quit` is not kept: the first Up arrow of the next launch should bring back
+                // the last real command, not a way out.
+                if !is_quit(&line) {
+                    let _ = rl.add_history_entry(line.as_str());
+                    if let Some(path) = &history {
+                        let _ = rl.append_history(path);
+                    }
                 }
                 if let Ok(Flow::Quit) = session.run(&line, sink) {
                     break;
@@ -78,4 +83,22 @@ pub fn run(session: &mut Session, sink: &mut TerminalSink) -> rustyline::Result<
         }
     }
     Ok(())
+}
+
+/// Whether `line` is just `quit` (or an alias of it).
+fn is_quit(line: &str) -> bool {
+    find_verb(line.trim()).is_some_and(|v| v.name == "quit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lone_quit_is_kept_out_of_history() {
+        assert!(is_quit("quit"));
+        assert!(is_quit("  exit "));
+        assert!(!is_quit("seed 1; quit"));
+        assert!(!is_quit("seed 123"));
+    }
 }
