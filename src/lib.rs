@@ -10,7 +10,7 @@
 //! - [`train`]: optimizers, schedules, the update step and the fit loop.
 //! - [`metrics`]: metrics and the training history.
 //! - [`plot`]: charts as PNG and SVG bytes.
-//! - Front-ends: [`term`] (terminal rendering), [`repl`], [`script`]; `bench`.
+//! - Front-ends: [`term`] (terminal rendering), [`repl`], [`script`], [`kernel`] (Jupyter); `bench`.
 //!
 //! ```
 //! use tunelab::{Event, Session};
@@ -25,6 +25,7 @@ pub mod data;
 pub mod dsl;
 pub mod error;
 mod files;
+pub mod kernel;
 pub mod metrics;
 pub mod model;
 pub mod plot;

@@ -58,6 +58,78 @@ enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Run as a Jupyter kernel (Jupyter starts it), or install/uninstall the kernelspec.
+    #[command(args_conflicts_with_subcommands = true)]
+    Kernel {
+        /// The connection file Jupyter writes for the kernel.
+        #[arg(short = 'f', long, value_name = "FILE")]
+        connection_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<KernelCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// Install the kernelspec so Jupyter lists tunelab (default: --user).
+    Install(KernelPrefix),
+    /// Remove the kernelspec installed with the same flags.
+    Uninstall(KernelPrefix),
+}
+
+/// Where the kernelspec goes.
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct KernelPrefix {
+    /// The user's Jupyter data directory (~/.local/share/jupyter on Linux).
+    #[arg(long)]
+    user: bool,
+    /// The active Python environment's share/jupyter ($VIRTUAL_ENV, $CONDA_PREFIX or python3's sys.prefix).
+    #[arg(long)]
+    sys_prefix: bool,
+    /// PREFIX/share/jupyter.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<PathBuf>,
+}
+
+impl KernelPrefix {
+    fn prefix(self) -> tunelab::kernel::Prefix {
+        match (self.prefix, self.sys_prefix) {
+            (Some(p), _) => tunelab::kernel::Prefix::Path(p),
+            (None, true) => tunelab::kernel::Prefix::SysPrefix,
+            (None, false) => tunelab::kernel::Prefix::User,
+        }
+    }
+}
+
+/// `tunelab kernel …`: serve a connection file, or install/uninstall the kernelspec.
+fn kernel(connection_file: Option<PathBuf>, action: Option<KernelCmd>) -> ExitCode {
+    let result = match (connection_file, action) {
+        (Some(file), _) => tunelab::kernel::run(&file).map(|()| None),
+        (None, Some(KernelCmd::Install(p))) => tunelab::kernel::install(&p.prefix()).map(Some),
+        (None, Some(KernelCmd::Uninstall(p))) => tunelab::kernel::uninstall(&p.prefix()).map(|dir| {
+            println!("removed the tunelab kernelspec from {}", dir.display());
+            None
+        }),
+        (None, None) => {
+            eprintln!(
+                "error: give --connection-file FILE (Jupyter does this when it starts the kernel), \
+                 or run `tunelab kernel install` so Jupyter can start it"
+            );
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match result {
+        Ok(Some(dir)) => {
+            println!("installed the tunelab kernelspec in {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }
 
 fn repl(session: &mut Session, sink: &mut TerminalSink) -> ExitCode {
@@ -85,6 +157,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         None => repl(&mut session, &mut sink),
+        Some(Cmd::Kernel { connection_file, action }) => kernel(connection_file, action),
         Some(Cmd::Run { file, interactive }) => {
             if interactive {
                 let code = run_file(&mut session, &file, &mut sink);

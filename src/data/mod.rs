@@ -1,19 +1,25 @@
-//! Data sets: reading, generating, splitting and batching.
+//! Data sets: reading, generating, cleaning, splitting, tokenizing and batching.
 //!
-//! A [`Dataset`] lives on the session's device once loaded; batches are gathered from it
-//! with an index tensor, so training moves no data between host and device.
+//! A [`Dataset`] lives on the session's device once loaded (text once tokenized); batches
+//! are gathered from it with an index tensor, so training moves no data back to the host.
 
+mod numeric;
 mod split;
 mod synthetic;
 mod table;
+mod text;
+mod tokenize;
 
+pub use numeric::{HostRows, NumericData};
 pub use split::{split_indices, Split};
 pub use synthetic::linear as synthetic_linear;
 pub use table::TextTable;
+pub use text::{augment, clean, CleanReport, LabelSet, Labelled, TextData, TextOptions};
+pub use tokenize::TextTokenizer;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
-use crate::error::{bail, Result};
+use crate::error::Result;
 
 /// A batch of inputs (and targets, when known) for a model.
 #[derive(Clone, Debug)]
@@ -25,110 +31,94 @@ pub enum Batch {
         /// Targets, absent when predicting.
         y: Option<Tensor>,
     },
+    /// Token ids `[n, len]` (u32, padded), attention mask `[n, len]` (u32: 1 = token,
+    /// 0 = padding), and class labels `[n]` (u32) when known.
+    Text {
+        /// Token ids.
+        ids: Tensor,
+        /// Attention mask.
+        mask: Tensor,
+        /// Class indices.
+        labels: Option<Tensor>,
+    },
 }
 
-/// A numeric table for regression, split into train/valid/test.
+/// A loaded data set.
 #[derive(Clone, Debug)]
-pub struct Dataset {
-    /// Where it came from (a path, or "synthetic linear w=3 b=2 noise=0.1").
-    pub source: String,
-    /// Input column names.
-    pub inputs: Vec<String>,
-    /// Target column name.
-    pub target: String,
-    x: Tensor,
-    y: Tensor,
-    host_x: Vec<f64>,
-    host_y: Vec<f64>,
-    splits: [Vec<u32>; 3],
-}
-
-/// One split's rows on the host, for closed-form solutions and plots.
-pub struct HostRows<'a> {
-    /// Row-major inputs, `d` values per row.
-    pub x: Vec<&'a [f64]>,
-    /// Targets.
-    pub y: Vec<f64>,
+pub enum Dataset {
+    /// Numeric columns for regression.
+    Numeric(NumericData),
+    /// Labelled text for classification (or unlabelled for language modelling).
+    Text(TextData),
 }
 
 impl Dataset {
-    /// A data set from rows of inputs and targets, split by `fractions` after an optional
-    /// shuffle with `rng`, and uploaded to `device`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        source: String,
-        inputs: Vec<String>,
-        target: String,
-        rows: Vec<Vec<f64>>,
-        y: Vec<f64>,
-        fractions: &[f64],
-        shuffle: bool,
-        rng: &mut impl rand::Rng,
-        device: &Device,
-    ) -> Result<Dataset> {
-        let n = rows.len();
-        let d = inputs.len();
-        if n == 0 {
-            bail!("the data has no rows")
+    /// Where it came from.
+    pub fn source(&self) -> &str {
+        match self {
+            Dataset::Numeric(d) => &d.source,
+            Dataset::Text(d) => &d.source,
         }
-        if n != y.len() || rows.iter().any(|r| r.len() != d) {
-            bail!("every row needs {d} input value(s) and one target")
-        }
-        let splits = split_indices(n, fractions, shuffle, rng)?;
-        let host_x: Vec<f64> = rows.into_iter().flatten().collect();
-        let x = Tensor::from_vec(host_x.iter().map(|v| *v as f32).collect::<Vec<_>>(), (n, d), device)?;
-        let yt = Tensor::from_vec(y.iter().map(|v| *v as f32).collect::<Vec<_>>(), (n, 1), device)?;
-        Ok(Dataset { source, inputs, target, x, y: yt, host_x, host_y: y, splits })
     }
 
-    /// Number of rows.
+    /// Number of rows (samples).
     pub fn len(&self) -> usize {
-        self.host_y.len()
+        match self {
+            Dataset::Numeric(d) => d.len(),
+            Dataset::Text(d) => d.len(),
+        }
     }
 
-    /// Whether there are no rows (never true for a constructed data set).
+    /// Whether it has no rows.
     pub fn is_empty(&self) -> bool {
-        self.host_y.is_empty()
-    }
-
-    /// Number of input columns.
-    pub fn dims(&self) -> usize {
-        self.inputs.len()
+        self.len() == 0
     }
 
     /// Row indices of a split.
     pub fn split(&self, s: Split) -> &[u32] {
-        &self.splits[s as usize]
+        match self {
+            Dataset::Numeric(d) => d.split(s),
+            Dataset::Text(d) => d.split(s),
+        }
     }
 
-    /// Gathers the rows `idx` into a batch on the data's device.
+    /// Gathers rows into a batch (text must be tokenized first).
     pub fn batch(&self, idx: &[u32]) -> Result<Batch> {
-        let ids = Tensor::from_slice(idx, idx.len(), self.x.device())?;
-        Ok(Batch::Regression { x: self.x.index_select(&ids, 0)?, y: Some(self.y.index_select(&ids, 0)?) })
-    }
-
-    /// The whole split as one batch.
-    pub fn split_batch(&self, s: Split) -> Result<Batch> {
-        self.batch(self.split(s))
-    }
-
-    /// The rows of a split on the host.
-    pub fn host_rows(&self, s: Split) -> HostRows<'_> {
-        let d = self.dims();
-        let idx = self.split(s);
-        HostRows {
-            x: idx.iter().map(|&i| &self.host_x[i as usize * d..(i as usize + 1) * d]).collect(),
-            y: idx.iter().map(|&i| self.host_y[i as usize]).collect(),
+        match self {
+            Dataset::Numeric(d) => d.batch(idx),
+            Dataset::Text(d) => d.batch(idx),
         }
     }
 
     /// The same data on another device.
     pub fn to_device(&self, device: &Device) -> Result<Dataset> {
-        Ok(Dataset { x: self.x.to_device(device)?, y: self.y.to_device(device)?, ..self.clone() })
+        Ok(match self {
+            Dataset::Numeric(d) => Dataset::Numeric(d.to_device(device)?),
+            Dataset::Text(d) => Dataset::Text(d.to_device(device)?),
+        })
     }
 
-    /// Bytes the data holds on its device.
+    /// Bytes held on the device.
     pub fn device_bytes(&self) -> usize {
-        (self.x.elem_count() + self.y.elem_count()) * DType::F32.size_in_bytes()
+        match self {
+            Dataset::Numeric(d) => d.device_bytes(),
+            Dataset::Text(d) => d.device_bytes(),
+        }
+    }
+
+    /// The numeric data, if this is numeric.
+    pub fn numeric(&self) -> Option<&NumericData> {
+        match self {
+            Dataset::Numeric(d) => Some(d),
+            Dataset::Text(_) => None,
+        }
+    }
+
+    /// The text data, if this is text.
+    pub fn text(&self) -> Option<&TextData> {
+        match self {
+            Dataset::Text(d) => Some(d),
+            Dataset::Numeric(_) => None,
+        }
     }
 }

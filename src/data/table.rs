@@ -115,6 +115,11 @@ impl TextTable {
         self.rows.is_empty()
     }
 
+    /// Every value of column `c`, as text.
+    pub fn column_values(&self, c: usize) -> Vec<String> {
+        self.rows.iter().map(|r| r[c].clone()).collect()
+    }
+
     /// Index of the column called `name`.
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)

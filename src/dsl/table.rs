@@ -131,7 +131,7 @@ pub const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
 /// Learning-rate schedules.
 pub const SCHEDULES: &[&str] = &["constant", "linear", "cosine", "step"];
 /// What `plot` draws.
-pub const PLOTS: &[&str] = &["loss", "lr", "surface", "fit"];
+pub const PLOTS: &[&str] = &["loss", "lr", "surface", "fit", "confusion"];
 /// What `show` shows.
 pub const SHOWABLE: &[&str] =
     &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device"];
@@ -244,10 +244,14 @@ pub static VERBS: &[VerbSpec] = &[
         name: "data",
         aliases: &[],
         group: Group::Data,
-        summary: "load a data set from a file, or generate a synthetic one",
-        details: "`data synthetic linear` draws x from a standard normal and y = w·x + b + noise. \
-                  `data FILE x=COLS y=COL` reads numeric columns from a csv, tsv or jsonl file. \
-                  The rows are shuffled with the session seed and split into train/valid/test.",
+        summary: "load a data set from files, or generate a synthetic one",
+        details: "Text for classification: `data FILE text=COL label=COL` (csv, tsv or jsonl), \
+                  `data pos.txt neg.txt` (a file per label, one text per line), or `data DIR` \
+                  (a sub-folder per label with a file per text, or a .txt file per label). Texts \
+                  are cleaned (trimmed, empty and duplicate rows dropped) and tokenized once a text \
+                  model is loaded. Numbers for regression: `data FILE x=COLS y=COL`, or \
+                  `data synthetic linear` (x from a standard normal, y = w·x + b + noise). Rows are \
+                  shuffled with the session seed and split into train/valid/test.",
         args: &[
             ArgSpec {
                 name: "SOURCE",
@@ -255,18 +259,66 @@ pub static VERBS: &[VerbSpec] = &[
                 required: true,
                 many: false,
                 suggest: &["synthetic"],
-                doc: "a csv/tsv/jsonl file, or `synthetic`",
+                doc: "a csv/tsv/jsonl file, a .txt file per label, a folder, or `synthetic`",
             },
             ArgSpec {
-                name: "GENERATOR",
-                kind: Kind::Choice(&["linear"]),
+                name: "MORE",
+                kind: Kind::Path,
                 required: false,
-                many: false,
-                suggest: &[],
-                doc: "for synthetic data: the generating model",
+                many: true,
+                suggest: &["linear"],
+                doc: "more .txt files (one per label); after `synthetic`: `linear`",
             },
         ],
         options: &[
+            OptSpec {
+                name: "text",
+                kind: Kind::Text,
+                default: None,
+                doc: "text column of a table (default: a column named text)",
+            },
+            OptSpec {
+                name: "label",
+                kind: Kind::Text,
+                default: None,
+                doc: "label column of a table (default: a column named label)",
+            },
+            OptSpec {
+                name: "max_len",
+                kind: COUNT,
+                default: Some("128"),
+                doc: "text: tokens kept per text (longer ones are truncated and counted)",
+            },
+            OptSpec {
+                name: "clean",
+                kind: Kind::Bool,
+                default: Some("true"),
+                doc: "text: trim, drop empty and duplicate texts (and say how many)",
+            },
+            OptSpec {
+                name: "augment",
+                kind: Kind::Int(Bound::NonNegative),
+                default: Some("0"),
+                doc: "text: noisy copies of each training text (random deletion and swaps)",
+            },
+            OptSpec {
+                name: "augment_p",
+                kind: Kind::Float(Bound::Unit),
+                default: Some("0.1"),
+                doc: "text: probability a word is deleted / fraction of words swapped",
+            },
+            OptSpec {
+                name: "valid",
+                kind: Kind::Path,
+                default: None,
+                doc: "text: a separate validation file (same columns)",
+            },
+            OptSpec {
+                name: "test",
+                kind: Kind::Path,
+                default: None,
+                doc: "text: a separate test file (same columns)",
+            },
             OptSpec {
                 name: "x",
                 kind: Kind::List(&TEXT),
@@ -307,6 +359,8 @@ pub static VERBS: &[VerbSpec] = &[
             },
         ],
         examples: &[
+            "data reviews.csv text=review label=sentiment split=0.8/0.1/0.1",
+            "data pos.txt neg.txt max_len=64 augment=1",
             "data synthetic linear n=1000 w=3 b=2 noise=0.1",
             "data synthetic linear w=1.5,-2 b=0.5",
             "data houses.csv x=area,rooms y=price split=0.8/0.2",
@@ -316,19 +370,49 @@ pub static VERBS: &[VerbSpec] = &[
         name: "load",
         aliases: &[],
         group: Group::Model,
-        summary: "load or build a model",
-        details: "`load linear` builds a linear model y = w·x + b (as torch.nn.Linear) with as \
-                  many inputs as the loaded data has. `load DIR` loads a model tunelab saved. \
-                  Loading replaces the model and resets the optimizer state and history.",
+        summary: "load a pretrained model, or build one",
+        details: "`load NAME task=classify labels=N` loads a BERT-family encoder and puts a fresh \
+                  classification head on it (pooler + dropout + linear). NAME is a directory \
+                  (config.json, model.safetensors or pytorch_model.bin, tokenizer.json or \
+                  vocab.txt), a Hugging Face id found in the local cache ($HF_HOME), or downloaded \
+                  when online. `load bert config=base|small|mini|tiny|FILE vocab=FILE` builds a \
+                  randomly initialised BERT. `task=mlm` puts a masked-LM head on instead. \
+                  `load linear` builds y = w·x + b (torch.nn.Linear) with as many inputs as the \
+                  data. A directory written by `save` resumes where it stopped. Loading replaces \
+                  the model and resets the optimizer state and history.",
         args: &[ArgSpec {
             name: "MODEL",
             kind: Kind::Path,
             required: true,
             many: false,
-            suggest: &["linear"],
-            doc: "`linear`, or a directory written by `save`",
+            suggest: &["linear", "bert"],
+            doc: "`linear`, `bert`, a model directory, or a Hugging Face id",
         }],
         options: &[
+            OptSpec {
+                name: "task",
+                kind: Kind::Choice(&["classify", "mlm"]),
+                default: None,
+                doc: "text models: classify (default) or mlm (masked-LM pretraining)",
+            },
+            OptSpec {
+                name: "labels",
+                kind: Kind::Int(Bound::AtLeastOne),
+                default: None,
+                doc: "classify: number of classes (default: the data's, else 2)",
+            },
+            OptSpec {
+                name: "config",
+                kind: Kind::Text,
+                default: None,
+                doc: "load bert: base, small, mini, tiny or a config.json (random weights)",
+            },
+            OptSpec {
+                name: "vocab",
+                kind: Kind::Path,
+                default: None,
+                doc: "load bert: the vocab.txt to build the WordPiece tokenizer from",
+            },
             OptSpec {
                 name: "inputs",
                 kind: COUNT,
@@ -342,16 +426,25 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "linear: uniform ±1/√inputs as PyTorch does, or all zeros",
             },
         ],
-        examples: &["load linear", "load linear init=zeros", "load runs/linear-1"],
+        examples: &[
+            "load bert-base-uncased task=classify labels=2",
+            "load models/minilm task=classify",
+            "load bert config=small vocab=vocab.txt task=mlm",
+            "load linear",
+            "load linear init=zeros",
+            "load runs/linear-1",
+        ],
     },
     VerbSpec {
         name: "freeze",
         aliases: &[],
         group: Group::Model,
         summary: "stop training some parameters (all when none named)",
-        details: "Frozen parameters get no gradient and no update. Names match a parameter \
-                  exactly, as a prefix (`encoder` matches `encoder.layer.0.weight`), by glob \
-                  (`*.bias`), or a model's group name (`w`, `b` for the linear model).",
+        details: "Frozen parameters get no gradient and no optimizer state. Names match a \
+                  parameter exactly, as a dotted prefix (`bert.encoder` matches \
+                  `bert.encoder.layer.0…`), by glob (`*.bias`), or a group: embeddings, encoder, \
+                  pooler, head, norms, biases for BERT; w, b for the linear model. \
+                  `freeze all except head` freezes everything but the named ones.",
         args: &[ArgSpec {
             name: "PARAMS",
             kind: Kind::Text,
@@ -366,7 +459,7 @@ pub static VERBS: &[VerbSpec] = &[
             default: None,
             doc: "also the numbered layers in this range, e.g. 0..8",
         }],
-        examples: &["freeze b", "freeze", "freeze all"],
+        examples: &["freeze embeddings layers=0..8", "freeze all except head", "freeze b", "freeze"],
     },
     VerbSpec {
         name: "unfreeze",
@@ -388,7 +481,7 @@ pub static VERBS: &[VerbSpec] = &[
             default: None,
             doc: "also the numbered layers in this range",
         }],
-        examples: &["unfreeze", "unfreeze b"],
+        examples: &["unfreeze layers=10..12", "unfreeze", "unfreeze b"],
     },
     VerbSpec {
         name: "save",
@@ -580,28 +673,40 @@ pub static VERBS: &[VerbSpec] = &[
         name: "eval",
         aliases: &["evaluate"],
         group: Group::Inspect,
-        summary: "evaluate the model on a split",
-        details: "For regression: the mean squared error of the learned model beside the \
-                  closed-form least-squares solution fitted on the training split.",
+        summary: "evaluate the model on a split or a file",
+        details: "Classification: accuracy, precision/recall/F1 per class with macro and \
+                  weighted averages (as scikit-learn's classification_report) and the confusion \
+                  matrix. Regression: the mean squared error beside the closed-form \
+                  least-squares fit. Masked LM: loss and perplexity.",
         args: &[],
-        options: &[OptSpec {
-            name: "split",
-            kind: Kind::Choice(SPLITS),
-            default: Some("test"),
-            doc: "which split to evaluate",
-        }],
-        examples: &["eval", "eval split=valid"],
+        options: &[
+            OptSpec {
+                name: "split",
+                kind: Kind::Choice(SPLITS),
+                default: None,
+                doc: "which split to evaluate (default test, or valid when there is no test split)",
+            },
+            OptSpec {
+                name: "file",
+                kind: Kind::Path,
+                default: None,
+                doc: "evaluate on this file instead (same columns as the data)",
+            },
+        ],
+        examples: &["eval", "eval split=valid", "eval file=heldout.csv"],
     },
     VerbSpec {
         name: "predict",
         aliases: &[],
         group: Group::Inspect,
         summary: "predict for given inputs, or the first rows of a split",
-        details: "Each INPUT is a number, or a list [x1, x2] for a model with several inputs. \
-                  Without inputs, shows predictions next to targets for the first rows of a split.",
+        details: "For a classifier each INPUT is a quoted text, and the answer is the label with \
+                  the probability of every class. For regression each INPUT is a number, or a \
+                  list [x1, x2] for several inputs. Without inputs, shows predictions next to the \
+                  true values for the first rows of a split.",
         args: &[ArgSpec {
             name: "INPUT",
-            kind: Kind::List(&FLOAT),
+            kind: Kind::Any,
             required: false,
             many: true,
             suggest: &[],
@@ -616,17 +721,23 @@ pub static VERBS: &[VerbSpec] = &[
             },
             OptSpec { name: "rows", kind: COUNT, default: Some("10"), doc: "rows to show from the split" },
         ],
-        examples: &["predict 1.5", "predict 0 1 2", "predict split=valid rows=5"],
+        examples: &[
+            "predict \"a gripping, funny film\"",
+            "predict 1.5",
+            "predict 0 1 2",
+            "predict split=valid rows=5",
+        ],
     },
     VerbSpec {
         name: "plot",
         aliases: &[],
         group: Group::Inspect,
-        summary: "draw a chart (loss, lr, surface, fit) to PNG and SVG",
+        summary: "draw a chart (loss, lr, surface, fit, confusion) to PNG and SVG",
         details: "loss: per-step training loss with per-epoch train and validation loss. \
                   lr: the learning rate per step. surface: the loss over (w, b) as filled \
                   contours with the descent path and the least-squares optimum (1-input linear \
-                  model). fit: the data with the learned and closed-form lines.",
+                  model). fit: the data with the learned and closed-form lines. confusion: the \
+                  confusion matrix of the last classification `eval`.",
         args: &[ArgSpec {
             name: "WHAT",
             kind: Kind::Choice(PLOTS),

@@ -150,6 +150,9 @@ pub enum Kind {
     List(&'static Kind),
     /// Fractions that sum to 1, written `0.8/0.1/0.1` or `0.9/0.1`.
     Split,
+    /// Text or a bracketed list of texts, typed later by the command (e.g. `predict`
+    /// takes `1.5`, `[1, 2]` or `"a review"` depending on the model).
+    Any,
 }
 
 impl Kind {
@@ -170,6 +173,7 @@ impl Kind {
             Kind::Range => "a range like 0..8".into(),
             Kind::List(inner) => format!("a list of {}", inner.describe_plural()),
             Kind::Split => "fractions like 0.8/0.1/0.1".into(),
+            Kind::Any => "a value".into(),
         }
     }
 
@@ -195,6 +199,7 @@ impl Kind {
             Kind::Range => "A..B".into(),
             Kind::List(inner) => format!("{},…", inner.placeholder()),
             Kind::Split => "TRAIN/VALID/TEST".into(),
+            Kind::Any => "VALUE".into(),
         }
     }
 
@@ -221,7 +226,7 @@ impl Kind {
                 "false" | "no" | "off" | "0" => Ok(Value::Bool(false)),
                 _ => Err(format!("expected true or false, got {shown}")),
             },
-            Kind::Text | Kind::Path => {
+            Kind::Text | Kind::Path | Kind::Any => {
                 if text.is_empty() && !atom.quoted {
                     Err("expected a value".into())
                 } else {
@@ -264,6 +269,7 @@ impl Kind {
     pub fn parse_list(&self, items: &[Spanned<Atom>]) -> Result<Value, (String, Span)> {
         let inner = match self {
             Kind::List(inner) => inner,
+            Kind::Any => &Kind::Text,
             other => other,
         };
         items

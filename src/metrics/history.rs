@@ -27,6 +27,9 @@ pub struct EpochRecord {
     pub train_loss: f64,
     /// Validation loss at its end, when there is a validation split.
     pub valid_loss: Option<f64>,
+    /// Validation accuracy at its end, for classifiers.
+    #[serde(default)]
+    pub valid_accuracy: Option<f64>,
     /// False when the fit stopped part-way through it.
     pub complete: bool,
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::bert::{Bert, BertTask};
 use super::{Linear, Model};
 use crate::error::{bail, Error, Result};
 use crate::files::{create_dir, write_atomic, write_bytes_atomic};
@@ -39,6 +40,55 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value> {
         .map_err(|e| Error::Read { path: path.to_path_buf(), reason: e.to_string() })?;
     serde_json::from_str(&text)
         .map_err(|e| Error::Read { path: path.to_path_buf(), reason: format!("invalid JSON: {e}") })
+}
+
+/// Writes the model's tokenizer files too, for text models.
+pub fn save_tokenizer(model: &dyn Model, dir: &Path) -> Result<()> {
+    match model.tokenizer() {
+        Some(t) => t.save(dir),
+        None => Ok(()),
+    }
+}
+
+/// The `model_type` in a directory's config.json (`None` without one).
+pub fn model_type(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    Ok(read_json(&path)?.get("model_type").and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// The class names in a config.json's `id2label`, in id order, when it is a classifier.
+pub fn config_labels(config: &serde_json::Value) -> Option<Vec<String>> {
+    let arch = config.get("architectures")?.as_array()?.first()?.as_str()?;
+    if !arch.ends_with("ForSequenceClassification") {
+        return None;
+    }
+    let map = config.get("id2label")?.as_object()?;
+    let mut pairs: Vec<(usize, String)> =
+        map.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string()))).collect();
+    pairs.sort();
+    Some(pairs.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Loads a text model of `dir` for `task`, initialising a missing head from `rng`.
+pub fn load_text_model(
+    dir: &Path,
+    task: BertTask,
+    rng: &mut impl rand::Rng,
+    device: &Device,
+) -> Result<Bert> {
+    match model_type(dir)?.as_deref() {
+        Some("bert") => Bert::load(dir, task, rng, device),
+        Some(other) => {
+            bail!("model_type '{other}' in '{}' is not supported yet; supported: bert", dir.display())
+        }
+        None => bail!(
+            "'{}' has no config.json: a model directory needs config.json, weights and a tokenizer",
+            dir.display()
+        ),
+    }
 }
 
 /// Loads a model saved in `dir` (by `save`, or any directory with a config.json whose

@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use rand::Rng;
 use serde_json::json;
 
-use super::{Model, Params};
+use super::{Model, Params, Pass, Task};
 use crate::data::Batch;
 use crate::error::{bail, Result};
 
@@ -76,6 +76,10 @@ impl Model for Linear {
         )
     }
 
+    fn task(&self) -> Task {
+        Task::Regression
+    }
+
     fn params(&self) -> &Params {
         &self.params
     }
@@ -84,8 +88,11 @@ impl Model for Linear {
         &mut self.params
     }
 
-    fn forward(&self, batch: &Batch, train: bool) -> Result<Tensor> {
-        let Batch::Regression { x, .. } = batch;
+    fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
+        let Batch::Regression { x, .. } = batch else {
+            bail!("the linear model takes numeric data: `data synthetic linear` or `data FILE x=COLS y=COL`")
+        };
+        let train = pass.train;
         if x.dim(1)? != self.inputs {
             bail!(
                 "the model has {} input(s) but the data has {}: `load linear` again to match the data",
@@ -98,8 +105,8 @@ impl Model for Linear {
         Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Result<Tensor> {
-        let y_hat = self.forward(batch, train)?;
+    fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
+        let y_hat = self.forward(batch, pass)?;
         let Batch::Regression { y: Some(y), .. } = batch else {
             bail!("this batch has no targets, so there is no loss to compute")
         };
@@ -153,7 +160,7 @@ mod tests {
         let x = Tensor::new(&[[1f32], [2.0], [3.0]], &dev).unwrap();
         let y = Tensor::new(&[[5f32], [8.0], [11.0]], &dev).unwrap();
         let batch = Batch::Regression { x, y: Some(y) };
-        let loss = m.loss(&batch, true).unwrap();
+        let loss = m.loss(&batch, &mut Pass::train(0)).unwrap();
         let grads = loss.backward().unwrap();
         // dL/dw = 2/n Σ (w x + b - y) x ; dL/db = 2/n Σ (w x + b - y)
         let r: Vec<f64> =
@@ -173,7 +180,7 @@ mod tests {
         m.params_mut().set_trainable(&[1], false);
         let x = Tensor::new(&[[1f32, 2.0]], &dev).unwrap();
         let batch = Batch::Regression { x, y: Some(Tensor::new(&[[1f32]], &dev).unwrap()) };
-        let grads = m.loss(&batch, true).unwrap().backward().unwrap();
+        let grads = m.loss(&batch, &mut Pass::train(0)).unwrap().backward().unwrap();
         assert!(grads.get(m.params().get("weight").unwrap().var.as_tensor()).is_some());
         assert!(grads.get(m.params().get("bias").unwrap().var.as_tensor()).is_none());
     }

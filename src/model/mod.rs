@@ -4,18 +4,57 @@
 //! HF-style `config.json`. The trainable forward passes use only ops with a backward pass
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
+pub mod bert;
+pub mod hub;
 mod io;
+pub mod layers;
 mod linear;
 mod params;
 
-pub use io::{load_model, read_json, read_tensors, save_model, write_tensors};
+pub use io::{
+    config_labels, load_model, load_text_model, model_type, read_json, read_tensors, save_model,
+    save_tokenizer, write_tensors,
+};
 pub use linear::{Init, Linear};
 pub use params::{name_matches, Param, Params};
 
 use candle_core::{Device, Tensor};
 
-use crate::data::Batch;
+use crate::data::{Batch, TextTokenizer};
 use crate::error::Result;
+use layers::Dropout;
+
+/// How a forward pass runs: whether it builds the gradient graph for trainable parameters,
+/// and where its dropout masks come from.
+pub struct Pass {
+    /// Track gradients of trainable parameters (and apply dropout).
+    pub train: bool,
+    /// Dropout masks (disabled when evaluating).
+    pub dropout: Dropout,
+}
+
+impl Pass {
+    /// Evaluation: no graph, no dropout.
+    pub fn eval() -> Pass {
+        Pass { train: false, dropout: Dropout::disabled() }
+    }
+
+    /// Training, with dropout masks seeded by `seed`.
+    pub fn train(seed: u64) -> Pass {
+        Pass { train: true, dropout: Dropout::seeded(seed) }
+    }
+}
+
+/// What a model predicts, which decides its loss, metrics and `eval` report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// A number (mean squared error).
+    Regression,
+    /// One of several classes (cross-entropy; accuracy, precision, recall, F1).
+    Classify,
+    /// Masked tokens (masked-LM cross-entropy).
+    MaskedLm,
+}
 
 /// A model the session can train, evaluate and save.
 pub trait Model: Send {
@@ -25,18 +64,21 @@ pub trait Model: Send {
     /// One line for `show model`.
     fn describe(&self) -> String;
 
+    /// What the model predicts.
+    fn task(&self) -> Task;
+
     /// The weights.
     fn params(&self) -> &Params;
 
     /// The weights, to change which are trainable.
     fn params_mut(&mut self) -> &mut Params;
 
-    /// The model's outputs for a batch. With `train`, trainable parameters are tracked
-    /// for gradients; without, no graph is built.
-    fn forward(&self, batch: &Batch, train: bool) -> Result<Tensor>;
+    /// The model's outputs for a batch (regression: `[n, 1]`; classification: logits
+    /// `[n, labels]`).
+    fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor>;
 
     /// The mean loss over a batch (a scalar tensor).
-    fn loss(&self, batch: &Batch, train: bool) -> Result<Tensor>;
+    fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor>;
 
     /// `config.json` contents, in the layout Hugging Face tools read.
     fn config(&self) -> serde_json::Value;
@@ -60,6 +102,22 @@ pub trait Model: Send {
     /// Parameter-name prefix of layer `i`.
     fn layer_prefix(&self, i: usize) -> String {
         format!("layers.{i}")
+    }
+
+    /// The tokenizer of a text model.
+    fn tokenizer(&self) -> Option<&TextTokenizer> {
+        None
+    }
+
+    /// Class names of a classifier, by class id.
+    fn labels(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// Renames a classifier's classes (re-initialising its output layer from `rng` when
+    /// their number changes).
+    fn set_labels(&mut self, _labels: Vec<String>, _rng: &mut rand::rngs::StdRng) -> Result<()> {
+        Err(crate::error::Error::invalid(format!("the {} model has no class labels", self.family())))
     }
 
     /// Number of numeric inputs, for models of numeric data (`None` for text models).

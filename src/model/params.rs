@@ -20,6 +20,7 @@ pub struct Param {
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     items: Vec<Param>,
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl Params {
@@ -29,7 +30,12 @@ impl Params {
             .into_iter()
             .map(|(name, t)| Ok(Param { name, var: Var::from_tensor(&t)?, trainable: true }))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params { items })
+        Ok(Params::from_items(items))
+    }
+
+    fn from_items(items: Vec<Param>) -> Params {
+        let index = items.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+        Params { items, index }
     }
 
     /// The parameters in order.
@@ -49,7 +55,7 @@ impl Params {
 
     /// The parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&Param> {
-        self.items.iter().find(|p| p.name == name)
+        self.index.get(name).map(|&i| &self.items[i])
     }
 
     /// The tensor to use in a forward pass: tracked for gradients when trainable and
@@ -59,6 +65,14 @@ impl Params {
             bail!("model has no parameter '{name}'; `show params` lists them")
         };
         Ok(if train && p.trainable { p.var.as_tensor().clone() } else { p.var.as_tensor().detach() })
+    }
+
+    /// Replaces a parameter's tensor with a new variable of any shape (a re-sized head),
+    /// keeping its trainable flag.
+    pub fn replace(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let Some(&i) = self.index.get(name) else { bail!("model has no parameter '{name}'") };
+        self.items[i].var = Var::from_tensor(&value)?;
+        Ok(())
     }
 
     /// Number of scalars in all parameters.
@@ -125,7 +139,23 @@ impl Params {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params { items })
+        Ok(Params::from_items(items))
+    }
+
+    /// The same parameters as new variables of `dtype` (trainable flags kept).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Params> {
+        let items = self
+            .items
+            .iter()
+            .map(|p| {
+                Ok(Param {
+                    name: p.name.clone(),
+                    var: Var::from_tensor(&p.var.as_tensor().to_dtype(dtype)?)?,
+                    trainable: p.trainable,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Params::from_items(items))
     }
 
     /// All values flattened to f64 on the host, in parameter order (small models only).

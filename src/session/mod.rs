@@ -27,7 +27,7 @@ use rand::SeedableRng;
 
 use crate::data::Dataset;
 use crate::dsl::{self, Command, Span};
-use crate::error::{Error, Result};
+use crate::error::{bail, Error, Result};
 use crate::metrics::History;
 use crate::model::Model;
 use crate::train::{OptimConfig, OptimKind, Optimizer, Schedule};
@@ -75,6 +75,10 @@ pub struct Session {
     schedule: Schedule,
     history: History,
     last_grads: Option<Vec<(String, Tensor)>>,
+    /// The confusion matrix of the last classification `eval`, for `plot confusion`.
+    last_confusion: Option<crate::metrics::Confusion>,
+    /// Whether the classifier head came trained from a checkpoint (so data must use its labels).
+    head_from_checkpoint: bool,
     /// Rows `step` has yet to visit in the current pass over the training split.
     step_queue: Vec<u32>,
     snapshots: Vec<Snapshot>,
@@ -106,6 +110,8 @@ impl Session {
             schedule: Schedule::default(),
             history: History::default(),
             last_grads: None,
+            last_confusion: None,
+            head_from_checkpoint: false,
             step_queue: Vec::new(),
             snapshots: Vec::new(),
             undo: Vec::new(),
@@ -237,6 +243,63 @@ impl Session {
         self.data.as_ref().ok_or_else(|| {
             Error::invalid("no data loaded: run `data synthetic linear` or `data FILE x=COLS y=COL` first")
         })
+    }
+
+    /// Makes loaded text data usable by the loaded text model: a fresh, untrained classifier
+    /// head takes the data's class names (and size), and the texts are tokenized once with
+    /// the model's tokenizer. Returns notes for the user.
+    fn prepare_data(&mut self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let (Some(model), Some(crate::data::Dataset::Text(data))) = (self.model.as_mut(), self.data.as_mut())
+        else {
+            return Ok(notes);
+        };
+        if let Some(labels) = model.labels() {
+            let names = &data.label_set.names;
+            if labels != names.as_slice() && names.len() >= 2 {
+                if self.history.step() == 0 && !self.head_from_checkpoint {
+                    let note = if labels.len() == names.len() {
+                        format!("the classifier's labels are now the data's: {}", data.label_set.describe())
+                    } else {
+                        format!(
+                            "the classifier head now has {} labels, as the data: {}",
+                            names.len(),
+                            data.label_set.describe()
+                        )
+                    };
+                    model.set_labels(names.clone(), &mut self.rng)?;
+                    notes.push(note);
+                } else {
+                    bail!(
+                        "the data's labels ({}) differ from the trained classifier's ({}); load data with the same labels",
+                        names.join(", "),
+                        labels.join(", ")
+                    )
+                }
+            }
+        }
+        if let Some(tok) = model.tokenizer() {
+            if !data.is_encoded_for(tok) {
+                data.encode(tok, &self.device)?;
+                let (truncated, unknown) = data.token_stats().unwrap_or((0, 0));
+                let lens = data.token_lens().unwrap_or(&[]);
+                let mean = lens.iter().map(|l| *l as f64).sum::<f64>() / lens.len().max(1) as f64;
+                notes.push(format!(
+                    "tokenized {} texts: mean {mean:.1} tokens, {truncated} truncated to max_len={}, {unknown} unknown tokens",
+                    data.len(),
+                    data.max_len
+                ));
+            }
+        }
+        Ok(notes)
+    }
+
+    /// [`prepare_data`](Self::prepare_data), printing its notes.
+    fn prepare_data_announce(&mut self, sink: &mut dyn Sink) -> Result<()> {
+        for note in self.prepare_data()? {
+            sink.emit(Event::Text(note));
+        }
+        Ok(())
     }
 
     /// Pushes an undo entry for the state before `what`.

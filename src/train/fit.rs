@@ -7,11 +7,12 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::{mean_loss, train_step, Optimizer, Schedule, StepResult};
+use super::{classify_rows, mean_loss, train_step, Optimizer, Schedule, StepResult};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::metrics::{EpochRecord, History, PathPoint, StepRecord};
-use crate::model::Model;
+use crate::model::layers::step_seed;
+use crate::model::{Model, Task};
 use crate::session::{Event, Progress, Sink};
 
 /// What a fit should do.
@@ -45,6 +46,8 @@ pub struct Trainer<'a> {
     pub history: &'a mut History,
     /// Set by Ctrl-C or a kernel interrupt; checked before each update.
     pub cancel: &'a AtomicBool,
+    /// Seeds each step's dropout masks (with the step number).
+    pub seed: u64,
 }
 
 /// How a fit ended.
@@ -76,6 +79,19 @@ pub struct FitReport {
     pub last_grads: Option<Vec<(String, Tensor)>>,
 }
 
+/// Validation loss (and accuracy, for classifiers) at the end of an epoch.
+fn validate(model: &dyn Model, data: &Dataset, chunk: usize) -> Result<(Option<f64>, Option<f64>)> {
+    let rows = data.split(Split::Valid);
+    if rows.is_empty() {
+        return Ok((None, None));
+    }
+    if model.task() == Task::Classify {
+        let p = classify_rows(model, data, rows, chunk)?;
+        return Ok((Some(p.loss), Some(p.accuracy())));
+    }
+    Ok((mean_loss(model, data, Split::Valid, chunk)?, None))
+}
+
 /// Number of updates per epoch for `rows` rows in batches of `batch`.
 pub fn steps_per_epoch(rows: usize, batch: usize) -> usize {
     rows.div_ceil(batch.max(1))
@@ -88,7 +104,7 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
     let train_rows = t.data.split(Split::Train);
     let per_epoch = steps_per_epoch(train_rows.len(), plan.batch);
     let total = (plan.epochs * per_epoch).min(plan.max_steps.unwrap_or(usize::MAX));
-    let eval_chunk = plan.batch.max(1024);
+    let eval_chunk = plan.batch.max(64);
     let report_every = (total / 100).max(1);
     let mut done = 0usize;
     let mut end = FitEnd::Completed;
@@ -126,7 +142,8 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             let lr = t.schedule.lr_at(t.optimizer.config.lr, done, total, per_epoch);
             // 3. Forward, backward, update (skipped if the loss is not finite).
             let batch = t.data.batch(rows)?;
-            let update = match train_step(t.model, t.optimizer, &batch, lr)? {
+            let seed = step_seed(t.seed, t.history.step() + 1);
+            let update = match train_step(t.model, t.optimizer, &batch, lr, seed)? {
                 StepResult::Applied(u) => u,
                 StepResult::NonFinite(loss) => {
                     end = FitEnd::Diverged { step: t.history.step() + 1, loss, lr };
@@ -157,16 +174,20 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
         }
         let complete = epoch_losses.len() == per_epoch;
         let train_loss = epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64;
-        let valid_loss = mean_loss(t.model, t.data, Split::Valid, eval_chunk)?;
+        let (valid_loss, valid_accuracy) = validate(t.model, t.data, eval_chunk)?;
         t.history.epochs.push(EpochRecord {
             epoch,
             step: t.history.step(),
             train_loss,
             valid_loss,
+            valid_accuracy,
             complete,
         });
         if e % plan.log_every.max(1) == 0 || e == plan.epochs || !complete || end != FitEnd::Completed {
-            let valid = valid_loss.map(|v| format!("  valid loss {v:.6}")).unwrap_or_default();
+            let mut valid = valid_loss.map(|v| format!("  valid loss {v:.6}")).unwrap_or_default();
+            if let Some(a) = valid_accuracy {
+                valid += &format!("  valid accuracy {a:.4}");
+            }
             let partial = if complete { "" } else { " (partial)" };
             sink.emit(Event::Text(format!(
                 "epoch {e:>w$}/{}  train loss {train_loss:.6}{valid}{partial}",

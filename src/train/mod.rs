@@ -6,7 +6,7 @@ mod optim;
 mod schedule;
 mod step;
 
-pub use evaluate::mean_loss;
+pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, Predictions};
 pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Trainer};
 pub use optim::{OptimConfig, OptimKind, Optimizer};
 pub use schedule::{Schedule, ScheduleKind};

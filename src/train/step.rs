@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use super::Optimizer;
 use crate::data::Batch;
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{Model, Pass};
 
 /// What an update did.
 #[derive(Clone, Debug)]
@@ -25,15 +25,17 @@ pub enum StepResult {
     NonFinite(f64),
 }
 
-/// forward → loss → backward → optimizer update at rate `lr`. When the loss is not finite
-/// the update is skipped, so the weights stay those of the last good step.
+/// forward → loss → backward → optimizer update at rate `lr`, with dropout masks seeded by
+/// `seed`. When the loss is not finite the update is skipped, so the weights stay those of
+/// the last good step.
 pub fn train_step(
     model: &dyn Model,
     optimizer: &mut Optimizer,
     batch: &Batch,
     lr: f64,
+    seed: u64,
 ) -> Result<StepResult> {
-    let loss = model.loss(batch, true)?;
+    let loss = model.loss(batch, &mut Pass::train(seed))?;
     let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !value.is_finite() {
         return Ok(StepResult::NonFinite(value));

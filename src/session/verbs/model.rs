@@ -4,23 +4,66 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 
+use crate::data::TextTokenizer;
 use crate::dsl::{suggestion, Command, Value};
-use crate::error::{Error, Result};
+use crate::error::{bail, Error, Result};
 use crate::metrics::History;
-use crate::model::{load_model, save_model, Init, Linear, Model};
+use crate::model::bert::{Bert, BertConfig, BertTask};
+use crate::model::{
+    config_labels, hub, load_model, load_text_model, model_type, read_json, save_model, save_tokenizer, Init,
+    Linear, Model,
+};
 use crate::session::checkpoint::{load_training, save_training};
 use crate::session::{Event, Session, Sink};
 use crate::train::Optimizer;
 
+const TEXT_OPTIONS: [&str; 4] = ["task", "labels", "config", "vocab"];
+
 impl Session {
+    /// Class names for a new classifier head: `labels=N` names them 0..N-1 unless the
+    /// loaded text data has N classes; without `labels=`, the data's classes (else 2).
+    fn head_labels(&self, cmd: &Command) -> Vec<String> {
+        let data = self.data.as_ref().and_then(|d| d.text()).map(|d| d.label_set.names.clone());
+        match (cmd.usize("labels"), data) {
+            (Some(n), Some(names)) if names.len() == n => names,
+            (Some(n), _) => (0..n).map(|i| i.to_string()).collect(),
+            (None, Some(names)) if names.len() >= 2 => names,
+            (None, _) => vec!["0".into(), "1".into()],
+        }
+    }
+
+    /// The task of a text model: `task=` if given, else what its config.json says
+    /// (`…ForMaskedLM` → mlm), else classify; a classifier keeps a checkpoint's labels
+    /// (and its trained head) unless `labels=` asks for a different number.
+    fn text_task(&self, cmd: &Command, config: Option<&serde_json::Value>) -> (BertTask, bool) {
+        let arch =
+            config.and_then(|c| c.get("architectures")?.as_array()?.first()?.as_str().map(str::to_string));
+        let default = if arch.is_some_and(|a| a.ends_with("ForMaskedLM")) { "mlm" } else { "classify" };
+        if cmd.str("task").as_deref().unwrap_or(default) == "mlm" {
+            return (BertTask::MaskedLm, false);
+        }
+        match config.and_then(config_labels) {
+            Some(l) if cmd.usize("labels").is_none_or(|n| n == l.len()) => (BertTask::Classify(l), true),
+            _ => (BertTask::Classify(self.head_labels(cmd)), false),
+        }
+    }
+
     pub(crate) fn load(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let name = cmd.arg(0).and_then(Value::as_str).unwrap_or_default().to_string();
+        let name_span = cmd.args[0].span;
         let mut rng: StdRng = self.rng.clone();
         let mut training = None;
+        let mut head_from_checkpoint = false;
         let model: Box<dyn Model> = if name == "linear" {
+            for key in TEXT_OPTIONS {
+                if cmd.given(key).is_some() {
+                    return Err(Error::invalid(format!("{key}= applies to text models, not `load linear`"))
+                        .at(cmd.span_of(key)));
+                }
+            }
             let inputs = match cmd.usize("inputs") {
                 Some(n) => n,
-                None => self.data.as_ref().map_or(1, |d| d.dims()),
+                None => self.data.as_ref().and_then(|d| d.numeric()).map_or(1, |d| d.dims()),
             };
             let init = if cmd.str("init").as_deref() == Some("zeros") { Init::Zeros } else { Init::Random };
             Box::new(Linear::new(inputs, init, &mut rng, &self.device)?)
@@ -32,56 +75,70 @@ impl Session {
                     );
                 }
             }
-            let dir = Path::new(&name);
-            if !dir.is_dir() {
-                let dym = suggestion(&name, ["linear"]);
-                return Err(Error::invalid(format!(
-                    "no model '{name}'{dym}: give `linear`, or a directory written by `save`"
-                ))
-                .at(cmd.args[0].span));
+            if name == "bert" && !Path::new(&name).is_dir() {
+                Box::new(self.random_bert(cmd, &mut rng)?)
+            } else {
+                let dir = hub::resolve(&name).map_err(|e| {
+                    let dym = suggestion(&name, ["linear", "bert"]);
+                    match e {
+                        Error::Invalid { message, .. } if !dym.is_empty() => {
+                            Error::invalid(format!("{message}{dym}"))
+                        }
+                        e => e,
+                    }
+                    .at(name_span)
+                })?;
+                if model_type(&dir).map_err(|e| e.at(name_span))?.as_deref() == Some("tunelab-linear") {
+                    training = load_training(&dir, &self.device)?;
+                    load_model(&dir, &self.device)?
+                } else {
+                    let config = dir
+                        .join("config.json")
+                        .is_file()
+                        .then(|| read_json(&dir.join("config.json")))
+                        .transpose()?;
+                    let (task, from_ckpt) = self.text_task(cmd, config.as_ref());
+                    head_from_checkpoint = from_ckpt;
+                    let bert =
+                        load_text_model(&dir, task, &mut rng, &self.device).map_err(|e| e.at(name_span))?;
+                    for note in &bert.load_notes {
+                        sink.emit(Event::Text(format!("note: {note}")));
+                    }
+                    training = load_training(&dir, &self.device)?;
+                    Box::new(bert)
+                }
             }
-            let model = load_model(dir, &self.device).map_err(|e| e.at(cmd.args[0].span))?;
-            training = load_training(dir, &self.device)?;
-            model
         };
-        if let Some(data) = &self.data {
-            if let Some(inputs) = model.input_dims().filter(|d| *d != data.dims()) {
-                sink.emit(Event::Warning(format!(
-                    "the model has {inputs} input(s) but the loaded data has {}; load matching data before `fit`",
-                    data.dims()
-                )));
-            }
-        }
 
-        // Commit: a new model starts a new training record.
+        // Commit: a new model starts a new training record (or resumes a saved one).
         let mut model = model;
-        let (optimizer, history, resumed) = match training {
+        let resumed = training.is_some();
+        let (optimizer, history) = match training {
             Some(t) => {
                 for pattern in &t.frozen {
                     let idx = model.params().matching(pattern);
                     model.params_mut().set_trainable(&idx, false);
                 }
                 self.schedule = t.schedule;
-                (t.optimizer, t.history, true)
+                (t.optimizer, t.history)
             }
-            None => (Optimizer::new(self.optimizer.config.clone()), History::default(), false),
+            None => (Optimizer::new(self.optimizer.config.clone()), History::default()),
         };
         self.model = Some(model);
         self.model_id += 1;
         self.optimizer = optimizer;
         self.history = history;
+        self.head_from_checkpoint = head_from_checkpoint || resumed;
         self.last_grads = None;
+        self.last_confusion = None;
         self.undo.clear();
         self.step_queue.clear();
         self.rng = rng;
         let m = self.model()?;
-        let values: Vec<String> = if m.params().numel() <= 8 {
-            self.weights()?.iter().map(|(n, v)| format!("{n}={}", fmt_values(v))).collect()
-        } else {
-            Vec::new()
-        };
         let mut line = format!("model: {}", m.describe());
-        if !values.is_empty() {
+        if m.params().numel() <= 8 {
+            let values: Vec<String> =
+                self.weights()?.iter().map(|(n, v)| format!("{n}={}", fmt_values(v))).collect();
             line += &format!(" — initial {}", values.join(", "));
         }
         if resumed {
@@ -92,16 +149,49 @@ impl Session {
             );
         }
         sink.emit(Event::Text(line));
+        self.prepare_data_announce(sink)?;
         Ok(())
+    }
+
+    /// `load bert config=… vocab=…`: a randomly initialised BERT.
+    fn random_bert(&self, cmd: &Command, rng: &mut StdRng) -> Result<Bert> {
+        let Some(vocab) = cmd.str("vocab") else {
+            bail!("`load bert` builds a random BERT and needs vocab=FILE (a vocab.txt), e.g. `load bert config=small vocab=vocab.txt`")
+        };
+        let vocab_path = Path::new(&vocab);
+        let tokenizer =
+            TextTokenizer::from_vocab(vocab_path, true).map_err(|e| e.at(cmd.span_of("vocab")))?;
+        let shape = cmd.str("config").unwrap_or_else(|| "small".into());
+        let mut config = if Path::new(&shape).is_file() {
+            serde_json::from_value::<BertConfig>(read_json(Path::new(&shape))?).map_err(|e| {
+                Error::invalid(format!("'{shape}' is not a BERT config.json: {e}")).at(cmd.span_of("config"))
+            })?
+        } else {
+            BertConfig::preset(&shape, tokenizer.vocab_size()).map_err(|e| e.at(cmd.span_of("config")))?
+        };
+        if config.vocab_size < tokenizer.vocab_size() {
+            config.vocab_size = tokenizer.vocab_size();
+        }
+        let (task, _) = self.text_task(cmd, None);
+        Bert::random(config, task, tokenizer, rng, &self.device)
     }
 
     pub(crate) fn freeze(&mut self, cmd: &Command, sink: &mut dyn Sink, unfreeze: bool) -> Result<()> {
         let model = self.model()?;
         let params = model.params();
-        let mut selected: Vec<usize> = Vec::new();
         let names: Vec<(&str, crate::dsl::Span)> =
             cmd.args.iter().filter_map(|a| a.value.as_str().map(|s| (s, a.span))).collect();
-        for (name, span) in &names {
+        // `freeze all except head`: everything but the names after `except`.
+        let except_at = names.iter().position(|(n, _)| *n == "except");
+        let (chosen, excepted) = match except_at {
+            Some(i) => (&names[..i], &names[i + 1..]),
+            None => (&names[..], &names[..0]),
+        };
+        if except_at.is_some() && excepted.is_empty() {
+            return Err(Error::invalid("`except` needs names after it, e.g. `freeze all except head`")
+                .at(names[except_at.unwrap_or(0)].1));
+        }
+        let resolve = |name: &str, span| -> Result<Vec<usize>> {
             let patterns = model.group(name).unwrap_or_else(|| vec![name.to_string()]);
             let hits: Vec<usize> = patterns.iter().flat_map(|p| params.matching(p)).collect();
             if hits.is_empty() {
@@ -112,9 +202,13 @@ impl Session {
                 return Err(Error::invalid(format!(
                     "no parameter matches '{name}'{dym}; `show params` lists the names"
                 ))
-                .at(*span));
+                .at(span));
             }
-            selected.extend(hits);
+            Ok(hits)
+        };
+        let mut selected: Vec<usize> = Vec::new();
+        for (name, span) in chosen {
+            selected.extend(resolve(name, *span)?);
         }
         if let Some(Value::Range { start, end }) = cmd.given("layers").map(|v| v.value.clone()) {
             let count = model.layer_count();
@@ -134,9 +228,14 @@ impl Session {
                 selected.extend(params.matching(&model.layer_prefix(i)));
             }
         }
-        if names.is_empty() && cmd.given("layers").is_none() {
+        if chosen.is_empty() && cmd.given("layers").is_none() {
             selected = (0..params.len()).collect();
         }
+        let mut kept = Vec::new();
+        for (name, span) in excepted {
+            kept.extend(resolve(name, *span)?);
+        }
+        selected.retain(|i| !kept.contains(i));
         selected.sort();
         selected.dedup();
         let changed: Vec<String> = selected
@@ -149,10 +248,10 @@ impl Session {
         model.params_mut().set_trainable(&selected, unfreeze);
         let (t, n) = (model.params().trainable_numel(), model.params().numel());
         let verb = if unfreeze { "unfrozen" } else { "frozen" };
-        let what = if changed.is_empty() {
-            "nothing changed".to_string()
-        } else {
-            format!("{verb}: {}", changed.join(", "))
+        let what = match changed.len() {
+            0 => "nothing changed".to_string(),
+            1..=6 => format!("{verb}: {}", changed.join(", ")),
+            k => format!("{verb}: {k} tensors ({} … {})", changed[0], changed[k - 1]),
         };
         sink.emit(Event::Text(format!(
             "{what}; trainable {t}/{n} parameters ({:.1}%)",
@@ -170,11 +269,13 @@ impl Session {
                 .at(cmd.args[0].span));
         }
         save_model(model, dir)?;
+        save_tokenizer(model, dir)?;
         save_training(dir, model, &self.optimizer, &self.schedule, &self.history)?;
         sink.emit(Event::Text(format!(
-            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors, optimizer state, tunelab.json)",
+            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}, optimizer state, tunelab.json)",
             model.family(),
-            self.history.step()
+            self.history.step(),
+            if model.tokenizer().is_some() { ", tokenizer" } else { "" }
         )));
         Ok(())
     }

@@ -1,14 +1,21 @@
 //! `eval`, `predict`.
 
+use std::path::Path;
+
 use candle_core::Tensor;
 
 use super::num;
-use crate::data::{Batch, Split};
+use crate::data::{Batch, Dataset, NumericData, Split, TextOptions};
 use crate::dsl::{Command, Value};
-use crate::error::{Error, Result};
-use crate::metrics::{least_squares, mse, EvalRecord};
+use crate::error::{bail, Error, Result};
+use crate::metrics::{least_squares, mse, Confusion, EvalRecord};
+use crate::model::bert::forward_probabilities;
+use crate::model::{Pass, Task};
 use crate::session::{Event, Session, Sink, Table};
-use crate::train::mean_loss;
+use crate::train::{classify_rows, mean_loss_rows};
+
+/// Rows per forward pass when evaluating.
+const EVAL_CHUNK: usize = 64;
 
 impl Session {
     /// The split a command names, or `test` (falling back to `valid` when there is no test
@@ -28,12 +35,136 @@ impl Session {
         Ok(split)
     }
 
+    /// The numeric data, or an error saying the command needs it.
+    pub(crate) fn numeric_data(&self, what: &str) -> Result<&NumericData> {
+        self.data_set()?
+            .numeric()
+            .ok_or_else(|| Error::invalid(format!("{what} needs numeric data (`data FILE x=… y=…`)")))
+    }
+
     pub(crate) fn eval(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        self.model()?;
+        if let Some(file) = cmd.str("file") {
+            if cmd.given("split").is_some() {
+                return Err(Error::invalid("give split= or file=, not both").at(cmd.span_of("file")));
+            }
+            return self.eval_file(cmd, &file, sink);
+        }
+        self.prepare_data_announce(sink)?;
+        let split = self.chosen_split(cmd)?;
+        let (data, rows) = (self.data_set()?, self.data_set()?.split(split).to_vec());
+        let label = format!("{} ({} rows)", split.name(), rows.len());
+        match self.model()?.task() {
+            Task::Regression => self.eval_regression(split, sink),
+            Task::Classify => {
+                let data = data.clone();
+                self.eval_classifier(&data, &rows, &label, sink)
+            }
+            Task::MaskedLm => {
+                let data = data.clone();
+                self.eval_mlm(&data, &rows, &label, sink)
+            }
+        }
+    }
+
+    /// `eval file=PATH`: a held-out file read like the data (same columns and labels).
+    fn eval_file(&mut self, cmd: &Command, file: &str, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        if model.task() == Task::Regression {
+            bail!("eval file= is for text models; for regression load the file with `data`")
+        }
+        let Some(current) = self.data_set()?.text() else {
+            bail!("eval file= needs text data loaded first (for its labels)")
+        };
+        let Some(tok) = model.tokenizer() else { bail!("the model has no tokenizer") };
+        let span = cmd.span_of("file");
+        let labelled = self.read_labelled_like(current, file, span)?;
+        let opts = TextOptions {
+            fractions: &[1.0, 0.0],
+            shuffle: false,
+            clean: false,
+            augment: (0, 0.0),
+            max_len: current.max_len,
+            labels: Some(&current.label_set),
+        };
+        let mut extra =
+            crate::data::TextData::new(file.to_string(), labelled, None, None, &opts, &mut rand::rng())
+                .map_err(|e| e.at(span))?;
+        extra.columns = current.columns.clone();
+        extra.encode(tok, &self.device)?;
+        let rows = extra.split(Split::Train).to_vec();
+        let data = Dataset::Text(extra);
+        let label = format!("{file} ({} rows)", rows.len());
+        match model.task() {
+            Task::MaskedLm => self.eval_mlm(&data, &rows, &label, sink),
+            _ => self.eval_classifier(&data, &rows, &label, sink),
+        }
+    }
+
+    fn eval_classifier(
+        &mut self,
+        data: &Dataset,
+        rows: &[u32],
+        label: &str,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        let model = self.model()?;
+        let labels = model.labels().unwrap_or_default().to_vec();
+        let p = classify_rows(model, data, rows, EVAL_CHUNK)?;
+        let confusion = Confusion::new(labels.clone(), &p.truth, &p.predicted);
+        let mut report = Table::new(["", "precision", "recall", "f1-score", "support"]).titled(format!(
+            "eval on {label} at step {}: accuracy {:.4}, loss {}",
+            self.history.step(),
+            confusion.accuracy(),
+            num(p.loss)
+        ));
+        for row in confusion.report_rows() {
+            report.row(row);
+        }
+        sink.emit(Event::Table(report));
+        let mut matrix =
+            Table::new(std::iter::once("true \\ predicted".to_string()).chain(labels.iter().cloned()))
+                .titled("confusion matrix");
+        for (l, counts) in labels.iter().zip(&confusion.counts) {
+            matrix.row(std::iter::once(l.clone()).chain(counts.iter().map(|c| c.to_string())));
+        }
+        sink.emit(Event::Table(matrix));
+        let step = self.history.step();
+        let split = label.split(' ').next().unwrap_or("").to_string();
+        for (metric, value) in
+            [("accuracy", confusion.accuracy()), ("loss", p.loss), ("macro_f1", confusion.macro_avg().f1)]
+        {
+            self.history.evals.push(EvalRecord { step, split: split.clone(), metric: metric.into(), value });
+        }
+        self.last_confusion = Some(confusion);
+        Ok(())
+    }
+
+    fn eval_mlm(&mut self, data: &Dataset, rows: &[u32], label: &str, sink: &mut dyn Sink) -> Result<()> {
+        let loss = mean_loss_rows(self.model()?, data, rows, EVAL_CHUNK)?.unwrap_or(f64::NAN);
+        let mut t =
+            Table::new(["", "value"]).titled(format!("eval on {label} at step {}", self.history.step()));
+        t.row(["masked-LM loss".to_string(), num(loss)]);
+        t.row(["perplexity".to_string(), num(loss.exp())]);
+        sink.emit(Event::Table(t));
+        let step = self.history.step();
+        let split = label.split(' ').next().unwrap_or("").to_string();
+        self.history.evals.push(EvalRecord {
+            step,
+            split: split.clone(),
+            metric: "mlm_loss".into(),
+            value: loss,
+        });
+        self.history.evals.push(EvalRecord { step, split, metric: "perplexity".into(), value: loss.exp() });
+        Ok(())
+    }
+
+    fn eval_regression(&mut self, split: Split, sink: &mut dyn Sink) -> Result<()> {
         let model = self.model()?;
         let data = self.data_set()?;
-        let split = self.chosen_split(cmd)?;
-        model.forward(&data.batch(&data.split(split)[..1])?, false)?;
-        let loss = mean_loss(model, data, split, 4096)?.expect("split checked non-empty");
+        let numeric = self.numeric_data("eval of a regression model")?;
+        model.forward(&data.batch(&data.split(split)[..1])?, &mut Pass::eval())?;
+        let loss = mean_loss_rows(model, data, data.split(split), 4096)?.expect("split checked non-empty");
         let rows = data.split(split).len();
         let mut table = Table::new(["", "learned"]).titled(format!(
             "eval on {} ({rows} rows) at step {}",
@@ -42,8 +173,8 @@ impl Session {
         ));
         let mut closing = None;
         if model.family() == "linear" {
-            let train = data.host_rows(Split::Train);
-            let target = data.host_rows(split);
+            let train = numeric.host_rows(Split::Train);
+            let target = numeric.host_rows(split);
             let weights = self.weights()?;
             let w: Vec<f64> = weights[0].1.iter().map(|v| *v as f64).collect();
             let b = weights[1].1[0] as f64;
@@ -85,55 +216,194 @@ impl Session {
     }
 
     pub(crate) fn predict(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
-        let model = self.model()?;
-        let inputs = model.input_dims().unwrap_or(1);
+        let task = self.model()?.task();
         if !cmd.args.is_empty() {
-            let mut rows = Vec::new();
-            for a in &cmd.args {
-                let xs: Vec<f64> =
-                    a.value.as_list().unwrap_or_default().iter().filter_map(Value::as_f64).collect();
-                if xs.len() != inputs {
-                    let example = if inputs == 1 {
-                        "predict 1.5".to_string()
-                    } else {
-                        format!("predict [{}]", vec!["1"; inputs].join(", "))
-                    };
-                    return Err(Error::invalid(format!(
-                        "the model takes {inputs} input(s) per prediction but got {}; e.g. `{example}`",
-                        xs.len()
-                    ))
-                    .at(a.span));
+            return match task {
+                Task::Regression => self.predict_numbers(cmd, sink),
+                Task::Classify => self.predict_texts(cmd, sink),
+                Task::MaskedLm => {
+                    bail!("a masked-LM model does not predict labels; `eval` gives its loss and perplexity")
                 }
-                rows.push(xs);
-            }
-            let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
-            let x = Tensor::from_vec(flat, (rows.len(), inputs), &self.device)?;
-            let y =
-                model.forward(&Batch::Regression { x, y: None }, false)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut table = Table::new(["input", "prediction"]);
-            for (r, y) in rows.iter().zip(y) {
-                let input: Vec<String> = r.iter().map(|v| num(*v)).collect();
-                table.row([input.join(", "), num(y as f64)]);
-            }
-            sink.emit(Event::Table(table));
-            return Ok(());
+            };
         }
-        let data = self.data_set()?;
+        self.prepare_data_announce(sink)?;
         let split = self.chosen_split(cmd)?;
+        let model = self.model()?;
+        let data = self.data_set()?;
         let rows: Vec<u32> =
             data.split(split).iter().take(cmd.usize("rows").unwrap_or(10)).copied().collect();
-        let batch = data.batch(&rows)?;
-        let pred = model.forward(&batch, false)?.flatten_all()?.to_vec1::<f32>()?;
-        let host = data.host_rows(split);
-        let mut table =
-            Table::new([data.inputs.join(", "), data.target.clone(), "prediction".into(), "error".into()])
+        match data {
+            Dataset::Numeric(numeric) => {
+                let pred =
+                    model.forward(&data.batch(&rows)?, &mut Pass::eval())?.flatten_all()?.to_vec1::<f32>()?;
+                let host = numeric.host_rows(split);
+                let mut table = Table::new([
+                    numeric.inputs.join(", "),
+                    numeric.target.clone(),
+                    "prediction".into(),
+                    "error".into(),
+                ])
                 .titled(format!("first {} rows of {}", rows.len(), split.name()));
-        for ((x, y), p) in host.x.iter().zip(&host.y).zip(&pred) {
-            let x: Vec<String> = x.iter().map(|v| num(*v)).collect();
-            let p = *p as f64;
-            table.row([x.join(", "), num(*y), num(p), num(p - y)]);
+                for ((x, y), p) in host.x.iter().zip(&host.y).zip(&pred) {
+                    let x: Vec<String> = x.iter().map(|v| num(*v)).collect();
+                    let p = *p as f64;
+                    table.row([x.join(", "), num(*y), num(p), num(p - y)]);
+                }
+                sink.emit(Event::Table(table));
+            }
+            Dataset::Text(text) => {
+                if task != Task::Classify {
+                    bail!("a masked-LM model does not predict labels; `eval` gives its loss and perplexity")
+                }
+                let p = classify_rows(model, data, &rows, EVAL_CHUNK)?;
+                let names = &text.label_set.names;
+                let mut table = Table::new(["text", "label", "prediction", ""]).titled(format!(
+                    "first {} rows of {}",
+                    rows.len(),
+                    split.name()
+                ));
+                for ((&r, t), pr) in rows.iter().zip(&p.truth).zip(&p.predicted) {
+                    let mark = if t == pr { "" } else { "✗" };
+                    table.row([
+                        short(&text.texts[r as usize], 60),
+                        names[*t as usize].clone(),
+                        names[*pr as usize].clone(),
+                        mark.into(),
+                    ]);
+                }
+                sink.emit(Event::Table(table));
+            }
+        }
+        Ok(())
+    }
+
+    fn predict_numbers(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let inputs = model.input_dims().unwrap_or(1);
+        let mut rows = Vec::new();
+        for a in &cmd.args {
+            let parts: Vec<String> = match &a.value {
+                Value::List(items) => items.iter().map(|v| v.to_string()).collect(),
+                v => v.to_string().split(',').map(str::to_string).collect(),
+            };
+            let xs: Option<Vec<f64>> =
+                parts.iter().map(|p| p.trim().parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+            let example = if inputs == 1 {
+                "predict 1.5".to_string()
+            } else {
+                format!("predict [{}]", vec!["1"; inputs].join(", "))
+            };
+            let Some(xs) = xs else {
+                return Err(
+                    Error::invalid(format!("'{}' is not a number; e.g. `{example}`", a.value)).at(a.span)
+                );
+            };
+            if xs.len() != inputs {
+                return Err(Error::invalid(format!(
+                    "the model takes {inputs} input(s) per prediction but got {}; e.g. `{example}`",
+                    xs.len()
+                ))
+                .at(a.span));
+            }
+            rows.push(xs);
+        }
+        let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
+        let x = Tensor::from_vec(flat, (rows.len(), inputs), &self.device)?;
+        let y = model
+            .forward(&Batch::Regression { x, y: None }, &mut Pass::eval())?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut table = Table::new(["input", "prediction"]);
+        for (r, y) in rows.iter().zip(y) {
+            let input: Vec<String> = r.iter().map(|v| num(*v)).collect();
+            table.row([input.join(", "), num(y as f64)]);
         }
         sink.emit(Event::Table(table));
         Ok(())
+    }
+
+    fn predict_texts(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let (Some(tok), Some(labels)) = (model.tokenizer(), model.labels()) else {
+            bail!("the model cannot classify text")
+        };
+        let mut texts = Vec::new();
+        for a in &cmd.args {
+            match &a.value {
+                Value::Str(s) if !s.trim().is_empty() => texts.push(s.clone()),
+                _ => {
+                    return Err(
+                        Error::invalid("give each text in quotes, e.g. `predict \"a fine film\"`").at(a.span)
+                    )
+                }
+            }
+        }
+        let max_len = self.data.as_ref().and_then(|d| d.text()).map_or(128, |d| d.max_len);
+        let (seqs, _) = tok.encode_batch(&texts, max_len)?;
+        let width = seqs.iter().map(Vec::len).max().unwrap_or(1);
+        let mut ids = vec![tok.pad_id; seqs.len() * width];
+        let mut mask = vec![0u32; seqs.len() * width];
+        for (r, s) in seqs.iter().enumerate() {
+            ids[r * width..r * width + s.len()].copy_from_slice(s);
+            mask[r * width..r * width + s.len()].fill(1);
+        }
+        let batch = Batch::Text {
+            ids: Tensor::from_vec(ids, (seqs.len(), width), &self.device)?,
+            mask: Tensor::from_vec(mask, (seqs.len(), width), &self.device)?,
+            labels: None,
+        };
+        let probs = forward_probabilities(&model.forward(&batch, &mut Pass::eval())?)?.to_vec2::<f32>()?;
+        let mut table = Table::new(
+            ["text".to_string(), "label".to_string()]
+                .into_iter()
+                .chain(labels.iter().map(|l| format!("p({l})"))),
+        );
+        for (text, p) in texts.iter().zip(probs) {
+            let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+            table.row(
+                [short(text, 60), labels[best].clone()]
+                    .into_iter()
+                    .chain(p.iter().map(|x| format!("{x:.4}"))),
+            );
+        }
+        sink.emit(Event::Table(table));
+        Ok(())
+    }
+}
+
+/// `text` cut to `n` characters with an ellipsis.
+pub(crate) fn short(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// Reads a file of texts with the same columns as `like` (for `eval file=`).
+impl Session {
+    fn read_labelled_like(
+        &self,
+        like: &crate::data::TextData,
+        file: &str,
+        span: crate::dsl::Span,
+    ) -> Result<crate::data::Labelled> {
+        let path = Path::new(file);
+        if path.is_dir() {
+            return crate::data::Labelled::from_folder(path).map_err(|e| e.at(span));
+        }
+        let table = crate::data::TextTable::read(path).map_err(|e| e.at(span))?;
+        let (text_col, label_col) = like.columns.clone().unwrap_or(("text".into(), "label".into()));
+        let find = |c: &str| {
+            table.column(c).ok_or_else(|| {
+                Error::invalid(format!(
+                    "'{file}' has no column '{c}' (the data's); its columns are: {}",
+                    table.columns.join(", ")
+                ))
+                .at(span)
+            })
+        };
+        let (ti, li) = (find(&text_col)?, find(&label_col)?);
+        Ok(crate::data::Labelled { texts: table.column_values(ti), labels: table.column_values(li) })
     }
 }

@@ -1,13 +1,25 @@
 //! `show`: params, grads, config, history, data, model, optimizer, snapshots, device.
 
 use super::model::fmt_values;
+use super::results::short;
 use super::setup::device_name;
 use super::{bytes, num};
-use crate::data::Split;
+use crate::data::{Dataset, Split, TextData};
 use crate::dsl::{Command, Value};
 use crate::error::Result;
 use crate::session::settings::SMALL_MODEL;
 use crate::session::{Event, Outcome, Session, Sink, Table};
+
+/// `mean 23.1, median 21, max 88`.
+fn length_stats(lens: &[usize]) -> String {
+    if lens.is_empty() {
+        return "none".into();
+    }
+    let mut sorted = lens.to_vec();
+    sorted.sort_unstable();
+    let mean = sorted.iter().sum::<usize>() as f64 / sorted.len() as f64;
+    format!("mean {mean:.1}, median {}, max {}", sorted[sorted.len() / 2], sorted[sorted.len() - 1])
+}
 
 /// Summary statistics of a flat tensor: `mean ± std [min, max]`.
 fn stats(v: &[f32]) -> String {
@@ -57,7 +69,7 @@ impl Session {
         t.row([
             "data".to_string(),
             self.data.as_ref().map_or("none (data synthetic linear)".into(), |d| {
-                format!("{} ({} rows)", d.source, d.len())
+                format!("{} ({} rows)", d.source(), d.len())
             }),
         ]);
         t.row(["optimizer".to_string(), self.optimizer.config.describe()]);
@@ -175,17 +187,82 @@ impl Session {
     }
 
     fn show_data(&self, sink: &mut dyn Sink) -> Result<()> {
-        let data = self.data_set()?;
-        let mut t = Table::new(["split", "rows"]).titled(format!(
-            "{}: inputs {} → target {}",
+        match self.data_set()? {
+            Dataset::Numeric(data) => {
+                let mut t = Table::new(["split", "rows"]).titled(format!(
+                    "{}: inputs {} → target {}",
+                    data.source,
+                    data.inputs.join(", "),
+                    data.target
+                ));
+                for s in Split::ALL {
+                    t.row([s.name().to_string(), data.split(s).len().to_string()]);
+                }
+                sink.emit(Event::Table(t));
+            }
+            Dataset::Text(data) => self.show_text_data(data, sink)?,
+        }
+        Ok(())
+    }
+
+    fn show_text_data(&self, data: &TextData, sink: &mut dyn Sink) -> Result<()> {
+        // Rows per split and label.
+        let names = &data.label_set.names;
+        let mut t = Table::new(
+            std::iter::once("split".to_string()).chain(names.iter().cloned()).chain(["total".to_string()]),
+        )
+        .titled(format!(
+            "{}: {} texts, labels {}",
             data.source,
-            data.inputs.join(", "),
-            data.target
+            data.len(),
+            data.label_set.describe()
         ));
         for s in Split::ALL {
-            t.row([s.name().to_string(), data.split(s).len().to_string()]);
+            let counts = data.class_counts(s);
+            let total: usize = counts.iter().sum();
+            let cells =
+                counts.iter().map(|c| format!("{c} ({:.0}%)", 100.0 * *c as f64 / total.max(1) as f64));
+            t.row(std::iter::once(s.name().to_string()).chain(cells).chain([total.to_string()]));
         }
         sink.emit(Event::Table(t));
+        // Lengths, cleaning, truncation.
+        let r = &data.report;
+        let chars: Vec<usize> = data.texts.iter().map(|t| t.chars().count()).collect();
+        let mut lines = vec![
+            format!(
+                "cleaning: {} empty and {} duplicate texts removed; {} augmented copies",
+                r.empty, r.duplicates, r.augmented
+            ),
+            format!("characters per text: {}", length_stats(&chars)),
+        ];
+        match (data.token_lens(), data.token_stats()) {
+            (Some(lens), Some((truncated, unknown))) => {
+                let lens: Vec<usize> = lens.iter().map(|l| *l as usize).collect();
+                lines.push(format!("tokens per text: {}", length_stats(&lens)));
+                lines.push(format!(
+                    "{truncated} text(s) truncated to max_len={}; {unknown} unknown token(s)",
+                    data.max_len
+                ));
+            }
+            _ => lines.push(format!("not tokenized yet (max_len={}): load a text model", data.max_len)),
+        }
+        sink.emit(Event::Text(lines.join("\n")));
+        // A few samples, tokenized.
+        let tok = self.model.as_ref().and_then(|m| m.tokenizer());
+        let mut samples = Table::new(["label", "text", "tokens"]).titled("samples");
+        for &i in data.split(Split::Train).iter().take(3) {
+            let text = &data.texts[i as usize];
+            let tokens = match tok {
+                Some(t) => t.tokens(text)?.join(" "),
+                None => "-".into(),
+            };
+            samples.row([
+                names[data.labels[i as usize] as usize].clone(),
+                short(text, 50),
+                short(&tokens, 70),
+            ]);
+        }
+        sink.emit(Event::Table(samples));
         Ok(())
     }
 

@@ -9,6 +9,8 @@ use crate::data::Split;
 use crate::dsl::{Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::metrics::{PathPoint, StepRecord};
+use crate::model::layers::step_seed;
+use crate::model::Pass;
 use crate::session::settings::SMALL_MODEL;
 use crate::session::{Event, Session, Sink, Table};
 use crate::train::{
@@ -126,7 +128,7 @@ impl Session {
             bail!("every parameter is frozen: `unfreeze` some (e.g. `unfreeze all`) before training")
         }
         let first = &data.split(Split::Train)[..1];
-        model.forward(&data.batch(first)?, false)?;
+        model.forward(&data.batch(first)?, &mut Pass::eval())?;
         Ok(())
     }
 
@@ -153,6 +155,7 @@ impl Session {
             rng: &mut self.rng,
             history: &mut self.history,
             cancel: &self.cancel,
+            seed: self.settings.seed,
         };
         let report = fit(trainer, &plan, sink);
         self.step_queue.clear();
@@ -238,7 +241,8 @@ impl Session {
             };
             let batch = data.batch(&rows)?;
             let before = model.params().flat_values()?;
-            let update = match train_step(model, &mut self.optimizer, &batch, lr)? {
+            let seed = step_seed(self.settings.seed, self.history.step() + 1);
+            let update = match train_step(model, &mut self.optimizer, &batch, lr, seed)? {
                 StepResult::Applied(u) => u,
                 StepResult::NonFinite(loss) => bail!(
                     "loss is {loss} at step {}: the update was not applied; lower the learning rate or `undo`",
@@ -246,8 +250,10 @@ impl Session {
                 ),
             };
             let after = model.params().flat_values()?;
-            let loss_after =
-                model.loss(&batch, false)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let loss_after = model
+                .loss(&batch, &mut Pass::eval())?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
             let step = self.history.step() + 1;
             let epoch = self.history.epoch() + 1;
             self.history.steps.push(StepRecord { step, epoch, loss: update.loss, lr });

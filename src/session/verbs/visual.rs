@@ -132,7 +132,7 @@ impl Session {
     /// The training rows of a 1-input linear model, or an error saying why not.
     fn one_input_linear(&self, what: &str) -> Result<(Vec<f64>, Vec<f64>)> {
         let model = self.model()?;
-        let data = self.data_set()?;
+        let data = self.numeric_data(&format!("plot {what}"))?;
         if model.family() != "linear" || model.input_dims() != Some(1) || data.dims() != 1 {
             bail!(
                 "plot {what} needs a linear model with one input and 1-input data (w and b are the two axes)"
@@ -188,8 +188,8 @@ impl Session {
         Ok(scatter_chart(&ScatterChart {
             name: "fit".into(),
             title: format!("data and fitted line at step {}", self.history.step()),
-            x_label: self.data_set()?.inputs[0].clone(),
-            y_label: self.data_set()?.target.clone(),
+            x_label: self.numeric_data("plot fit")?.inputs[0].clone(),
+            y_label: self.numeric_data("plot fit")?.target.clone(),
             points: x.iter().zip(&y).step_by(step).map(|(a, b)| (*a, *b)).collect(),
             lines,
         })?)

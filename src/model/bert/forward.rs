@@ -1,0 +1,189 @@
+//! The BERT forward pass, in the order of the original: embeddings → N × (self-attention →
+//! add & norm → feed-forward → add & norm) → task head.
+
+use candle_core::{DType, Tensor, D};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::BertConfig;
+use crate::data::TextTokenizer;
+use crate::error::{bail, Result};
+use crate::model::layers::{
+    attention, attention_bias, embedding, layer_norm, linear, merge_heads, split_heads,
+};
+use crate::model::{Params, Pass};
+
+fn act(x: &Tensor, name: &str) -> Result<Tensor> {
+    Ok(match name {
+        "gelu" => x.gelu_erf()?,
+        "gelu_new" | "gelu_pytorch_tanh" => x.gelu()?,
+        "relu" => x.relu()?,
+        _ => x.silu()?,
+    })
+}
+
+/// Hidden states `[batch, len, hidden]` of token `ids` with attention `mask` (1 = token).
+pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+    let t = |name: &str| p.tensor(name, pass.train);
+    let (_, len) = ids.dims2()?;
+    if len > c.max_position_embeddings {
+        bail!(
+            "sequences of {len} tokens exceed the model's {} positions; use max_len ≤ {}",
+            c.max_position_embeddings,
+            c.max_position_embeddings
+        )
+    }
+    // Embeddings: token + position + segment (all segment 0), then norm and dropout.
+    let words = embedding(ids, &t("bert.embeddings.word_embeddings.weight")?)?;
+    let positions = t("bert.embeddings.position_embeddings.weight")?.narrow(0, 0, len)?;
+    let segment = t("bert.embeddings.token_type_embeddings.weight")?.narrow(0, 0, 1)?;
+    let x = words.broadcast_add(&positions)?.broadcast_add(&segment)?;
+    let x = layer_norm(
+        &x,
+        &t("bert.embeddings.LayerNorm.weight")?,
+        &t("bert.embeddings.LayerNorm.bias")?,
+        c.layer_norm_eps,
+    )?;
+    let mut x = pass.dropout.apply(&x, c.hidden_dropout_prob)?;
+    let bias = attention_bias(mask, x.dtype())?;
+    for i in 0..c.num_hidden_layers {
+        let l = |name: &str| t(&format!("bert.encoder.layer.{i}.{name}"));
+        // Self-attention.
+        let proj = |name: &str| -> Result<Tensor> {
+            let y = linear(
+                &x,
+                &l(&format!("attention.self.{name}.weight"))?,
+                Some(&l(&format!("attention.self.{name}.bias"))?),
+            )?;
+            split_heads(&y, c.num_attention_heads)
+        };
+        let (q, k, v) = (proj("query")?, proj("key")?, proj("value")?);
+        let ctx =
+            merge_heads(&attention(&q, &k, &v, &bias, &mut pass.dropout, c.attention_probs_dropout_prob)?)?;
+        let a = linear(&ctx, &l("attention.output.dense.weight")?, Some(&l("attention.output.dense.bias")?))?;
+        let a = pass.dropout.apply(&a, c.hidden_dropout_prob)?;
+        x = layer_norm(
+            &(a + &x)?,
+            &l("attention.output.LayerNorm.weight")?,
+            &l("attention.output.LayerNorm.bias")?,
+            c.layer_norm_eps,
+        )?;
+        // Feed-forward.
+        let h = act(
+            &linear(&x, &l("intermediate.dense.weight")?, Some(&l("intermediate.dense.bias")?))?,
+            &c.hidden_act,
+        )?;
+        let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
+        let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
+        x = layer_norm(
+            &(o + &x)?,
+            &l("output.LayerNorm.weight")?,
+            &l("output.LayerNorm.bias")?,
+            c.layer_norm_eps,
+        )?;
+    }
+    Ok(x)
+}
+
+/// Classification logits `[batch, labels]`: pooler (dense + tanh on `[CLS]`), dropout,
+/// classifier.
+pub fn classify(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+    let t = |name: &str| p.tensor(name, pass.train);
+    let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+    let pooled =
+        linear(&cls, &t("bert.pooler.dense.weight")?, Some(&t("bert.pooler.dense.bias")?))?.tanh()?;
+    let pooled = pass.dropout.apply(&pooled, c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))?;
+    linear(&pooled, &t("classifier.weight")?, Some(&t("classifier.bias")?))
+}
+
+/// Masked-LM logits over the vocabulary for every position `[batch, len, vocab]`.
+pub fn mlm_logits(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+    let t = |name: &str| p.tensor(name, pass.train);
+    let h = linear(
+        hidden,
+        &t("cls.predictions.transform.dense.weight")?,
+        Some(&t("cls.predictions.transform.dense.bias")?),
+    )?;
+    let h = act(&h, &c.hidden_act)?;
+    let h = layer_norm(
+        &h,
+        &t("cls.predictions.transform.LayerNorm.weight")?,
+        &t("cls.predictions.transform.LayerNorm.bias")?,
+        c.layer_norm_eps,
+    )?;
+    // The decoder shares the word-embedding matrix.
+    linear(&h, &t("bert.embeddings.word_embeddings.weight")?, Some(&t("cls.predictions.bias")?))
+}
+
+/// BERT's masking: 15% of the real (non-special) tokens are chosen; of those 80% become
+/// `[MASK]`, 10% a random token, 10% stay. Returns the corrupted ids, the flat positions
+/// chosen and their original ids. Training draws from the step's seed, evaluation from a
+/// fixed one so validation losses compare across epochs.
+pub fn mask_tokens(
+    tok: &TextTokenizer,
+    ids: &Tensor,
+    mask: &Tensor,
+    vocab: usize,
+    seed: u64,
+) -> Result<(Tensor, Vec<u32>, Vec<u32>)> {
+    let Some(mask_id) = tok.mask_id else {
+        bail!("the tokenizer has no [MASK] token, so it cannot train a masked LM")
+    };
+    let special: Vec<u32> = [tok.cls_id, tok.sep_id, Some(tok.pad_id)].into_iter().flatten().collect();
+    let (b, l) = ids.dims2()?;
+    let mut flat = ids.flatten_all()?.to_vec1::<u32>()?;
+    let attend = mask.flatten_all()?.to_vec1::<u32>()?;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut positions = Vec::new();
+    let mut targets = Vec::new();
+    let candidates: Vec<usize> =
+        (0..b * l).filter(|&i| attend[i] == 1 && !special.contains(&flat[i])).collect();
+    for &i in &candidates {
+        if rng.random::<f64>() < 0.15 {
+            positions.push(i as u32);
+        }
+    }
+    if positions.is_empty() && !candidates.is_empty() {
+        positions.push(candidates[rng.random_range(0..candidates.len())] as u32);
+    }
+    for &i in &positions {
+        let i = i as usize;
+        targets.push(flat[i]);
+        let r: f64 = rng.random();
+        if r < 0.8 {
+            flat[i] = mask_id;
+        } else if r < 0.9 {
+            flat[i] = rng.random_range(0..vocab as u32);
+        }
+    }
+    Ok((Tensor::from_vec(flat, (b, l), ids.device())?, positions, targets))
+}
+
+/// Masked-LM loss: mask, encode, predict the original ids at the masked positions.
+pub fn mlm_loss(
+    p: &Params,
+    c: &BertConfig,
+    tok: &TextTokenizer,
+    ids: &Tensor,
+    mask: &Tensor,
+    pass: &mut Pass,
+) -> Result<Tensor> {
+    let seed = pass.dropout.next_seed().unwrap_or(0x5EED);
+    let (corrupted, positions, targets) = mask_tokens(tok, ids, mask, c.vocab_size, seed)?;
+    if positions.is_empty() {
+        bail!("the batch has no maskable tokens (only special tokens); check the data")
+    }
+    let hidden = encode(p, c, &corrupted, mask, pass)?;
+    let (b, l, h) = hidden.dims3()?;
+    let device = hidden.device().clone();
+    let pos = Tensor::from_vec(positions, (targets.len(),), &device)?;
+    let picked = hidden.reshape((b * l, h))?.index_select(&pos, 0)?;
+    let logits = mlm_logits(p, c, &picked, pass)?;
+    let targets = Tensor::from_vec(targets, (pos.dim(0)?,), &device)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+}
+
+/// Softmax probabilities of logits over the last dimension (for `predict`).
+pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?)
+}

@@ -1,0 +1,292 @@
+//! BERT encoders with a sequence-classification head (as `BertForSequenceClassification`)
+//! or a masked-LM head (as `BertForMaskedLM`), trainable end to end.
+//!
+//! Parameter names are those of the Hugging Face checkpoints (`bert.encoder.layer.3.…`),
+//! so loading and saving need no renaming table beyond adding the `bert.` prefix that bare
+//! `BertModel` checkpoints (like all-MiniLM-L6-v2) leave out.
+
+mod config;
+mod forward;
+mod weights;
+
+pub use config::BertConfig;
+pub use forward::probabilities as forward_probabilities;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde_json::json;
+
+use super::{Model, Params, Pass, Task};
+use crate::data::{Batch, TextTokenizer};
+use crate::error::{bail, Result};
+
+/// What the model is trained to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BertTask {
+    /// Sequence classification into these classes.
+    Classify(Vec<String>),
+    /// Masked-language-model pretraining (15% of tokens, 80/10/10).
+    MaskedLm,
+}
+
+/// A BERT encoder with a task head.
+pub struct Bert {
+    config: BertConfig,
+    task: BertTask,
+    params: Params,
+    tokenizer: TextTokenizer,
+    /// The source `config.json`, written back on save with tunelab's fields updated.
+    raw_config: serde_json::Value,
+    /// What loading did (fresh head, unused tensors), for the user.
+    pub load_notes: Vec<String>,
+}
+
+impl Bert {
+    /// The encoder's configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// The task.
+    pub fn task(&self) -> &BertTask {
+        &self.task
+    }
+
+    /// A model from a directory with `config.json`, weights and a tokenizer. Head
+    /// parameters the checkpoint lacks are initialised from `rng`.
+    pub fn load(dir: &Path, task: BertTask, rng: &mut impl rand::Rng, device: &Device) -> Result<Bert> {
+        let raw_config = super::read_json(&dir.join("config.json"))?;
+        let config: BertConfig =
+            serde_json::from_value(raw_config.clone()).map_err(|e| crate::error::Error::Read {
+                path: dir.join("config.json"),
+                reason: format!("not a BERT config: {e}"),
+            })?;
+        config.validate()?;
+        let tokenizer = TextTokenizer::from_dir(dir)?;
+        let tensors = weights::read_checkpoint(dir, device)?;
+        let (params, notes) =
+            weights::assemble(&config, &task, tensors, rng, device, &dir.display().to_string())?;
+        let bert = Bert { config, task, params, tokenizer, raw_config, load_notes: notes };
+        bert.check_vocab()?;
+        Ok(bert)
+    }
+
+    /// A randomly initialised model of `config`'s shape with `tokenizer`.
+    pub fn random(
+        config: BertConfig,
+        task: BertTask,
+        tokenizer: TextTokenizer,
+        rng: &mut impl rand::Rng,
+        device: &Device,
+    ) -> Result<Bert> {
+        config.validate()?;
+        let (params, _) = weights::assemble(&config, &task, Default::default(), rng, device, "")?;
+        let raw_config = serde_json::to_value(&config).expect("plain data");
+        let bert = Bert { config, task, params, tokenizer, raw_config, load_notes: Vec::new() };
+        bert.check_vocab()?;
+        Ok(bert)
+    }
+
+    /// Renames the classes of a classifier; with a different number of classes the
+    /// classifier layer is re-initialised from `rng` (only sensible before training it).
+    pub fn relabel(&mut self, labels: Vec<String>, rng: &mut impl rand::Rng) -> Result<()> {
+        let BertTask::Classify(old) = &self.task else { bail!("a masked-LM model has no labels") };
+        if old.len() != labels.len() {
+            let device = self.params.iter().next().map(|p| p.var.device().clone()).unwrap_or(Device::Cpu);
+            let task = BertTask::Classify(labels.clone());
+            let (fresh, _) = weights::assemble(&self.config, &task, Default::default(), rng, &device, "")?;
+            for name in ["classifier.weight", "classifier.bias"] {
+                let t = fresh.get(name).expect("a classifier has these").var.as_tensor().clone();
+                self.params.replace(name, t)?;
+            }
+        }
+        self.task = BertTask::Classify(labels);
+        Ok(())
+    }
+
+    /// Hidden states `[batch, len, hidden]` of the encoder for token `ids` and attention
+    /// `mask`, without dropout or gradients (for inspection and parity tests).
+    pub fn hidden_states(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        forward::encode(&self.params, &self.config, ids, mask, &mut Pass::eval())
+    }
+
+    /// The pooler output (dense + tanh on `[CLS]`) of hidden states.
+    pub fn pooled(&self, hidden: &Tensor) -> Result<Tensor> {
+        let t = |n: &str| self.params.tensor(n, false);
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        Ok(crate::model::layers::linear(
+            &cls,
+            &t("bert.pooler.dense.weight")?,
+            Some(&t("bert.pooler.dense.bias")?),
+        )?
+        .tanh()?)
+    }
+
+    /// The same model with every parameter cast to `dtype` (f64 for gradient checks).
+    pub fn cast(&self, dtype: candle_core::DType) -> Result<Bert> {
+        Ok(Bert { params: self.params.to_dtype(dtype)?, ..self.shallow_clone() })
+    }
+
+    fn shallow_clone(&self) -> Bert {
+        Bert {
+            config: self.config.clone(),
+            task: self.task.clone(),
+            params: self.params.clone(),
+            tokenizer: self.tokenizer.clone(),
+            raw_config: self.raw_config.clone(),
+            load_notes: self.load_notes.clone(),
+        }
+    }
+
+    fn check_vocab(&self) -> Result<()> {
+        let tv = self.tokenizer.vocab_size();
+        if tv > self.config.vocab_size {
+            bail!(
+                "the tokenizer has {tv} tokens but the model's vocab_size is {}; use the tokenizer the model was trained with",
+                self.config.vocab_size
+            )
+        }
+        Ok(())
+    }
+
+    fn labels_of(&self) -> Option<&[String]> {
+        match &self.task {
+            BertTask::Classify(l) => Some(l),
+            BertTask::MaskedLm => None,
+        }
+    }
+}
+
+impl Model for Bert {
+    fn family(&self) -> &'static str {
+        "bert"
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.config;
+        let head = match &self.task {
+            BertTask::Classify(l) => format!("classifier over {} labels ({})", l.len(), l.join(", ")),
+            BertTask::MaskedLm => "masked-LM head".into(),
+        };
+        let (t, n) = (self.params.trainable_numel(), self.params.numel());
+        format!(
+            "BERT {} layers × {} wide, {} heads, vocab {} + {head}; {:.1}M parameters, {:.1}M trainable ({:.1}%)",
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.vocab_size,
+            n as f64 / 1e6,
+            t as f64 / 1e6,
+            100.0 * t as f64 / n.max(1) as f64
+        )
+    }
+
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    fn task(&self) -> Task {
+        match self.task {
+            BertTask::Classify(_) => Task::Classify,
+            BertTask::MaskedLm => Task::MaskedLm,
+        }
+    }
+
+    fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
+        let Batch::Text { ids, mask, .. } = batch else {
+            bail!("BERT takes text: `data FILE text=COL label=COL`")
+        };
+        let hidden = forward::encode(&self.params, &self.config, ids, mask, pass)?;
+        match &self.task {
+            BertTask::Classify(_) => forward::classify(&self.params, &self.config, &hidden, pass),
+            BertTask::MaskedLm => forward::mlm_logits(&self.params, &self.config, &hidden, pass),
+        }
+    }
+
+    fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
+        let Batch::Text { ids, mask, labels } = batch else {
+            bail!("BERT takes text: `data FILE text=COL label=COL`")
+        };
+        match &self.task {
+            BertTask::Classify(_) => {
+                let Some(labels) = labels else { bail!("this batch has no labels, so there is no loss") };
+                let logits = self.forward(batch, pass)?;
+                Ok(candle_nn::loss::cross_entropy(&logits, labels)?)
+            }
+            BertTask::MaskedLm => {
+                forward::mlm_loss(&self.params, &self.config, &self.tokenizer, ids, mask, pass)
+            }
+        }
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let mut c = self.raw_config.clone();
+        let obj = c.as_object_mut().expect("config.json is an object");
+        obj.insert("model_type".into(), json!("bert"));
+        match &self.task {
+            BertTask::Classify(labels) => {
+                obj.insert("architectures".into(), json!(["BertForSequenceClassification"]));
+                let id2label: serde_json::Map<String, serde_json::Value> =
+                    labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+                let label2id: serde_json::Map<String, serde_json::Value> =
+                    labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+                obj.insert("id2label".into(), json!(id2label));
+                obj.insert("label2id".into(), json!(label2id));
+                obj.insert("num_labels".into(), json!(labels.len()));
+                obj.insert("problem_type".into(), json!("single_label_classification"));
+            }
+            BertTask::MaskedLm => {
+                obj.insert("architectures".into(), json!(["BertForMaskedLM"]));
+            }
+        }
+        c
+    }
+
+    fn group(&self, name: &str) -> Option<Vec<String>> {
+        Some(match name {
+            "embeddings" => vec!["bert.embeddings".into()],
+            "encoder" => vec!["bert.encoder".into()],
+            "pooler" => vec!["bert.pooler".into()],
+            "head" | "classifier" => match self.task {
+                BertTask::Classify(_) => vec!["classifier".into()],
+                BertTask::MaskedLm => vec!["cls".into()],
+            },
+            "norms" | "layernorm" => vec!["*LayerNorm*".into()],
+            "biases" => vec!["*.bias".into()],
+            _ => return None,
+        })
+    }
+
+    fn group_names(&self) -> Vec<&'static str> {
+        vec!["embeddings", "encoder", "pooler", "head", "norms", "biases"]
+    }
+
+    fn layer_count(&self) -> usize {
+        self.config.num_hidden_layers
+    }
+
+    fn layer_prefix(&self, i: usize) -> String {
+        format!("bert.encoder.layer.{i}")
+    }
+
+    fn tokenizer(&self) -> Option<&TextTokenizer> {
+        Some(&self.tokenizer)
+    }
+
+    fn labels(&self) -> Option<&[String]> {
+        self.labels_of()
+    }
+
+    fn set_labels(&mut self, labels: Vec<String>, rng: &mut rand::rngs::StdRng) -> Result<()> {
+        self.relabel(labels, rng)
+    }
+
+    fn to_device(&self, device: &Device) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Bert { params: self.params.to_device(device)?, ..self.shallow_clone() }))
+    }
+}

