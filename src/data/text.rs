@@ -241,6 +241,8 @@ pub struct TextOptions<'a> {
     pub augment: (usize, f64),
     /// Token limit.
     pub max_len: usize,
+    /// Keep only this many randomly chosen texts of the main source.
+    pub limit: Option<usize>,
     /// Class names to use (a loaded classifier's), instead of those seen in the data.
     pub labels: Option<&'a LabelSet>,
 }
@@ -268,6 +270,14 @@ impl TextData {
             }
         };
         let (mut texts, mut labels) = prepare(main);
+        if let Some(limit) = opts.limit.filter(|l| *l < texts.len()) {
+            let mut keep: Vec<usize> = (0..texts.len()).collect();
+            keep.shuffle(rng);
+            keep.truncate(limit);
+            keep.sort_unstable();
+            texts = keep.iter().map(|&i| std::mem::take(&mut texts[i])).collect();
+            labels = keep.iter().map(|&i| std::mem::take(&mut labels[i])).collect();
+        }
         if texts.is_empty() {
             bail!("'{source}' has no texts (after removing empty lines); is it the right file?")
         }
@@ -496,6 +506,7 @@ mod tests {
             clean: true,
             augment: (1, 0.1),
             max_len: 16,
+            limit: None,
             labels: None,
         };
         let test = labelled(&[("held out", "a"), ("other", "b")]);

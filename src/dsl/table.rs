@@ -308,6 +308,12 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "text: probability a word is deleted / fraction of words swapped",
             },
             OptSpec {
+                name: "limit",
+                kind: COUNT,
+                default: None,
+                doc: "text: keep this many randomly chosen texts (quick experiments)",
+            },
+            OptSpec {
                 name: "valid",
                 kind: Kind::Path,
                 default: None,

@@ -184,29 +184,15 @@ fn internal(what: &str) -> Diagnostic {
     diagnose(&err, "", None)
 }
 
-/// `%who`: the device, the model's parameters, the data and training so far, from the
-/// session's public view (the last successful `load` and `data` commands name what was loaded).
+/// `%who`: the device, the model, the data and training so far.
 fn who(session: &Session) -> Table {
     let mut t = Table::new(["what", "value"]).titled("the session holds");
     t.row(["device".to_string(), device_name(session.device())]);
-    let last_ok = |verb: &str| {
-        session
-            .log()
-            .iter()
-            .rev()
-            .find(|e| e.outcome == LogOutcome::Done && e.text.split_whitespace().next() == Some(verb))
-            .map(|e| e.text.clone())
-    };
-    match session.weights() {
-        Ok(weights) => {
-            let total: usize = weights.iter().map(|(_, v)| v.len()).sum();
-            let names: Vec<String> = weights.iter().map(|(n, v)| format!("{n} [{}]", v.len())).collect();
-            let model = last_ok("load").unwrap_or_else(|| "loaded".into());
-            t.row(["model".to_string(), format!("{model} — {total} parameters: {}", names.join(", "))]);
-        }
-        Err(_) => t.row(["model", "none (`load linear`)"]),
-    }
-    t.row(["data".to_string(), last_ok("data").unwrap_or_else(|| "none (`data synthetic linear`)".into())]);
+    t.row(["model".to_string(), session.model_summary().unwrap_or_else(|| "none (`load linear`)".into())]);
+    t.row([
+        "data".to_string(),
+        session.data_summary().unwrap_or_else(|| "none (`data synthetic linear`)".into()),
+    ]);
     let h = session.history();
     t.row([
         "training".to_string(),

@@ -213,16 +213,25 @@ fn table_display(t: &Table) -> DisplayData {
     DisplayData::new(table_media(t))
 }
 
-/// A table as an HTML `<table>`, numeric columns right-aligned.
+/// A table as an HTML `<table>`: numeric columns right-aligned, text left-aligned (notebook
+/// styles right-align every cell otherwise), the title as a one-line caption.
 pub fn table_html(t: &Table) -> String {
     let numeric: Vec<bool> = (0..t.columns.len())
         .map(|i| !t.rows.is_empty() && t.rows.iter().all(|r| r.get(i).is_none_or(|c| is_number(c))))
         .collect();
-    let align =
-        |i: usize| if numeric.get(i).copied().unwrap_or(false) { " style=\"text-align:right\"" } else { "" };
+    let align = |i: usize| {
+        if numeric.get(i).copied().unwrap_or(false) {
+            " style=\"text-align:right\""
+        } else {
+            " style=\"text-align:left\""
+        }
+    };
     let mut html = String::from("<table class=\"tunelab\">");
     if let Some(title) = &t.title {
-        html.push_str(&format!("<caption style=\"text-align:left\"><b>{}</b></caption>", escape(title)));
+        html.push_str(&format!(
+            "<caption style=\"text-align:left;white-space:nowrap\"><b>{}</b></caption>",
+            escape(title)
+        ));
     }
     html.push_str("<thead><tr>");
     for (i, c) in t.columns.iter().enumerate() {
@@ -401,7 +410,8 @@ mod tests {
         let out = r.event(Event::Warning("careful".into()), now);
         assert_eq!(kinds(&out), ["display_data", "stream"]);
         let html = serde_json::to_value(&out[0]).unwrap()["data"]["text/html"].as_str().unwrap().to_string();
-        assert!(html.contains("<caption style=\"text-align:left\"><b>a &lt;b&gt;</b></caption>"), "{html}");
+        assert!(html.contains("<b>a &lt;b&gt;</b></caption>"), "{html}");
+        assert!(html.contains("<td style=\"text-align:left\">w</td>"), "{html}");
         assert!(html.contains("<td style=\"text-align:right\">3.5</td>"), "{html}");
         assert_eq!(serde_json::to_value(&out[1]).unwrap()["name"], "stderr");
         r.event(Event::Table(t), now);

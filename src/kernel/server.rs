@@ -80,12 +80,14 @@ async fn serve_async(info: ConnectionInfo) -> Result<(), KernelError> {
     }
 
     // Leave cleanly: stop any running command, let the session thread end, flush iopub.
-    let Kernel { engine, .. } = kernel;
+    let Kernel { engine, iopub: kernel_iopub, .. } = kernel;
     let _ = tokio::task::spawn_blocking(move || engine.close(SESSION_GRACE)).await;
     for task in tasks {
         task.abort();
+        let _ = task.await;
     }
-    drop(iopub);
+    // The iopub task ends once every handle is gone, after sending what it was given.
+    drop((iopub, kernel_iopub));
     let _ = iopub_task.await;
     tokio::time::sleep(FLUSH_GRACE).await;
     drop((shell, stdin));

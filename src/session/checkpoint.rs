@@ -25,6 +25,10 @@ struct Record {
     schedule: Schedule,
     frozen: Vec<String>,
     history: History,
+    /// The session seed: epoch shuffles and dropout masks derive from it and the step, so
+    /// a resumed fit repeats an uninterrupted one.
+    #[serde(default)]
+    seed: Option<u64>,
 }
 
 /// What [`load_training`] gives back.
@@ -33,6 +37,7 @@ pub(crate) struct Training {
     pub schedule: Schedule,
     pub frozen: Vec<String>,
     pub history: History,
+    pub seed: Option<u64>,
 }
 
 /// Writes `optimizer.safetensors` and `tunelab.json` into `dir`.
@@ -42,6 +47,7 @@ pub(crate) fn save_training(
     optimizer: &Optimizer,
     schedule: &Schedule,
     history: &History,
+    seed: u64,
 ) -> Result<()> {
     let (tensors, steps) = optimizer.state();
     let opt_path = dir.join("optimizer.safetensors");
@@ -58,6 +64,7 @@ pub(crate) fn save_training(
         schedule: schedule.clone(),
         frozen: model.params().iter().filter(|p| !p.trainable).map(|p| p.name.clone()).collect(),
         history: history.clone(),
+        seed: Some(seed),
     };
     let json = serde_json::to_string_pretty(&record).expect("record is plain data");
     write_bytes_atomic(&dir.join("tunelab.json"), json.as_bytes())
@@ -87,5 +94,6 @@ pub(crate) fn load_training(dir: &Path, device: &Device) -> Result<Option<Traini
         schedule: record.schedule,
         frozen: record.frozen,
         history: record.history,
+        seed: record.seed,
     }))
 }

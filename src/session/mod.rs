@@ -137,6 +137,16 @@ impl Session {
         &self.log
     }
 
+    /// One line about the loaded model (`None` before `load`).
+    pub fn model_summary(&self) -> Option<String> {
+        self.model.as_ref().map(|m| m.describe())
+    }
+
+    /// One line about the loaded data (`None` before `data`).
+    pub fn data_summary(&self) -> Option<String> {
+        self.data.as_ref().map(|d| format!("{} ({} rows)", d.source(), d.len()))
+    }
+
     /// The device tensors live on.
     pub fn device(&self) -> &Device {
         &self.device

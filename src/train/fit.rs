@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::SeedableRng;
 
 use super::{classify_rows, mean_loss, train_step, Optimizer, Schedule, StepResult};
 use crate::data::{Dataset, Split};
@@ -14,6 +15,9 @@ use crate::metrics::{EpochRecord, History, PathPoint, StepRecord};
 use crate::model::layers::step_seed;
 use crate::model::{Model, Task};
 use crate::session::{Event, Progress, Sink};
+
+/// Separates the shuffling seeds from the dropout seeds derived from the same seed.
+const SHUFFLE_SALT: u64 = 0x005E_ED5F_F1E0;
 
 /// What a fit should do.
 #[derive(Clone, Debug)]
@@ -40,8 +44,6 @@ pub struct Trainer<'a> {
     pub schedule: &'a Schedule,
     /// The data.
     pub data: &'a Dataset,
-    /// Shuffles the batches.
-    pub rng: &'a mut StdRng,
     /// Appended to as training goes.
     pub history: &'a mut History,
     /// Set by Ctrl-C or a kernel interrupt; checked before each update.
@@ -127,7 +129,9 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
     'epochs: for e in 1..=plan.epochs {
         let epoch = t.history.epoch() + 1;
         let mut order = train_rows.to_vec();
-        order.shuffle(t.rng);
+        // Each epoch's order depends only on the seed and the epoch number, so a fit resumed
+        // from a checkpoint sees the batches an uninterrupted one would have.
+        order.shuffle(&mut StdRng::seed_from_u64(step_seed(t.seed ^ SHUFFLE_SALT, epoch)));
         let mut epoch_losses = Vec::new();
         for rows in order.chunks(plan.batch.max(1)) {
             if done == total {
@@ -160,7 +164,7 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             last_grads = Some(update.grads);
             done += 1;
             // 5. Report.
-            if done % report_every == 0 || done == total {
+            if done.is_multiple_of(report_every) || done == total {
                 sink.emit(progress(
                     done,
                     format!("epoch {e}/{} loss {:.6}", plan.epochs, update.loss),

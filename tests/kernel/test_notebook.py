@@ -6,6 +6,7 @@ and the cells after it ran against the same session."""
 from __future__ import annotations
 
 import base64
+import pathlib
 
 import nbformat
 from nbclient import NotebookClient
@@ -50,3 +51,14 @@ def test_a_notebook_runs_top_to_bottom(tmp_path):
     history = "".join(o.data["text/plain"] for o in out["show history"] if "data" in o)
     assert "10 epochs, 250 steps" in history
     assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == list(range(1, len(CELLS) + 1))
+
+
+def test_the_tutorial_notebooks_run_without_errors():
+    """The notebooks README.md sends new users to, as `jupyter nbconvert --execute` runs them."""
+    notebooks = sorted((pathlib.Path(__file__).resolve().parents[2] / "tutorials").glob("*.ipynb"))
+    assert notebooks, "no tutorials/*.ipynb"
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
+        images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"{path.name}: no inline plot"

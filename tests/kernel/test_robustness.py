@@ -55,11 +55,9 @@ def test_bad_signatures_are_dropped_and_never_executed(raw_kernel):
     shell.close()
 
     # Nothing ran: the seed is still 5 and the count moved only for `show config`.
-    reply, _ = execute(k.kc, "seed")
-    assert reply["content"]["status"] == "error"  # `seed` needs a number: proves the kernel parses
     assert seed_of(k.kc) == 5
     reply, _ = execute(k.kc, "batch 4")
-    assert reply["content"]["execution_count"] == count + 3
+    assert reply["content"]["execution_count"] == count + 2
     assert k.log().count("bad or missing signature") == 3
     assert_alive(k)
 

@@ -11,7 +11,8 @@ use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
 
 const SYNTHETIC_ONLY: [&str; 4] = ["n", "w", "b", "noise"];
-const TEXT_ONLY: [&str; 8] = ["text", "label", "max_len", "clean", "augment", "augment_p", "valid", "test"];
+const TEXT_ONLY: [&str; 9] =
+    ["text", "label", "max_len", "clean", "augment", "augment_p", "valid", "test", "limit"];
 const NUMERIC_ONLY: [&str; 2] = ["x", "y"];
 
 fn list_f64(v: Option<Value>) -> Vec<f64> {
@@ -227,6 +228,7 @@ impl Session {
             clean: cmd.bool("clean").unwrap_or(true),
             augment: (cmd.usize("augment").unwrap_or(0), cmd.f64("augment_p").unwrap_or(0.1)),
             max_len: cmd.usize("max_len").unwrap_or(128),
+            limit: cmd.usize("limit"),
             labels: model_labels.as_ref().filter(|_| self.model_is_trained_classifier()),
         };
         let name = if paths.len() > 1 {

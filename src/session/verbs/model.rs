@@ -120,6 +120,9 @@ impl Session {
                     model.params_mut().set_trainable(&idx, false);
                 }
                 self.schedule = t.schedule;
+                if let Some(seed) = t.seed {
+                    self.settings.seed = seed;
+                }
                 (t.optimizer, t.history)
             }
             None => (Optimizer::new(self.optimizer.config.clone()), History::default()),
@@ -143,9 +146,10 @@ impl Session {
         }
         if resumed {
             line += &format!(
-                " — resumed at step {} with {}",
+                " — resumed at step {} with {}, seed {}",
                 self.history.step(),
-                self.optimizer.config.describe()
+                self.optimizer.config.describe(),
+                self.settings.seed
             );
         }
         sink.emit(Event::Text(line));
@@ -270,7 +274,7 @@ impl Session {
         }
         save_model(model, dir)?;
         save_tokenizer(model, dir)?;
-        save_training(dir, model, &self.optimizer, &self.schedule, &self.history)?;
+        save_training(dir, model, &self.optimizer, &self.schedule, &self.history, self.settings.seed)?;
         sink.emit(Event::Text(format!(
             "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}, optimizer state, tunelab.json)",
             model.family(),

@@ -85,6 +85,7 @@ impl Session {
             clean: false,
             augment: (0, 0.0),
             max_len: current.max_len,
+            limit: None,
             labels: Some(&current.label_set),
         };
         let mut extra =

@@ -152,7 +152,6 @@ impl Session {
             optimizer: &mut self.optimizer,
             schedule: &self.schedule,
             data,
-            rng: &mut self.rng,
             history: &mut self.history,
             cancel: &self.cancel,
             seed: self.settings.seed,
