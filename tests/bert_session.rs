@@ -127,7 +127,7 @@ fn save_then_load_gives_identical_predictions() {
     let mut t = Session::new();
     ok(&mut t, &format!("seed 3; data {} limit=300 max_len=32; load {}", reviews(), out_dir.display()));
     assert_eq!(t.weights().unwrap(), s.weights().unwrap());
-    assert_eq!(render(&ok(&mut t, "eval")), eval_a.replace("step 4", "step 4"));
+    assert_eq!(render(&ok(&mut t, "eval")), eval_a);
 }
 
 /// A fit resumed from a saved checkpoint repeats the losses of an uninterrupted fit.
@@ -150,7 +150,7 @@ fn resume_after_save_continues_with_identical_losses() {
     let first = b.history().step();
     ok(&mut b, &format!("save {}", ckpt.display()));
     let mut c = Session::new();
-    ok(&mut c, &format!("seed 999; data {} limit=256 max_len=24", reviews()).replace("seed 999", "seed 11"));
+    ok(&mut c, &format!("seed 11; data {} limit=256 max_len=24", reviews()));
     ok(&mut c, &format!("load {}", ckpt.display()));
     ok(&mut c, "fit epochs=1 batch=32");
     assert!(first > 0);

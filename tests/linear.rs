@@ -210,3 +210,38 @@ fn plots_are_png_and_svg() {
     // The surface's descent path has one point per update plus the start.
     assert_eq!(s.history().path.len() as u64, s.history().step() + 1);
 }
+
+#[test]
+fn accumulation_clipping_penalties_and_early_stopping() {
+    // Gradient accumulation: 2 micro-batches of 16 make the same update as one batch of 32.
+    let mut a = Session::new();
+    let mut b = Session::new();
+    ok(&mut a, &format!("{SETUP}; fit epochs=2 batch=32"));
+    ok(&mut b, &format!("{SETUP}; fit epochs=2 batch=16 accumulate=2"));
+    assert_eq!(a.history().step(), b.history().step());
+    for ((_, x), (_, y)) in weights(&a).iter().zip(weights(&b).iter()) {
+        assert!((x[0] - y[0]).abs() < 1e-5, "{x:?} vs {y:?}");
+    }
+    // Clipping bounds every update: with clip=0.01 and lr 0.01 no step moves w by more than 1e-4.
+    let mut c = Session::new();
+    ok(&mut c, &format!("{SETUP}; batch 1000"));
+    let w0 = weights(&c)[0].1[0];
+    ok(&mut c, "fit steps=1 clip=0.01");
+    assert!((weights(&c)[0].1[0] - w0).abs() <= 1.0001e-4);
+    // An L2 penalty pulls w below the unpenalised answer.
+    let mut d = Session::new();
+    ok(&mut d, &format!("{SETUP}; regularize l2=0.5; fit epochs=30"));
+    let shrunk = weights(&d)[0].1[0];
+    assert!(shrunk < 2.5 && shrunk > 1.0, "w = {shrunk}: 3/(1+0.5) ≈ 2 for unit-variance x");
+    // Early stopping restores the best epoch's weights.
+    let mut e = Session::new();
+    ok(&mut e, &format!("{SETUP}; optimizer sgd lr=0.05"));
+    let out = ok(&mut e, "fit epochs=60 patience=2");
+    let text = render(&out);
+    assert!(text.contains("early stopping after"), "{text}");
+    let h = e.history();
+    let best = h.epochs.iter().filter_map(|r| r.valid_loss).fold(f64::MAX, f64::min);
+    assert!(h.epoch() < 60);
+    let out = ok(&mut e, "eval split=valid");
+    assert!((cell(tables(&out)[0], "valid MSE", 1) - best).abs() < 1e-6, "the restored weights give the best valid loss {best}");
+}

@@ -365,6 +365,16 @@ mod tests {
     }
 
     #[test]
+    fn regularize_and_dropout() {
+        let c = one("regularize l1=1e-6 l2=1e-4");
+        assert_eq!((c.f64("l1"), c.f64("l2")), (Some(1e-6), Some(1e-4)));
+        assert_eq!(one("dropout 0.2").arg(0), Some(&Value::Float(0.2)));
+        let c = one("fit epochs=5 patience=2 monitor=valid_accuracy accumulate=4 clip=1");
+        assert_eq!((c.usize("patience"), c.str("monitor").as_deref()), (Some(2), Some("valid_accuracy")));
+        assert_eq!((c.usize("accumulate"), c.f64("clip")), (Some(4), Some(1.0)));
+    }
+
+    #[test]
     fn snapshot_restore_undo() {
         assert_eq!(one("snapshot before-unfreeze").arg(0), Some(&s("before-unfreeze")));
         assert_eq!(one("restore s1").arg(0), Some(&s("s1")));

@@ -623,6 +623,50 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &["lr 0.01", "lr 2e-5 schedule=linear warmup=0.1", "lr schedule=cosine", "lr"],
     },
     VerbSpec {
+        name: "regularize",
+        aliases: &["penalty"],
+        group: Group::Training,
+        summary: "add L1 / L2 penalties on the weights to the loss",
+        details: "The penalty l1·Σ|w| + l2·Σw² over trainable weight matrices and embeddings (not \
+                  biases or norms) is added to every update's loss. Unlike `optimizer adamw \
+                  weight_decay=`, it passes through the optimizer's scaling. 0 turns a penalty off.",
+        args: &[],
+        options: &[
+            OptSpec {
+                name: "l1",
+                kind: NONNEG_F,
+                default: None,
+                doc: "weight of Σ|w| (default: keep; initially 0)",
+            },
+            OptSpec {
+                name: "l2",
+                kind: NONNEG_F,
+                default: None,
+                doc: "weight of Σw² (default: keep; initially 0)",
+            },
+        ],
+        examples: &["regularize l2=1e-4", "regularize l1=1e-6 l2=0", "regularize"],
+    },
+    VerbSpec {
+        name: "dropout",
+        aliases: &[],
+        group: Group::Model,
+        summary: "show or set the dropout probability of the loaded text model",
+        details: "Sets every dropout of the model (hidden states, attention probabilities, before \
+                  the classifier) to P during training; evaluation never drops. The value is \
+                  written to config.json by `save`.",
+        args: &[ArgSpec {
+            name: "P",
+            kind: Kind::Float(Bound::Unit),
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "probability of zeroing an activation",
+        }],
+        options: &[],
+        examples: &["dropout 0.2", "dropout"],
+    },
+    VerbSpec {
         name: "fit",
         aliases: &["train"],
         group: Group::Training,
@@ -647,8 +691,39 @@ pub static VERBS: &[VerbSpec] = &[
             },
             OptSpec { name: "steps", kind: COUNT, default: None, doc: "stop after this many updates" },
             OptSpec { name: "log", kind: COUNT, default: Some("1"), doc: "print the losses every N epochs" },
+            OptSpec {
+                name: "accumulate",
+                kind: COUNT,
+                default: Some("1"),
+                doc: "micro-batches whose gradients make one update (gradient accumulation)",
+            },
+            OptSpec {
+                name: "clip",
+                kind: POS_F,
+                default: None,
+                doc: "clip the global gradient norm to this (e.g. 1.0)",
+            },
+            OptSpec {
+                name: "patience",
+                kind: COUNT,
+                default: None,
+                doc: "early stopping: stop after N epochs without improvement, keep the best weights",
+            },
+            OptSpec {
+                name: "monitor",
+                kind: Kind::Choice(&["valid_loss", "valid_accuracy"]),
+                default: Some("valid_loss"),
+                doc: "what early stopping watches",
+            },
         ],
-        examples: &["fit", "fit epochs=100", "fit epochs=3 batch=16", "fit steps=10"],
+        examples: &[
+            "fit",
+            "fit epochs=100",
+            "fit epochs=3 batch=16",
+            "fit steps=10",
+            "fit epochs=10 patience=2 monitor=valid_accuracy",
+            "fit batch=8 accumulate=4 clip=1.0",
+        ],
     },
     VerbSpec {
         name: "step",

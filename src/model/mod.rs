@@ -120,6 +120,16 @@ pub trait Model: Send {
         Err(crate::error::Error::invalid(format!("the {} model has no class labels", self.family())))
     }
 
+    /// The dropout probability used in training (`None` for models without dropout).
+    fn dropout(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets every dropout probability of the model.
+    fn set_dropout(&mut self, _p: f64) -> Result<()> {
+        Err(crate::error::Error::invalid(format!("the {} model has no dropout", self.family())))
+    }
+
     /// Number of numeric inputs, for models of numeric data (`None` for text models).
     fn input_dims(&self) -> Option<usize> {
         None

@@ -228,6 +228,8 @@ impl Session {
             "optimizer" => self.optimizer_cmd(cmd, sink)?,
             "lr" => self.lr(cmd, sink)?,
             "fit" => self.fit(cmd, sink)?,
+            "regularize" => self.regularize(cmd, sink)?,
+            "dropout" => self.dropout(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

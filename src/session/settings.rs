@@ -9,11 +9,15 @@ pub struct Settings {
     pub batch: usize,
     /// Passes over the training data when `fit` is not given `epochs=`.
     pub epochs: usize,
+    /// L1 penalty weight (`regularize l1=`).
+    pub l1: f64,
+    /// L2 penalty weight (`regularize l2=`).
+    pub l2: f64,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { seed: 42, batch: 32, epochs: 3 }
+        Settings { seed: 42, batch: 32, epochs: 3, l1: 0.0, l2: 0.0 }
     }
 }
 

@@ -1,14 +1,16 @@
 //! The training loop. One function, its phases in order: pick the learning rate, check for
-//! Ctrl-C, forward/backward/update, record, report; validate at the end of each epoch.
+//! Ctrl-C, forward/backward/update, record, report; at the end of each epoch validate,
+//! log, and check early stopping.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::{classify_rows, mean_loss, train_step, Optimizer, Schedule, StepResult};
+use super::{classify_rows, mean_loss, train_step, Optimizer, Schedule, StepConfig, StepResult};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::metrics::{EpochRecord, History, PathPoint, StepRecord};
@@ -19,12 +21,21 @@ use crate::session::{Event, Progress, Sink};
 /// Separates the shuffling seeds from the dropout seeds derived from the same seed.
 const SHUFFLE_SALT: u64 = 0x005E_ED5F_F1E0;
 
+/// The validation number early stopping watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monitor {
+    /// Lower is better.
+    ValidLoss,
+    /// Higher is better (classifiers).
+    ValidAccuracy,
+}
+
 /// What a fit should do.
 #[derive(Clone, Debug)]
 pub struct FitPlan {
     /// Passes over the training split.
     pub epochs: usize,
-    /// Rows per update.
+    /// Rows per micro-batch.
     pub batch: usize,
     /// Stop after this many updates, if set.
     pub max_steps: Option<usize>,
@@ -32,6 +43,12 @@ pub struct FitPlan {
     pub log_every: usize,
     /// Record the parameter values after each update (small models).
     pub record_path: bool,
+    /// Accumulation, clipping and penalties of each update.
+    pub step: StepConfig,
+    /// Stop after this many epochs without improvement, restoring the best weights.
+    pub patience: Option<usize>,
+    /// What early stopping watches.
+    pub monitor: Monitor,
 }
 
 /// The state a fit works on, borrowed from the session.
@@ -48,7 +65,8 @@ pub struct Trainer<'a> {
     pub history: &'a mut History,
     /// Set by Ctrl-C or a kernel interrupt; checked before each update.
     pub cancel: &'a AtomicBool,
-    /// Seeds each step's dropout masks (with the step number).
+    /// Seeds each epoch's shuffle (with the epoch number) and each step's dropout masks
+    /// (with the step number).
     pub seed: u64,
 }
 
@@ -59,14 +77,24 @@ pub enum FitEnd {
     Completed,
     /// Stopped by the cancel flag after a completed update.
     Interrupted,
-    /// The loss became NaN/infinite at `step`; that update was not applied.
+    /// The loss or gradients became NaN/infinite at `step`; that update was not applied.
     Diverged {
+        /// What became non-finite: `"loss"` or `"gradient norm"`.
+        what: &'static str,
         /// The update that would have been made.
         step: u64,
-        /// The loss value.
+        /// The offending value.
         loss: f64,
         /// The learning rate of that step.
         lr: f64,
+    },
+    /// Early stopping: no improvement for `patience` epochs; the weights of `best_epoch`
+    /// were restored.
+    EarlyStopped {
+        /// Epoch (since load) whose weights were restored.
+        best_epoch: u64,
+        /// Its monitored value.
+        best: f64,
     },
 }
 
@@ -79,6 +107,12 @@ pub struct FitReport {
     pub steps: usize,
     /// Gradients of the last update.
     pub last_grads: Option<Vec<(String, Tensor)>>,
+}
+
+/// Number of updates per epoch for `rows` rows in micro-batches of `batch`, `accumulate`
+/// micro-batches per update.
+pub fn steps_per_epoch(rows: usize, batch: usize, accumulate: usize) -> usize {
+    rows.div_ceil(batch.max(1)).div_ceil(accumulate.max(1))
 }
 
 /// Validation loss (and accuracy, for classifiers) at the end of an epoch.
@@ -94,23 +128,30 @@ fn validate(model: &dyn Model, data: &Dataset, chunk: usize) -> Result<(Option<f
     Ok((mean_loss(model, data, Split::Valid, chunk)?, None))
 }
 
-/// Number of updates per epoch for `rows` rows in batches of `batch`.
-pub fn steps_per_epoch(rows: usize, batch: usize) -> usize {
-    rows.div_ceil(batch.max(1))
+/// The best epoch so far, for early stopping.
+struct Best {
+    value: f64,
+    epoch: u64,
+    weights: Vec<Tensor>,
+    waited: usize,
 }
 
 /// Trains `t.model` as `plan` says, emitting per-epoch lines and progress to `sink`.
 /// Every update is complete or not made at all, so on any exit the weights are those of
-/// the last completed step.
+/// the last completed step (or, after early stopping, of the best epoch).
 pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitReport> {
     let train_rows = t.data.split(Split::Train);
-    let per_epoch = steps_per_epoch(train_rows.len(), plan.batch);
+    let accumulate = plan.step.accumulate.max(1);
+    let per_epoch = steps_per_epoch(train_rows.len(), plan.batch, accumulate);
     let total = (plan.epochs * per_epoch).min(plan.max_steps.unwrap_or(usize::MAX));
     let eval_chunk = plan.batch.max(64);
     let report_every = (total / 100).max(1);
+    let started = Instant::now();
+    let mut samples = 0usize;
     let mut done = 0usize;
     let mut end = FitEnd::Completed;
     let mut last_grads = None;
+    let mut best: Option<Best> = None;
     let progress = |done: usize, message: String, finished: bool| {
         Event::Progress(Progress {
             task: "fit".into(),
@@ -132,8 +173,9 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
         // Each epoch's order depends only on the seed and the epoch number, so a fit resumed
         // from a checkpoint sees the batches an uninterrupted one would have.
         order.shuffle(&mut StdRng::seed_from_u64(step_seed(t.seed ^ SHUFFLE_SALT, epoch)));
+        let micro: Vec<&[u32]> = order.chunks(plan.batch.max(1)).collect();
         let mut epoch_losses = Vec::new();
-        for rows in order.chunks(plan.batch.max(1)) {
+        for group in micro.chunks(accumulate) {
             if done == total {
                 break 'epochs;
             }
@@ -144,13 +186,14 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             }
             // 2. The learning rate for this step of the fit.
             let lr = t.schedule.lr_at(t.optimizer.config.lr, done, total, per_epoch);
-            // 3. Forward, backward, update (skipped if the loss is not finite).
-            let batch = t.data.batch(rows)?;
+            // 3. Forward, backward (over the group's micro-batches), update — skipped if the
+            //    loss or the gradients are not finite.
+            let batches = group.iter().map(|rows| t.data.batch(rows)).collect::<Result<Vec<_>>>()?;
             let seed = step_seed(t.seed, t.history.step() + 1);
-            let update = match train_step(t.model, t.optimizer, &batch, lr, seed)? {
+            let update = match train_step(t.model, t.optimizer, &batches, lr, seed, &plan.step)? {
                 StepResult::Applied(u) => u,
-                StepResult::NonFinite(loss) => {
-                    end = FitEnd::Diverged { step: t.history.step() + 1, loss, lr };
+                StepResult::NonFinite(what, value) => {
+                    end = FitEnd::Diverged { what, step: t.history.step() + 1, loss: value, lr };
                     break;
                 }
             };
@@ -162,17 +205,22 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             }
             epoch_losses.push(update.loss);
             last_grads = Some(update.grads);
+            samples += group.iter().map(|g| g.len()).sum::<usize>();
             done += 1;
             // 5. Report.
             if done.is_multiple_of(report_every) || done == total {
+                let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 sink.emit(progress(
                     done,
-                    format!("epoch {e}/{} loss {:.6}", plan.epochs, update.loss),
+                    format!(
+                        "epoch {e}/{} loss {:.4} lr {lr:.2e} {rate:.1} samples/s",
+                        plan.epochs, update.loss
+                    ),
                     false,
                 ));
             }
         }
-        // End of epoch (or of the part of it that ran): validation loss and a log line.
+        // End of epoch (or of the part of it that ran): validation and a log line.
         if epoch_losses.is_empty() {
             break;
         }
@@ -201,6 +249,36 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
         }
         if end != FitEnd::Completed {
             break;
+        }
+        // Early stopping: keep the best epoch's weights; stop after `patience` epochs
+        // without improvement and put them back.
+        if let Some(patience) = plan.patience {
+            let value = match plan.monitor {
+                Monitor::ValidLoss => valid_loss,
+                Monitor::ValidAccuracy => valid_accuracy.map(|a| -a),
+            };
+            if let Some(v) = value {
+                match &mut best {
+                    Some(b) if v >= b.value => {
+                        b.waited += 1;
+                        if b.waited >= patience {
+                            t.model.params().set_values(&b.weights)?;
+                            let shown =
+                                if plan.monitor == Monitor::ValidAccuracy { -b.value } else { b.value };
+                            end = FitEnd::EarlyStopped { best_epoch: b.epoch, best: shown };
+                            break 'epochs;
+                        }
+                    }
+                    _ => {
+                        best = Some(Best {
+                            value: v,
+                            epoch,
+                            weights: t.model.params().copy_values()?,
+                            waited: 0,
+                        })
+                    }
+                }
+            }
         }
     }
     sink.emit(progress(done, "done".into(), true));

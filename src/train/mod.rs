@@ -7,7 +7,7 @@ mod schedule;
 mod step;
 
 pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, Predictions};
-pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Trainer};
+pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Monitor, Trainer};
 pub use optim::{OptimConfig, OptimKind, Optimizer};
 pub use schedule::{Schedule, ScheduleKind};
-pub use step::{train_step, StepResult, Update};
+pub use step::{train_step, Grads, StepConfig, StepResult, Update};

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{backprop::GradStore, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::Grads;
 use crate::error::{bail, Result};
 use crate::model::Params;
 
@@ -163,10 +164,10 @@ impl Optimizer {
     /// Applies one update to every trainable parameter that has a gradient in `grads`, at
     /// learning rate `lr`. All new values are computed before any is written, so a failure
     /// leaves the parameters and state as they were.
-    pub fn step(&mut self, params: &Params, grads: &GradStore, lr: f64) -> Result<()> {
+    pub fn step(&mut self, params: &Params, grads: &Grads, lr: f64) -> Result<()> {
         let mut updates = Vec::new();
         for p in params.iter().filter(|p| p.trainable) {
-            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(&p.name) else { continue };
             let slot = self.slots.get(&p.name).cloned().unwrap_or_default();
             let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr)?;
             updates.push((p, value, slot));
@@ -300,6 +301,14 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grads_of(params: &Params, loss: &Tensor) -> Grads {
+        let store = loss.backward().unwrap();
+        params
+            .iter()
+            .filter_map(|p| store.get(p.var.as_tensor()).map(|g| (p.name.clone(), g.clone())))
+            .collect()
+    }
     use candle_core::Var;
 
     /// Minimise f(p) = Σ (p - 3)² from p = [0, 1] for `steps` updates; returns p.
@@ -310,7 +319,7 @@ mod tests {
         for _ in 0..steps {
             let p = params.tensor("p", true).unwrap();
             let loss = p.affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
-            opt.step(&params, &loss.backward().unwrap(), opt.config.lr).unwrap();
+            opt.step(&params, &grads_of(&params, &loss), opt.config.lr).unwrap();
         }
         params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap()
     }
@@ -367,7 +376,7 @@ mod tests {
             .sum_all()
             .unwrap();
         let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
-        opt.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap();
         assert_eq!(params.get("b").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), [1.0]);
         assert_eq!(opt.tracked(), 1);
         let _ = Var::new(&[0f32], &Device::Cpu);
@@ -379,7 +388,7 @@ mod tests {
             Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0], &Device::Cpu).unwrap())]).unwrap();
         let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
         let loss = params.tensor("p", true).unwrap().sqr().unwrap().sum_all().unwrap();
-        opt.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap();
         let (t, s) = opt.state();
         assert_eq!(t.len(), 2);
         let mut other = Optimizer::new(opt.config.clone());

@@ -1,18 +1,47 @@
-//! One training update: forward, backward, optimizer step.
+//! One training update: forward and backward over one or more micro-batches, penalties,
+//! gradient clipping, optimizer step.
 
-use candle_core::Tensor;
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor};
 
 use super::Optimizer;
 use crate::data::Batch;
 use crate::error::Result;
+use crate::model::layers::step_seed;
 use crate::model::{Model, Pass};
+
+/// Gradients by parameter name.
+pub type Grads = HashMap<String, Tensor>;
+
+/// How an update is made, beyond the optimizer (set by `fit` options and `regularize`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepConfig {
+    /// Micro-batches whose gradients are averaged into one update (gradient accumulation).
+    pub accumulate: usize,
+    /// Scale the gradients down so their global L2 norm is at most this.
+    pub clip: Option<f64>,
+    /// Weight of the L1 penalty `Σ|w|` over trainable weight matrices.
+    pub l1: f64,
+    /// Weight of the L2 penalty `Σw²` over trainable weight matrices (added to the loss;
+    /// unlike AdamW's decoupled weight decay it passes through the optimizer's scaling).
+    pub l2: f64,
+}
+
+impl Default for StepConfig {
+    fn default() -> StepConfig {
+        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0 }
+    }
+}
 
 /// What an update did.
 #[derive(Clone, Debug)]
 pub struct Update {
-    /// The batch loss before the update.
+    /// The data loss of the batch before the update (penalties not included).
     pub loss: f64,
-    /// The gradient of each trainable parameter, by name.
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The gradient of each trainable parameter, by name (after clipping).
     pub grads: Vec<(String, Tensor)>,
 }
 
@@ -21,32 +50,99 @@ pub struct Update {
 pub enum StepResult {
     /// The update was applied.
     Applied(Update),
-    /// The loss was NaN or infinite: nothing was changed.
-    NonFinite(f64),
+    /// The loss or the gradients were NaN or infinite: nothing was changed. Holds what
+    /// went wrong (`"loss"` or `"gradient norm"`) and its value.
+    NonFinite(&'static str, f64),
 }
 
-/// forward → loss → backward → optimizer update at rate `lr`, with dropout masks seeded by
-/// `seed`. When the loss is not finite the update is skipped, so the weights stay those of
-/// the last good step.
+/// The penalty term `l1·Σ|w| + l2·Σw²` over trainable parameters with two or more
+/// dimensions (weight matrices and embeddings, not biases or norms).
+fn penalty(model: &dyn Model, cfg: &StepConfig) -> Result<Option<Tensor>> {
+    if cfg.l1 == 0.0 && cfg.l2 == 0.0 {
+        return Ok(None);
+    }
+    let mut total: Option<Tensor> = None;
+    for p in model.params().iter().filter(|p| p.trainable && p.var.rank() >= 2) {
+        let w = p.var.as_tensor();
+        let mut term = w.sqr()?.sum_all()?.affine(cfg.l2, 0.0)?;
+        if cfg.l1 != 0.0 {
+            term = (term + w.abs()?.sum_all()?.affine(cfg.l1, 0.0)?)?;
+        }
+        total = Some(match total {
+            Some(t) => (t + term)?,
+            None => term,
+        });
+    }
+    Ok(total)
+}
+
+/// forward → loss → backward for each micro-batch (gradients averaged, weighted by batch
+/// size), penalties, clipping, then one optimizer update at rate `lr`. Dropout masks are
+/// seeded by `seed` and the micro-batch index. When the loss or the gradient norm is not
+/// finite the update is skipped, so the weights stay those of the last good step.
 pub fn train_step(
     model: &dyn Model,
     optimizer: &mut Optimizer,
-    batch: &Batch,
+    batches: &[Batch],
     lr: f64,
     seed: u64,
+    cfg: &StepConfig,
 ) -> Result<StepResult> {
-    let loss = model.loss(batch, &mut Pass::train(seed))?;
-    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-    if !value.is_finite() {
-        return Ok(StepResult::NonFinite(value));
+    let sizes: Vec<usize> = batches.iter().map(batch_len).collect();
+    let total_rows: usize = sizes.iter().sum::<usize>().max(1);
+    let mut grads: Grads = HashMap::new();
+    let mut data_loss = 0.0;
+    for (i, (batch, &n)) in batches.iter().zip(&sizes).enumerate() {
+        let loss = model.loss(batch, &mut Pass::train(step_seed(seed, i as u64)))?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Ok(StepResult::NonFinite("loss", value));
+        }
+        data_loss += value * n as f64 / total_rows as f64;
+        let mut objective = loss.affine(n as f64 / total_rows as f64, 0.0)?;
+        if i == 0 {
+            if let Some(p) = penalty(model, cfg)? {
+                objective = (objective + p)?;
+            }
+        }
+        let store = objective.backward()?;
+        for p in model.params().iter().filter(|p| p.trainable) {
+            if let Some(g) = store.get(p.var.as_tensor()) {
+                let sum = match grads.remove(&p.name) {
+                    Some(acc) => (acc + g)?,
+                    None => g.clone(),
+                };
+                grads.insert(p.name.clone(), sum);
+            }
+        }
     }
-    let grads = loss.backward()?;
+    // Global gradient norm; clip to it when asked.
+    let mut sq = 0.0;
+    for g in grads.values() {
+        sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    }
+    let grad_norm = sq.sqrt();
+    if !grad_norm.is_finite() {
+        return Ok(StepResult::NonFinite("gradient norm", grad_norm));
+    }
+    if let Some(max) = cfg.clip.filter(|m| grad_norm > *m) {
+        let scale = max / (grad_norm + 1e-6);
+        for g in grads.values_mut() {
+            *g = g.affine(scale, 0.0)?;
+        }
+    }
     optimizer.step(model.params(), &grads, lr)?;
     let named = model
         .params()
         .iter()
-        .filter(|p| p.trainable)
-        .filter_map(|p| grads.get(p.var.as_tensor()).map(|g| (p.name.clone(), g.clone())))
+        .filter_map(|p| grads.get(&p.name).map(|g| (p.name.clone(), g.clone())))
         .collect();
-    Ok(StepResult::Applied(Update { loss: value, grads: named }))
+    Ok(StepResult::Applied(Update { loss: data_loss, grad_norm, grads: named }))
+}
+
+fn batch_len(b: &Batch) -> usize {
+    match b {
+        Batch::Regression { x, .. } => x.dim(0).unwrap_or(1),
+        Batch::Text { ids, .. } => ids.dim(0).unwrap_or(1),
+    }
 }

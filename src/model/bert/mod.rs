@@ -282,6 +282,22 @@ impl Model for Bert {
         self.labels_of()
     }
 
+    fn dropout(&self) -> Option<f64> {
+        Some(self.config.hidden_dropout_prob)
+    }
+
+    fn set_dropout(&mut self, p: f64) -> Result<()> {
+        self.config.hidden_dropout_prob = p;
+        self.config.attention_probs_dropout_prob = p;
+        self.config.classifier_dropout = None;
+        if let Some(obj) = self.raw_config.as_object_mut() {
+            obj.insert("hidden_dropout_prob".into(), json!(p));
+            obj.insert("attention_probs_dropout_prob".into(), json!(p));
+            obj.remove("classifier_dropout");
+        }
+        Ok(())
+    }
+
     fn set_labels(&mut self, labels: Vec<String>, rng: &mut rand::rngs::StdRng) -> Result<()> {
         self.relabel(labels, rng)
     }

@@ -14,7 +14,8 @@ use crate::model::Pass;
 use crate::session::settings::SMALL_MODEL;
 use crate::session::{Event, Session, Sink, Table};
 use crate::train::{
-    fit, train_step, FitEnd, FitPlan, OptimConfig, OptimKind, Optimizer, ScheduleKind, StepResult, Trainer,
+    fit, train_step, FitEnd, FitPlan, Monitor, OptimConfig, OptimKind, Optimizer, ScheduleKind, StepConfig,
+    StepResult, Trainer,
 };
 
 impl Session {
@@ -132,6 +133,45 @@ impl Session {
         Ok(())
     }
 
+    /// Accumulation and clipping from the command, penalties from `regularize`.
+    fn step_config(&self, cmd: &Command) -> StepConfig {
+        StepConfig {
+            accumulate: cmd.usize("accumulate").unwrap_or(1),
+            clip: cmd.f64("clip"),
+            l1: self.settings.l1,
+            l2: self.settings.l2,
+        }
+    }
+
+    pub(crate) fn regularize(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        if let Some(l1) = cmd.f64("l1") {
+            self.settings.l1 = l1;
+        }
+        if let Some(l2) = cmd.f64("l2") {
+            self.settings.l2 = l2;
+        }
+        sink.emit(Event::Text(format!("regularize l1={} l2={}", self.settings.l1, self.settings.l2)));
+        Ok(())
+    }
+
+    pub(crate) fn dropout(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let model =
+            self.model.as_mut().ok_or_else(|| Error::invalid("no model loaded: run `load NAME` first"))?;
+        if let Some(p) = cmd.arg(0).and_then(Value::as_f64) {
+            if p >= 1.0 {
+                return Err(
+                    Error::invalid("dropout must be below 1, e.g. `dropout 0.1`").at(cmd.args[0].span)
+                );
+            }
+            model.set_dropout(p)?;
+        }
+        match model.dropout() {
+            Some(p) => sink.emit(Event::Text(format!("dropout {p}"))),
+            None => sink.emit(Event::Text(format!("the {} model has no dropout", model.family()))),
+        }
+        Ok(())
+    }
+
     pub(crate) fn fit(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         self.check_trainable()?;
         let plan = FitPlan {
@@ -140,7 +180,21 @@ impl Session {
             max_steps: cmd.usize("steps"),
             log_every: cmd.usize("log").unwrap_or(1),
             record_path: self.model()?.params().numel() <= SMALL_MODEL,
+            step: self.step_config(cmd),
+            patience: cmd.usize("patience"),
+            monitor: match cmd.str("monitor").as_deref() {
+                Some("valid_accuracy") => Monitor::ValidAccuracy,
+                _ => Monitor::ValidLoss,
+            },
         };
+        if plan.patience.is_some() && self.data_set()?.split(Split::Valid).is_empty() {
+            return Err(Error::invalid("early stopping watches the validation split, which is empty; load data with split=0.8/0.1/0.1")
+                .at(cmd.span_of("patience")));
+        }
+        if plan.monitor == Monitor::ValidAccuracy && self.model()?.task() != crate::model::Task::Classify {
+            return Err(Error::invalid("monitor=valid_accuracy needs a classifier; use monitor=valid_loss")
+                .at(cmd.span_of("monitor")));
+        }
         self.push_undo(&cmd.text)?;
         let started = Instant::now();
         let step_before = self.history.step();
@@ -200,9 +254,18 @@ impl Session {
                     report.steps
                 )));
             }
-            FitEnd::Diverged { step, loss, lr } => {
+            FitEnd::EarlyStopped { best_epoch, best } => {
+                sink.emit(Event::Text(format!(
+                    "early stopping after {} steps: no improvement for {} epoch(s); restored the weights of epoch {best_epoch} ({} {})",
+                    report.steps,
+                    plan.patience.unwrap_or(0),
+                    if plan.monitor == Monitor::ValidAccuracy { "valid accuracy" } else { "valid loss" },
+                    num(best)
+                )));
+            }
+            FitEnd::Diverged { what, step, loss, lr } => {
                 bail!(
-                    "loss became {loss} at step {step} (lr {}): that update was not applied, the weights are those \
+                    "{what} became {loss} at step {step} (lr {}): that update was not applied, the weights are those \
                      of step {}; lower the learning rate (e.g. `lr {}`) or `undo` to return to before this fit",
                     num(lr),
                     step - 1,
@@ -241,10 +304,11 @@ impl Session {
             let batch = data.batch(&rows)?;
             let before = model.params().flat_values()?;
             let seed = step_seed(self.settings.seed, self.history.step() + 1);
-            let update = match train_step(model, &mut self.optimizer, &batch, lr, seed)? {
+            let step_cfg = self.step_config(cmd);
+            let update = match train_step(model, &mut self.optimizer, std::slice::from_ref(&batch), lr, seed, &step_cfg)? {
                 StepResult::Applied(u) => u,
-                StepResult::NonFinite(loss) => bail!(
-                    "loss is {loss} at step {}: the update was not applied; lower the learning rate or `undo`",
+                StepResult::NonFinite(what, value) => bail!(
+                    "{what} is {value} at step {}: the update was not applied; lower the learning rate or `undo`",
                     self.history.step() + 1
                 ),
             };
