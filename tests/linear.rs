@@ -243,5 +243,8 @@ fn accumulation_clipping_penalties_and_early_stopping() {
     let best = h.epochs.iter().filter_map(|r| r.valid_loss).fold(f64::MAX, f64::min);
     assert!(h.epoch() < 60);
     let out = ok(&mut e, "eval split=valid");
-    assert!((cell(tables(&out)[0], "valid MSE", 1) - best).abs() < 1e-6, "the restored weights give the best valid loss {best}");
+    assert!(
+        (cell(tables(&out)[0], "valid MSE", 1) - best).abs() < 1e-6,
+        "the restored weights give the best valid loss {best}"
+    );
 }

@@ -20,7 +20,7 @@ pub mod table;
 mod value;
 
 pub use error::{ParseError, ParseErrorKind};
-pub use lex::continuation_at;
+pub use lex::{continuation_at, Atom};
 pub use parse::{parse, Command};
 pub use span::{Span, Spanned};
 pub use suggest::{did_you_mean, suggestion};

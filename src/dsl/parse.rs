@@ -418,7 +418,7 @@ mod tests {
         fails("undo x=1", UnknownOption, 6, "'undo' takes no options");
         fails("fit epochs=1 epochs=2", DuplicateOption, 14, "given twice");
         fails("fit epochs=many", BadValue, 12, "expected a whole number ≥ 1, got 'many'");
-        fails("lr -1", BadValue, 4, "must be positive");
+        fails("optimizer sgd lr=-1", BadValue, 18, "must be positive");
         fails("optimizer sgd momentum=1.5", BadValue, 24, "must be between 0 and 1");
         fails("freeze layers=8..2", BadValue, 15, "expected a range");
         fails("data x.csv split=0.7/0.2", BadValue, 18, "add up to 1");

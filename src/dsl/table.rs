@@ -580,18 +580,20 @@ pub static VERBS: &[VerbSpec] = &[
         name: "lr",
         aliases: &[],
         group: Group::Training,
-        summary: "show or set the learning rate and its schedule",
+        summary: "show or set the learning rate and its schedule, or find one (lr find)",
         details: "The schedule runs over each `fit`: constant, linear decay to min_lr, cosine \
                   decay to min_lr, or step decay (×gamma every step_size epochs), after an \
                   optional linear warm-up. warmup below 1 is a fraction of the fit's steps, \
-                  1 or more a number of steps.",
+                  1 or more a number of steps. `lr find` runs the range test: a few updates with \
+                  the rate growing from start= to end=, a plot of the loss, a suggestion — then \
+                  the weights and optimizer state are put back as they were.",
         args: &[ArgSpec {
             name: "VALUE",
-            kind: POS_F,
+            kind: Kind::Any,
             required: false,
             many: false,
-            suggest: &[],
-            doc: "the base learning rate",
+            suggest: &["find"],
+            doc: "the base learning rate, or `find`",
         }],
         options: &[
             OptSpec {
@@ -619,8 +621,17 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "step: epochs between decays (default 1)",
             },
             OptSpec { name: "gamma", kind: POS_F, default: None, doc: "step: decay factor (default 0.1)" },
+            OptSpec { name: "start", kind: POS_F, default: Some("1e-7"), doc: "lr find: first rate" },
+            OptSpec { name: "end", kind: POS_F, default: Some("10"), doc: "lr find: last rate" },
+            OptSpec { name: "steps", kind: COUNT, default: Some("100"), doc: "lr find: most updates" },
         ],
-        examples: &["lr 0.01", "lr 2e-5 schedule=linear warmup=0.1", "lr schedule=cosine", "lr"],
+        examples: &[
+            "lr 0.01",
+            "lr 2e-5 schedule=linear warmup=0.1",
+            "lr schedule=cosine",
+            "lr find steps=100",
+            "lr",
+        ],
     },
     VerbSpec {
         name: "regularize",

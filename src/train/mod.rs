@@ -2,12 +2,14 @@
 
 mod evaluate;
 mod fit;
+mod lr_find;
 mod optim;
 mod schedule;
 mod step;
 
 pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, Predictions};
 pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Monitor, Trainer};
+pub use lr_find::{lr_range_test, RangeTest};
 pub use optim::{OptimConfig, OptimKind, Optimizer};
 pub use schedule::{Schedule, ScheduleKind};
 pub use step::{train_step, Grads, StepConfig, StepResult, Update};

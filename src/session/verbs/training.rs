@@ -12,10 +12,11 @@ use crate::metrics::{PathPoint, StepRecord};
 use crate::model::layers::step_seed;
 use crate::model::Pass;
 use crate::session::settings::SMALL_MODEL;
+use crate::session::snapshot::Snapshot;
 use crate::session::{Event, Session, Sink, Table};
 use crate::train::{
-    fit, train_step, FitEnd, FitPlan, Monitor, OptimConfig, OptimKind, Optimizer, ScheduleKind, StepConfig,
-    StepResult, Trainer,
+    fit, lr_range_test, train_step, FitEnd, FitPlan, Monitor, OptimConfig, OptimKind, Optimizer,
+    ScheduleKind, StepConfig, StepResult, Trainer,
 };
 
 impl Session {
@@ -87,10 +88,29 @@ impl Session {
     }
 
     pub(crate) fn lr(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        if cmd.arg(0).and_then(Value::as_str) == Some("find") {
+            return self.lr_find(cmd, sink);
+        }
+        for key in ["start", "end", "steps"] {
+            if cmd.given(key).is_some() {
+                return Err(Error::invalid(format!("{key}= belongs to `lr find`")).at(cmd.span_of(key)));
+            }
+        }
         let mut schedule = self.schedule.clone();
         let mut lr = self.optimizer.config.lr;
-        if let Some(v) = cmd.arg(0).and_then(Value::as_f64) {
-            lr = v;
+        if let Some(arg) = cmd.args.first() {
+            let atom = crate::dsl::Atom { text: arg.value.to_string(), quoted: false };
+            lr = crate::dsl::Kind::Float(crate::dsl::Bound::Positive)
+                .parse_atom(&atom)
+                .ok()
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| {
+                    let why = crate::dsl::Kind::Float(crate::dsl::Bound::Positive)
+                        .parse_atom(&atom)
+                        .err()
+                        .unwrap_or_default();
+                    Error::invalid(format!("lr VALUE: {why}; or `lr find`")).at(arg.span)
+                })?;
         }
         if let Some(k) = cmd.str("schedule") {
             schedule.kind = ScheduleKind::from_name(&k).expect("choices come from the table");
@@ -117,6 +137,84 @@ impl Session {
         self.optimizer.config.lr = lr;
         self.schedule = schedule;
         sink.emit(Event::Text(format!("lr {} {}", lr, self.schedule.describe())));
+        Ok(())
+    }
+
+    /// `lr find`: the range test on a copy of the state, a plot, a suggestion.
+    fn lr_find(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        self.check_trainable()?;
+        let (start, end) = (cmd.f64("start").unwrap_or(1e-7), cmd.f64("end").unwrap_or(10.0));
+        if start >= end {
+            return Err(Error::invalid(format!("start= ({start}) must be below end= ({end})"))
+                .at(cmd.span_of("start")));
+        }
+        let steps = cmd.usize("steps").unwrap_or(100);
+        let before = Snapshot::take(
+            "lr find".into(),
+            self.model_id,
+            self.model()?,
+            &self.optimizer,
+            &self.history,
+            &self.rng,
+        )?;
+        let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
+            unreachable!("checked")
+        };
+        let cfg = StepConfig { l1: self.settings.l1, l2: self.settings.l2, ..StepConfig::default() };
+        let result = lr_range_test(
+            model,
+            &mut self.optimizer,
+            data,
+            self.settings.batch,
+            (start, end, steps),
+            self.settings.seed,
+            &cfg,
+            &self.cancel,
+        );
+        // Whatever happened, the weights and optimizer state go back.
+        let (optimizer, history, rng) = before.restore(model)?;
+        (self.optimizer, self.history, self.rng) = (optimizer, history, rng);
+        let test = result?;
+        let steep = test.steepest;
+        let smoothed: Vec<(f64, f64)> = test.points.iter().map(|p| (p.0.log10(), p.2)).collect();
+        let at = smoothed
+            .iter()
+            .min_by(|a, b| (a.0 - steep.log10()).abs().total_cmp(&(b.0 - steep.log10()).abs()))
+            .copied();
+        let figure = crate::plot::line_chart(&crate::plot::LineChart {
+            name: "lr_find".into(),
+            title: format!("learning-rate range test — suggestion {steep:.2e}"),
+            x_label: "log10(learning rate)".into(),
+            y_label: "loss".into(),
+            series: vec![
+                crate::plot::Series {
+                    label: "loss".into(),
+                    points: test.points.iter().map(|p| (p.0.log10(), p.1)).collect(),
+                    style: crate::plot::SeriesStyle::Thin,
+                },
+                crate::plot::Series {
+                    label: "smoothed loss".into(),
+                    points: smoothed,
+                    style: crate::plot::SeriesStyle::Bold,
+                },
+                crate::plot::Series {
+                    label: format!("steepest descent {steep:.1e}"),
+                    points: at.into_iter().collect(),
+                    style: crate::plot::SeriesStyle::Markers,
+                },
+            ],
+            log_y: test.points.iter().map(|p| p.1).fold(0.0, f64::max)
+                > 100.0 * test.points.iter().map(|p| p.1).fold(f64::MAX, f64::min),
+        })?;
+        sink.emit(Event::Image(crate::session::Image { figure, file: None }));
+        sink.emit(Event::Text(format!(
+            "lr find: {} steps from {start:.0e}; the loss falls fastest at {steep:.2e} and is lowest at {:.2e} \
+             (a tenth of that: {:.2e}); try `lr {}` — the weights and optimizer state are as before",
+            test.points.len(),
+            test.minimum,
+            test.minimum / 10.0,
+            num(steep)
+        )));
         Ok(())
     }
 
