@@ -206,8 +206,13 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
         let v = matches[0];
         let rest = &v.name[cur.word.len()..];
         let usage = v.usage();
-        let tail = usage[v.name.len()..].to_string();
-        return Some(format!("{rest}{tail}"));
+        // The arguments part of the usage line, then the first few options.
+        let args_end = usage.find(" [").filter(|_| !v.options.is_empty()).map_or(usage.len(), |i| {
+            v.options.first().and_then(|o| usage.find(&format!(" [{}=", o.name))).unwrap_or(i)
+        });
+        let args = &usage[v.name.len()..args_end];
+        let opts = option_hints(v, &[]).map(|o| format!(" {o}")).unwrap_or_default();
+        return Some(format!("{rest}{args}{opts}"));
     }
     let verb = find_verb(cur.before[0])?;
     let used: Vec<&str> = cur.before[1..]
@@ -229,16 +234,25 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
         Some(_) => " ",
         None => "",
     };
+    option_hints(verb, &used).map(|h| format!("{lead}{h}"))
+}
+
+/// Options a hint shows at most; more are elided with `…` (`help VERB` lists them all).
+const HINTED_OPTIONS: usize = 4;
+
+/// `[epochs=N] [batch=N] …`: the options of `verb` not in `used`.
+fn option_hints(verb: &VerbSpec, used: &[&str]) -> Option<String> {
     let rest: Vec<String> = verb
         .options
         .iter()
         .filter(|o| !used.contains(&o.name))
         .map(|o| format!("[{}={}]", o.name, o.kind.placeholder()))
         .collect();
-    if rest.is_empty() {
-        return None;
+    match rest.len() {
+        0 => None,
+        n if n > HINTED_OPTIONS => Some(format!("{} …", rest[..HINTED_OPTIONS].join(" "))),
+        _ => Some(rest.join(" ")),
     }
-    Some(format!("{lead}{}", rest.join(" ")))
 }
 
 #[cfg(test)]
@@ -280,11 +294,23 @@ mod tests {
 
     #[test]
     fn hints_show_the_rest() {
-        assert_eq!(hint("fi", 2).as_deref(), Some("t [epochs=N] [batch=N] [steps=N] [log=N]"));
-        assert_eq!(hint("fit epochs=3 ", 13).as_deref(), Some("[batch=N] [steps=N] [log=N]"));
+        assert_eq!(hint("fi", 2).as_deref(), Some("t [epochs=N] [batch=N] [steps=N] [log=N] …"));
+        assert_eq!(hint("see", 3).as_deref(), Some("d [N]"));
+        assert_eq!(
+            hint("plo", 3).as_deref(),
+            Some("t loss|lr|surface|fit|confusion [file=PATH] [log=true|false]")
+        );
+        assert_eq!(
+            hint("fit epochs=3 ", 13).as_deref(),
+            Some("[batch=N] [steps=N] [log=N] [accumulate=N] …")
+        );
+        assert_eq!(hint("eval ", 5).as_deref(), Some("[split=train|valid|test] [file=PATH]"));
         assert_eq!(hint("fit ep", 6).as_deref(), Some("ochs=N"));
-        assert_eq!(hint("fit epochs=3", 12).as_deref(), Some(" [batch=N] [steps=N] [log=N]"));
-        assert_eq!(hint("fit", 3).as_deref(), Some(" [epochs=N] [batch=N] [steps=N] [log=N]"));
+        assert_eq!(
+            hint("fit epochs=3", 12).as_deref(),
+            Some(" [batch=N] [steps=N] [log=N] [accumulate=N] …")
+        );
+        assert_eq!(hint("fit", 3).as_deref(), Some(" [epochs=N] [batch=N] [steps=N] [log=N] …"));
         assert_eq!(hint("fit", 1), None);
         assert_eq!(hint("", 0), None);
     }

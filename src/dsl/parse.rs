@@ -333,7 +333,8 @@ mod tests {
         assert_eq!(c.value("betas"), Some(Value::List(vec![Value::Float(0.9), Value::Float(0.98)])));
         assert_eq!(one("optim SGD momentum=0.9 nesterov=yes").bool("nesterov"), Some(true));
         let c = one("lr 3e-4 schedule=cosine warmup=0.1 min_lr=0");
-        assert_eq!((c.arg(0), c.str("schedule").as_deref()), (Some(&Value::Float(3e-4)), Some("cosine")));
+        assert_eq!((c.arg(0), c.str("schedule").as_deref()), (Some(&s("3e-4")), Some("cosine")));
+        assert_eq!(one("lr find steps=50").arg(0), Some(&s("find")));
         assert_eq!(one("lr schedule=step step_size=2 gamma=0.5").usize("step_size"), Some(2));
     }
 

@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(o, Outcome::Ok);
         let (events, _) = drain(engine.submit(Job::Who));
         let Event::Table(t) = &events[0] else { panic!("{events:?}") };
-        assert!(t.rows[1][1].starts_with("load linear — 2 parameters"), "{:?}", t.rows);
+        assert!(t.rows[1][1].starts_with("linear regression y = w·x + b"), "{:?}", t.rows);
         let (_, o) = drain(engine.submit(Job::Run("fit epochs=1 batch=10".into())));
         assert_eq!(o, Outcome::Ok);
         let (_, o) = drain(engine.submit(Job::Run("fitt".into())));
