@@ -1,12 +1,13 @@
 //! Charts as bytes: plain `f64` data in, a [`Figure`] (PNG bytes and SVG text) out.
 //!
 //! The module knows nothing about tensors or sessions; callers turn their history, model
-//! or data set into points first. Three kinds of chart:
+//! or data set into points first. Four kinds of chart:
 //!
 //! - [`line_chart`] (`lines.rs`): loss curves, learning-rate ramps; optional log y axis.
 //! - [`loss_surface`] (`surface.rs`): filled contour bands of a two-parameter loss with the
 //!   gradient-descent path drawn on top.
 //! - [`scatter_chart`] (`scatter.rs`): data points with fitted lines over them.
+//! - [`heatmap()`] (`heatmap.rs`): a matrix as coloured cells, such as a confusion matrix.
 //!
 //! `axes.rs` holds what they share: axis ranges, ticks and their labels, legend placement.
 //!
@@ -16,10 +17,12 @@
 //! font is registered on first use, so no system font is needed at run time.
 
 mod axes;
+mod heatmap;
 mod lines;
 mod scatter;
 mod surface;
 
+pub use heatmap::{heatmap, HeatmapChart};
 pub use lines::{line_chart, LineChart, Series, SeriesStyle};
 pub use scatter::{scatter_chart, ScatterChart};
 pub use surface::{loss_surface, SurfaceChart};

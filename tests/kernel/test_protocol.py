@@ -94,7 +94,10 @@ def test_an_error_is_one_line_with_a_caret_and_the_next_cell_runs(kernel):
     _, kc = kernel
     reply, msgs = execute(kc, "seed 11\nfit epoch=3")
     (error,) = outputs(msgs, "error")
-    message = "unknown option 'epoch' for 'fit' (did you mean 'epochs'?); it takes epochs, batch, steps, log"
+    message = (
+        "unknown option 'epoch' for 'fit' (did you mean 'epochs'?); "
+        "it takes epochs, batch, steps, log, accumulate, clip, patience, monitor"
+    )
     assert error["content"]["ename"] == "TunelabError"
     assert error["content"]["evalue"] == message
     traceback = error["content"]["traceback"]
@@ -132,7 +135,7 @@ def test_magics(kernel):
     execute(kc, SETUP)
     reply, msgs = execute(kc, "%who")
     text = outputs(msgs, "execute_result")[0]["content"]["data"]["text/plain"]
-    assert "load linear init=zeros — 2 parameters" in text, text
+    assert "linear regression y = w·x + b, 1 input(s), 2/2 parameters trainable" in text, text
     execute(kc, "%reset")
     reply, msgs = execute(kc, "%who")
     assert "none (`load linear`)" in outputs(msgs, "execute_result")[0]["content"]["data"]["text/plain"]

@@ -7,8 +7,8 @@ use crate::dsl::{Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::metrics::least_squares;
 use crate::plot::{
-    line_chart, loss_surface, scatter_chart, Figure, LineChart, ScatterChart, Series, SeriesStyle,
-    SurfaceChart,
+    heatmap, line_chart, loss_surface, scatter_chart, Figure, HeatmapChart, LineChart, ScatterChart, Series,
+    SeriesStyle, SurfaceChart,
 };
 use crate::session::{Event, Image, Session, Sink};
 
@@ -50,6 +50,7 @@ impl Session {
             "lr" => self.plot_lr()?,
             "surface" => self.plot_surface()?,
             "fit" => self.plot_fit()?,
+            "confusion" => self.plot_confusion()?,
             other => bail!("cannot plot '{other}'"),
         };
         let file = cmd.str("file").map(|f| {
@@ -107,6 +108,22 @@ impl Session {
             y_label: "loss".into(),
             series,
             log_y,
+        })?)
+    }
+
+    fn plot_confusion(&self) -> Result<Figure> {
+        let Some(c) = &self.last_confusion else {
+            bail!("no confusion matrix yet: `eval` a classifier first")
+        };
+        Ok(heatmap(&HeatmapChart {
+            name: "confusion".into(),
+            title: format!("confusion matrix — accuracy {:.4} on {} rows", c.accuracy(), c.total()),
+            x_label: "predicted".into(),
+            y_label: "true".into(),
+            row_labels: c.labels.clone(),
+            col_labels: c.labels.clone(),
+            values: c.counts.iter().map(|r| r.iter().map(|v| *v as f64).collect()).collect(),
+            annotate: true,
         })?)
     }
 
