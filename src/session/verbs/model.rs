@@ -104,7 +104,30 @@ impl Session {
                     for note in &bert.load_notes {
                         sink.emit(Event::Text(format!("note: {note}")));
                     }
-                    training = load_training(&dir, &self.device)?;
+                    // Resume the optimizer and history only when the head is the one that was
+                    // trained; a new task (e.g. classify after masked-LM pretraining) is a new run.
+                    let saved_mlm = config
+                        .as_ref()
+                        .and_then(|c| {
+                            c.get("architectures")?
+                                .as_array()?
+                                .first()?
+                                .as_str()
+                                .map(|a| a.ends_with("ForMaskedLM"))
+                        })
+                        .unwrap_or(false);
+                    let same_head = match bert.task() {
+                        BertTask::MaskedLm => saved_mlm,
+                        BertTask::Classify(_) => from_ckpt,
+                    };
+                    if same_head {
+                        training = load_training(&dir, &self.device)?;
+                    } else if dir.join("tunelab.json").is_file() {
+                        sink.emit(Event::Text(
+                            "note: a new task for this encoder: the optimizer state and history start fresh"
+                                .into(),
+                        ));
+                    }
                     Box::new(bert)
                 }
             }
