@@ -36,12 +36,17 @@ def target(name):
     return os.path.join(ASSETS, name)
 
 
+# Bump an asset's version when what it produces changes, so cached copies are rebuilt.
+VERSIONS = {"movie_reviews": "2"}
+
+
 def done(name):
-    return os.path.exists(os.path.join(target(name), ".done"))
+    marker = os.path.join(target(name), ".done")
+    return os.path.exists(marker) and open(marker).read().strip() == VERSIONS.get(name, "ok")
 
 
 def finish(name):
-    open(os.path.join(target(name), ".done"), "w").write("ok\n")
+    open(os.path.join(target(name), ".done"), "w").write(VERSIONS.get(name, "ok") + "\n")
     print(f"asset {name}: {target(name)}")
 
 
@@ -65,14 +70,22 @@ def minilm():
 
 
 def movie_reviews():
-    """Rotten Tomatoes snippets (vaderSentiment 3.3.2 sdist): text,label csv, label by the
-    sign of the mean rating, zero ratings dropped, duplicates dropped, file order kept."""
+    """Rotten Tomatoes snippets (vaderSentiment 3.3.2 sdist) as reviews.csv, and the Amazon
+    review snippets of the same study as amazon.csv: text,label, label by the sign of the
+    mean rating, zero ratings dropped, duplicates dropped, file order kept."""
     d = fresh("movie_reviews")
     with tarfile.open(pip_download("vaderSentiment==3.3.2", sdist=True)) as sd:
         inner = next(m for m in sd.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
         with tarfile.open(fileobj=io.BytesIO(sd.extractfile(inner).read())) as t:
-            member = next(m for m in t.getmembers() if m.name.endswith("movieReviewSnippets_GroundTruth.txt"))
-            raw = t.extractfile(member).read().decode("utf-8", errors="replace")
+            for source, target in [("movieReviewSnippets_GroundTruth.txt", "reviews.csv"),
+                                   ("amazonReviewSnippets_GroundTruth.txt", "amazon.csv")]:
+                member = next(m for m in t.getmembers() if m.name.endswith(source))
+                raw = t.extractfile(member).read().decode("utf-8", errors="replace")
+                write_labelled(raw, os.path.join(d, target))
+
+
+def write_labelled(raw, path):
+    """`id TAB mean-rating TAB text` lines → a text,label csv (pos/neg by the sign)."""
     rows, seen = [], set()
     for line in raw.splitlines():
         parts = line.strip().split("\t")
@@ -83,7 +96,7 @@ def movie_reviews():
             continue
         seen.add(text)
         rows.append((text, "pos" if rating > 0 else "neg"))
-    with open(os.path.join(d, "reviews.csv"), "w", newline="", encoding="utf-8") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])
         w.writerows(rows)

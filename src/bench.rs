@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::data::Split;
 use crate::error::{bail, Result};
 use crate::session::{Event, Session, Sink};
 
@@ -39,10 +40,54 @@ pub fn linreg(steps: usize, device: &str) -> Result<serde_json::Value> {
     }))
 }
 
-/// Runs the named workload (`linreg`; BERT and GPT-2 workloads arrive with those models).
-pub fn run(workload: &str, steps: usize, device: &str) -> Result<serde_json::Value> {
+/// The recipe of `shared/bench/torch_cpu_minilm.py`: fine-tune all-MiniLM-L6-v2
+/// (`DIR/minilm`) on `DIR/vader/movie_train.csv` (AdamW 5e-5, weight decay 0.01, batch 32,
+/// at most 64 tokens, 2 epochs) and test on `DIR/vader/amazon_test.csv`. Reports training
+/// samples/s (forward + backward + update, over the whole `fit`) and the test accuracy.
+pub fn minilm(assets: &std::path::Path, device: &str, epochs: usize) -> Result<serde_json::Value> {
+    let mut s = Session::new();
+    let (model, vader) = (assets.join("minilm"), assets.join("vader"));
+    let setup = format!(
+        "device {device}; seed 1; data {} test={} split=1/0 max_len=64 clean=false; load {} task=classify; \
+         optimizer adamw lr=5e-5 weight_decay=0.01",
+        vader.join("movie_train.csv").display(),
+        vader.join("amazon_test.csv").display(),
+        model.display()
+    );
+    s.run(&setup, &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("fit epochs={epochs} batch=32"), &mut Quiet)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut events: Vec<Event> = Vec::new();
+    s.run("eval split=test", &mut events)?;
+    let accuracy = events.iter().find_map(|e| match e {
+        Event::Table(t) => t.rows.iter().find(|r| r[0] == "accuracy").and_then(|r| r[3].parse::<f64>().ok()),
+        _ => None,
+    });
+    let samples = (s.split_rows(Split::Train) * epochs) as f64;
+    Ok(json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        "threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        "train_samples_per_s": (samples / secs * 10.0).round() / 10.0,
+        "amazon_acc": accuracy,
+    }))
+}
+
+/// Runs the named workload: `linreg` (the teaching case) or `minilm` (text classification
+/// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`).
+pub fn run(
+    workload: &str,
+    steps: usize,
+    device: &str,
+    assets: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
     match workload {
         "linreg" => linreg(steps, device),
-        other => bail!("unknown benchmark '{other}': available: linreg"),
+        "minilm" => match assets {
+            Some(dir) => minilm(dir, device, 2),
+            None => bail!("`tunelab bench minilm` needs --assets DIR (with minilm/ and vader/*.csv); benches/minilm_cpu.sh prepares one"),
+        },
+        other => bail!("unknown benchmark '{other}': available: linreg, minilm"),
     }
 }

@@ -48,7 +48,7 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg.
+        /// Workload: linreg or minilm.
         #[arg(default_value = "linreg")]
         workload: String,
         /// Timed updates.
@@ -57,6 +57,9 @@ enum Cmd {
         /// Device: cpu, cuda, auto.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// minilm: the directory with minilm/ and vader/*.csv (benches/minilm_cpu.sh makes it).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
     },
     /// Run as a Jupyter kernel (Jupyter starts it), or install/uninstall the kernelspec.
     #[command(args_conflicts_with_subcommands = true)]
@@ -195,8 +198,8 @@ fn main() -> ExitCode {
             println!("\nThe demo's model, optimizer state and history are still here: try `step`, `lr 0.1`, `fit epochs=5`, `undo`, `plot surface`.");
             repl(&mut session, &mut sink)
         }
-        Some(Cmd::Bench { workload, steps, device }) => {
-            match tunelab::bench::run(&workload, steps, &device) {
+        Some(Cmd::Bench { workload, steps, device, assets }) => {
+            match tunelab::bench::run(&workload, steps, &device, assets.as_deref()) {
                 Ok(json) => {
                     println!("{}", serde_json::to_string_pretty(&json).expect("plain JSON"));
                     ExitCode::SUCCESS

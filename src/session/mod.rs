@@ -147,6 +147,11 @@ impl Session {
         self.data.as_ref().map(|d| format!("{} ({} rows)", d.source(), d.len()))
     }
 
+    /// Rows in a split of the loaded data (0 without data).
+    pub fn split_rows(&self, split: crate::data::Split) -> usize {
+        self.data.as_ref().map_or(0, |d| d.split(split).len())
+    }
+
     /// The device tensors live on.
     pub fn device(&self) -> &Device {
         &self.device
