@@ -159,3 +159,72 @@ fn gradients_match_finite_differences() {
         assert_eq!(checked, bert.params().len());
     }
 }
+
+/// A checkpoint saved by PyTorch as pytorch_model.bin only (its tensor records are read;
+/// no pickled code runs) loads with its trained head and labels, and gives transformers'
+/// logits.
+#[test]
+fn pytorch_bin_checkpoints_load_and_match_transformers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert-pt");
+    assert!(!dir.join("model.safetensors").exists(), "the fixture must exercise the .bin reader");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let labels = vec!["neg".to_string(), "neutral".into(), "pos".into()];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let bert = Bert::load(&dir, BertTask::Classify(labels), &mut rng, &Device::Cpu).unwrap();
+    assert!(
+        bert.load_notes.iter().all(|n| !n.contains("fresh")),
+        "the trained head is loaded: {:?}",
+        bert.load_notes
+    );
+    let ids = rows_u32(&r["input_ids"]);
+    let (b, l) = (ids.len(), ids[0].len());
+    let mask: Vec<u32> = ids.concat().iter().map(|&t| u32::from(t != 0)).collect();
+    let batch = tunelab::data::Batch::Text {
+        ids: Tensor::from_vec(ids.concat(), (b, l), &Device::Cpu).unwrap(),
+        mask: Tensor::from_vec(mask, (b, l), &Device::Cpu).unwrap(),
+        labels: None,
+    };
+    let logits = bert.forward(&batch, &mut Pass::eval()).unwrap().to_vec2::<f32>().unwrap();
+    for (got, want) in logits.iter().zip(r["logits"].as_array().unwrap()) {
+        for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+            assert!((*g as f64 - w.as_f64().unwrap()).abs() < 1e-4, "{got:?} vs {want}");
+        }
+    }
+}
+
+/// `load ORG/NAME` finds a model in the Hugging Face cache layout ($HF_HOME/hub), and an
+/// unknown name fails in one line without trying the network when HF_HUB_OFFLINE is set.
+#[test]
+fn models_resolve_from_the_hugging_face_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/models--tiny--bert-clf");
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert-pt");
+    for f in ["config.json", "pytorch_model.bin", "vocab.txt", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), snap.join(f)).unwrap();
+    }
+    let run = |cmds: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tunelab"))
+            .args(["-c", cmds])
+            .env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run("load tiny/bert-clf; predict \"the film was good\"");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("classifier over 3 labels (neg, neutral, pos)") && out.contains("p(neutral)"),
+        "{out}"
+    );
+    let o = run("load nobody/nothing");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("no model 'nobody/nothing'") && err.contains("HF_HUB_OFFLINE is set"), "{err}");
+}
