@@ -4,27 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
+use common::asset;
 use rand::SeedableRng;
 use tunelab::data::TextTokenizer;
 use tunelab::model::bert::{Bert, BertConfig, BertTask};
 use tunelab::model::{Model, Pass};
-
-/// Where scripts/fetch_assets.py put the real assets (scripts/test.sh runs it first).
-pub fn asset(name: &str) -> PathBuf {
-    let root = std::env::var("TUNELAB_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tunelab/assets"));
-    let p = root.join(name);
-    assert!(
-        p.join(".done").exists(),
-        "asset '{name}' missing at {}: run scripts/fetch_assets.py",
-        p.display()
-    );
-    p
-}
 
 fn reference() -> serde_json::Value {
     serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap()

@@ -3,23 +3,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{err, ok, render, run, tables};
+use common::{asset, err, ok, render, run, tables};
 use tunelab::{Event, Session};
-
-fn asset(name: &str) -> PathBuf {
-    let root = std::env::var("TUNELAB_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tunelab/assets"));
-    let p = root.join(name);
-    assert!(
-        p.join(".done").exists(),
-        "asset '{name}' missing at {}: run scripts/fetch_assets.py",
-        p.display()
-    );
-    p
-}
 
 fn minilm() -> String {
     asset("minilm").display().to_string()

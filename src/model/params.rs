@@ -128,31 +128,22 @@ impl Params {
 
     /// The same parameters as new variables on `device` (trainable flags kept).
     pub fn to_device(&self, device: &Device) -> Result<Params> {
-        let items = self
-            .items
-            .iter()
-            .map(|p| {
-                Ok(Param {
-                    name: p.name.clone(),
-                    var: Var::from_tensor(&p.var.as_tensor().to_device(device)?)?,
-                    trainable: p.trainable,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Params::from_items(items))
+        self.map(|t| t.to_device(device))
     }
 
     /// The same parameters as new variables of `dtype` (trainable flags kept).
     pub fn to_dtype(&self, dtype: DType) -> Result<Params> {
+        self.map(|t| t.to_dtype(dtype))
+    }
+
+    /// New variables holding `f` of each value, names and trainable flags kept.
+    fn map(&self, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<Params> {
         let items = self
             .items
             .iter()
             .map(|p| {
-                Ok(Param {
-                    name: p.name.clone(),
-                    var: Var::from_tensor(&p.var.as_tensor().to_dtype(dtype)?)?,
-                    trainable: p.trainable,
-                })
+                let var = Var::from_tensor(&f(p.var.as_tensor())?)?;
+                Ok(Param { name: p.name.clone(), var, trainable: p.trainable })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Params::from_items(items))

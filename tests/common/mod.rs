@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+
 use tunelab::session::Table;
 use tunelab::{Event, Session};
 
@@ -67,4 +69,18 @@ pub fn cell(t: &Table, row: &str, col: usize) -> f64 {
 /// The weights as (name, values).
 pub fn weights(s: &Session) -> Vec<(String, Vec<f32>)> {
     s.weights().expect("a model is loaded")
+}
+
+/// Where scripts/fetch_assets.py put a real asset (scripts/test.sh runs it first).
+pub fn asset(name: &str) -> PathBuf {
+    let root = std::env::var("TUNELAB_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tunelab/assets"));
+    let p = root.join(name);
+    assert!(
+        p.join(".done").exists(),
+        "asset '{name}' missing at {}: run scripts/fetch_assets.py",
+        p.display()
+    );
+    p
 }

@@ -108,19 +108,23 @@ impl Session {
             if w.len() == 1 { vec!["x".into()] } else { (1..=w.len()).map(|i| format!("x{i}")).collect() };
         let ws: Vec<String> = w.iter().map(|v| v.to_string()).collect();
         let source = format!("synthetic linear w={} b={b} noise={noise}", ws.join(","));
+        self.numeric_table(cmd, source, (inputs, "y".into()), rows, y, rng)
+    }
+
+    /// Numeric rows split and shuffled as the command says (`split=`, `shuffle=`).
+    fn numeric_table(
+        &self,
+        cmd: &Command,
+        source: String,
+        (inputs, target): (Vec<String>, String),
+        rows: Vec<Vec<f64>>,
+        y: Vec<f64>,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Dataset> {
         let fractions = list_f64(cmd.value("split"));
         let shuffle = cmd.bool("shuffle").unwrap_or(true);
-        Ok(Dataset::Numeric(NumericData::new(
-            source,
-            inputs,
-            "y".into(),
-            rows,
-            y,
-            &fractions,
-            shuffle,
-            rng,
-            &self.device,
-        )?))
+        let data = NumericData::new(source, inputs, target, rows, y, &fractions, shuffle, rng, &self.device)?;
+        Ok(Dataset::Numeric(data))
     }
 
     fn read_numeric_data(&self, cmd: &Command, source: &str, rng: &mut impl rand::Rng) -> Result<Dataset> {
@@ -155,19 +159,7 @@ impl Session {
         }
         let xi = x_names.iter().map(|n| column(&table, n, cmd, "x")).collect::<Result<Vec<_>>>()?;
         let (rows, y) = table.numeric(&xi, yi)?;
-        let fractions = list_f64(cmd.value("split"));
-        let shuffle = cmd.bool("shuffle").unwrap_or(true);
-        Ok(Dataset::Numeric(NumericData::new(
-            source.into(),
-            x_names,
-            y_name,
-            rows,
-            y,
-            &fractions,
-            shuffle,
-            rng,
-            &self.device,
-        )?))
+        self.numeric_table(cmd, source.into(), (x_names, y_name), rows, y, rng)
     }
 
     /// Reads one text source: a table (text=/label= columns), .txt files (one per label),
