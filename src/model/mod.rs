@@ -5,6 +5,7 @@
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
 pub mod bert;
+pub mod causal;
 pub mod hub;
 mod io;
 pub mod layers;

@@ -2,8 +2,12 @@
 //! backward pass (the fused `candle_nn` norms and `softmax_last_dim` cut the graph; see
 //! shared/CANDLE.md). Each is a plain function over tensors so a reader sees the math.
 
+mod causal;
 mod dropout;
 
+pub use causal::{
+    causal_bias, conv1d, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables, unpermute_rotary,
+};
 pub use dropout::{step_seed, Dropout};
 
 use candle_core::{DType, Tensor, D};
