@@ -55,6 +55,8 @@ pub enum Task {
     Classify,
     /// Masked tokens (masked-LM cross-entropy).
     MaskedLm,
+    /// The next token (causal-LM cross-entropy; perplexity; generation).
+    CausalLm,
 }
 
 /// A model the session can train, evaluate and save.
@@ -133,6 +135,11 @@ pub trait Model: Send {
 
     /// Number of numeric inputs, for models of numeric data (`None` for text models).
     fn input_dims(&self) -> Option<usize> {
+        None
+    }
+
+    /// The model as a text generator, for causal language models.
+    fn causal(&self) -> Option<&dyn causal::CausalLm> {
         None
     }
 

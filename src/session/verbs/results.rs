@@ -60,9 +60,9 @@ impl Session {
                 let data = data.clone();
                 self.eval_classifier(&data, &rows, &label, sink)
             }
-            Task::MaskedLm => {
+            Task::MaskedLm | Task::CausalLm => {
                 let data = data.clone();
-                self.eval_mlm(&data, &rows, &label, sink)
+                self.eval_lm(&data, &rows, &label, sink)
             }
         }
     }
@@ -97,7 +97,7 @@ impl Session {
         let data = Dataset::Text(extra);
         let label = format!("{file} ({} rows)", rows.len());
         match model.task() {
-            Task::MaskedLm => self.eval_mlm(&data, &rows, &label, sink),
+            Task::MaskedLm | Task::CausalLm => self.eval_lm(&data, &rows, &label, sink),
             _ => self.eval_classifier(&data, &rows, &label, sink),
         }
     }
@@ -141,11 +141,16 @@ impl Session {
         Ok(())
     }
 
-    fn eval_mlm(&mut self, data: &Dataset, rows: &[u32], label: &str, sink: &mut dyn Sink) -> Result<()> {
+    /// Loss and perplexity of a language model (masked or causal).
+    fn eval_lm(&mut self, data: &Dataset, rows: &[u32], label: &str, sink: &mut dyn Sink) -> Result<()> {
+        let (name, metric) = match self.model()?.task() {
+            Task::CausalLm => ("next-token loss", "lm_loss"),
+            _ => ("masked-LM loss", "mlm_loss"),
+        };
         let loss = mean_loss_rows(self.model()?, data, rows, EVAL_CHUNK)?.unwrap_or(f64::NAN);
         let mut t =
             Table::new(["", "value"]).titled(format!("eval on {label} at step {}", self.history.step()));
-        t.row(["masked-LM loss".to_string(), num(loss)]);
+        t.row([name.to_string(), num(loss)]);
         t.row(["perplexity".to_string(), num(loss.exp())]);
         sink.emit(Event::Table(t));
         let step = self.history.step();
@@ -153,7 +158,7 @@ impl Session {
         self.history.evals.push(EvalRecord {
             step,
             split: split.clone(),
-            metric: "mlm_loss".into(),
+            metric: metric.into(),
             value: loss,
         });
         self.history.evals.push(EvalRecord { step, split, metric: "perplexity".into(), value: loss.exp() });
@@ -222,9 +227,9 @@ impl Session {
             return match task {
                 Task::Regression => self.predict_numbers(cmd, sink),
                 Task::Classify => self.predict_texts(cmd, sink),
-                Task::MaskedLm => {
-                    bail!("a masked-LM model does not predict labels; `eval` gives its loss and perplexity")
-                }
+                Task::MaskedLm | Task::CausalLm => bail!(
+                    "a language model does not predict labels; `eval` gives its loss and perplexity, `generate \"text\"` continues a prompt"
+                ),
             };
         }
         self.prepare_data_announce(sink)?;
