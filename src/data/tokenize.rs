@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -26,10 +28,15 @@ pub struct TextTokenizer {
     pub cls_id: Option<u32>,
     /// Separator token id (`[SEP]`).
     pub sep_id: Option<u32>,
+    /// End-of-text token id (`<|endoftext|>`, `</s>`), which separates documents of a
+    /// language-model corpus and ends a generation.
+    pub eos_id: Option<u32>,
     /// Where it was read from, shown to the user.
     pub source: String,
     /// The `vocab.txt` it was built from, if any (written beside `tokenizer.json` on save).
     vocab_file: Option<PathBuf>,
+    /// The `vocab.json` and `merges.txt` of a byte-level BPE, written back on save.
+    bpe_files: Option<(PathBuf, PathBuf)>,
     /// The `tokenizer_config.json` of the directory it came from, written back on save.
     config: Option<serde_json::Value>,
 }
@@ -57,12 +64,14 @@ impl TextTokenizer {
             let mut t = TextTokenizer::from_json(&json)?;
             t.vocab_file = vocab.is_file().then_some(vocab);
             t
+        } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+            TextTokenizer::from_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))?
         } else if vocab.is_file() {
             let lowercase = config.as_ref().and_then(|v| v.get("do_lower_case")?.as_bool()).unwrap_or(true);
             TextTokenizer::from_vocab(&vocab, lowercase)?
         } else {
             bail!(
-                "'{}' has neither tokenizer.json nor vocab.txt; a text model needs one of them",
+                "'{}' has no tokenizer.json, vocab.txt or vocab.json + merges.txt; a text model needs one of them",
                 dir.display()
             )
         };
@@ -102,6 +111,21 @@ impl TextTokenizer {
         TextTokenizer::wrap(inner, path.display().to_string(), Some(path.to_path_buf()))
     }
 
+    /// GPT-2's byte-level BPE from `vocab.json` (token → id) and `merges.txt`.
+    pub fn from_bpe(vocab: &Path, merges: &Path) -> Result<TextTokenizer> {
+        let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+            .build()
+            .map_err(|e| tok_error(vocab, e))?;
+        let mut inner = Tokenizer::new(model);
+        inner
+            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+            .with_post_processor(Some(ByteLevel::new(false, true, true)))
+            .with_decoder(Some(ByteLevel::new(false, true, true)));
+        let mut tok = TextTokenizer::wrap(inner, vocab.display().to_string(), None)?;
+        tok.bpe_files = Some((vocab.to_path_buf(), merges.to_path_buf()));
+        Ok(tok)
+    }
+
     fn wrap(inner: Tokenizer, source: String, vocab_file: Option<PathBuf>) -> Result<TextTokenizer> {
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         let pad_id = find(&["[PAD]", "<pad>", "<|endoftext|>"]).unwrap_or(0);
@@ -110,6 +134,8 @@ impl TextTokenizer {
             mask_id: find(&["[MASK]", "<mask>"]),
             unk_id: find(&["[UNK]", "<unk>"]),
             cls_id: find(&["[CLS]", "<s>"]),
+            eos_id: find(&["<|endoftext|>", "</s>", "<|im_end|>", "[SEP]"]),
+            bpe_files: None,
             sep_id: find(&["[SEP]", "</s>"]),
             inner,
             source,
@@ -136,6 +162,19 @@ impl TextTokenizer {
         Ok((encodings.iter().map(|e| e.get_ids().to_vec()).collect(), truncated))
     }
 
+    /// Token ids of one text without special tokens and without truncation (prompts,
+    /// language-model corpora).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let e =
+            self.inner.encode(text, false).map_err(|e| Error::invalid(format!("tokenizing failed: {e}")))?;
+        Ok(e.get_ids().to_vec())
+    }
+
+    /// The text of token `ids` (special tokens kept, so an end-of-text shows).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::invalid(format!("decoding failed: {e}")))
+    }
+
     /// The tokens of one text (for `show data`).
     pub fn tokens(&self, text: &str) -> Result<Vec<String>> {
         let e =
@@ -155,6 +194,13 @@ impl TextTokenizer {
             let bytes = std::fs::read(vocab)
                 .map_err(|e| Error::Read { path: vocab.clone(), reason: e.to_string() })?;
             crate::files::write_bytes_atomic(&dir.join("vocab.txt"), &bytes)?;
+        }
+        if let Some((vocab, merges)) = &self.bpe_files {
+            for (from, name) in [(vocab, "vocab.json"), (merges, "merges.txt")] {
+                let bytes = std::fs::read(from)
+                    .map_err(|e| Error::Read { path: from.clone(), reason: e.to_string() })?;
+                crate::files::write_bytes_atomic(&dir.join(name), &bytes)?;
+            }
         }
         let config = match (&self.config, &self.vocab_file) {
             (Some(c), _) => c.clone(),

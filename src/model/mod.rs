@@ -6,6 +6,7 @@
 
 pub mod bert;
 pub mod causal;
+pub mod gpt2;
 pub mod hub;
 mod io;
 pub mod layers;
