@@ -120,6 +120,8 @@ struct Encoded {
     lens: Vec<u32>,
     truncated: usize,
     unknown: usize,
+    /// Packed language-model data: the block rows of each split.
+    blocks: Option<Box<[Vec<u32>; 3]>>,
 }
 
 /// Labelled texts, split into train/valid/test, tokenized once a model provides a tokenizer.
@@ -140,6 +142,8 @@ pub struct TextData {
     /// The text and label columns it was read from (tables only), to read `eval file=`
     /// the same way.
     pub columns: Option<(String, String)>,
+    /// Language modelling: tokens per packed block (rows become blocks once tokenized).
+    pub block: Option<usize>,
     splits: [Vec<u32>; 3],
     encoded: Option<Encoded>,
 }
@@ -245,6 +249,8 @@ pub struct TextOptions<'a> {
     pub limit: Option<usize>,
     /// Class names to use (a loaded classifier's), instead of those seen in the data.
     pub labels: Option<&'a LabelSet>,
+    /// Language modelling: pack each split's tokens into blocks of this many tokens.
+    pub block: Option<usize>,
 }
 
 impl TextData {
@@ -334,6 +340,7 @@ impl TextData {
             max_len: opts.max_len,
             report,
             columns: None,
+            block: opts.block,
             splits: [train, val, tst],
             encoded: None,
         })
@@ -349,15 +356,23 @@ impl TextData {
         self.texts.is_empty()
     }
 
-    /// Row indices of a split.
+    /// Row indices of a split: texts, or blocks once packed language-model data is tokenized.
     pub fn split(&self, s: Split) -> &[u32] {
+        match self.encoded.as_ref().and_then(|e| e.blocks.as_ref()) {
+            Some(blocks) => &blocks[s as usize],
+            None => &self.splits[s as usize],
+        }
+    }
+
+    /// Texts of a split (before any packing into blocks).
+    pub fn text_split(&self, s: Split) -> &[u32] {
         &self.splits[s as usize]
     }
 
     /// Rows per class in a split.
     pub fn class_counts(&self, s: Split) -> Vec<usize> {
         let mut counts = vec![0; self.label_set.names.len()];
-        for &i in self.split(s) {
+        for &i in self.text_split(s) {
             counts[self.labels[i as usize] as usize] += 1;
         }
         counts
@@ -365,13 +380,17 @@ impl TextData {
 
     /// Whether the data is tokenized for `tokenizer`.
     pub fn is_encoded_for(&self, tokenizer: &TextTokenizer) -> bool {
-        self.encoded.as_ref().is_some_and(|e| e.key == key(tokenizer, self.max_len))
+        self.encoded.as_ref().is_some_and(|e| e.key == key(tokenizer, self.max_len, self.block))
     }
 
-    /// Tokenizes every text once (truncating to `max_len`) and keeps the ids on `device`.
+    /// Tokenizes every text once (truncating to `max_len`, or packing into blocks for
+    /// language modelling) and keeps the ids on `device`.
     pub fn encode(&mut self, tokenizer: &TextTokenizer, device: &Device) -> Result<()> {
         if self.is_encoded_for(tokenizer) {
             return Ok(());
+        }
+        if let Some(block) = self.block {
+            return self.encode_blocks(tokenizer, block, device);
         }
         let (seqs, truncated) = tokenizer.encode_batch(&self.texts, self.max_len)?;
         let width = seqs.iter().map(Vec::len).max().unwrap_or(1).max(1);
@@ -384,12 +403,52 @@ impl TextData {
         }
         let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         self.encoded = Some(Encoded {
-            key: key(tokenizer, self.max_len),
+            key: key(tokenizer, self.max_len, self.block),
             ids: Tensor::from_vec(flat, (seqs.len(), width), device)?,
             labels: Tensor::from_slice(&self.labels, self.labels.len(), device)?,
             lens,
             truncated,
             unknown,
+            blocks: None,
+        });
+        Ok(())
+    }
+
+    /// Language modelling: each split's texts, each followed by the end-of-text token, are
+    /// concatenated and cut into blocks of `block` tokens (a last shorter block is padded).
+    fn encode_blocks(&mut self, tokenizer: &TextTokenizer, block: usize, device: &Device) -> Result<()> {
+        let eos = tokenizer.eos_id;
+        let mut flat = Vec::new();
+        let mut lens = Vec::new();
+        let mut blocks: [Vec<u32>; 3] = Default::default();
+        let mut unknown = 0;
+        for s in Split::ALL {
+            let mut stream = Vec::new();
+            for &i in &self.splits[s as usize] {
+                let ids = tokenizer.encode_plain(&self.texts[i as usize])?;
+                unknown += ids.iter().filter(|t| Some(**t) == tokenizer.unk_id).count();
+                stream.extend(ids);
+                stream.extend(eos);
+            }
+            for chunk in stream.chunks(block).filter(|c| c.len() >= 2) {
+                blocks[s as usize].push(lens.len() as u32);
+                lens.push(chunk.len() as u32);
+                flat.extend_from_slice(chunk);
+                flat.extend(std::iter::repeat_n(tokenizer.pad_id, block - chunk.len()));
+            }
+        }
+        if blocks[Split::Train as usize].is_empty() {
+            bail!("the training texts make no block of 2 or more tokens; add text or lower block=")
+        }
+        let n = lens.len();
+        self.encoded = Some(Encoded {
+            key: key(tokenizer, self.max_len, self.block),
+            ids: Tensor::from_vec(flat, (n, block), device)?,
+            labels: Tensor::zeros(n, DType::U32, device)?,
+            lens,
+            truncated: 0,
+            unknown,
+            blocks: Some(Box::new(blocks)),
         });
         Ok(())
     }
@@ -439,8 +498,8 @@ impl TextData {
     }
 }
 
-fn key(tokenizer: &TextTokenizer, max_len: usize) -> String {
-    format!("{}#{}#{max_len}", tokenizer.source, tokenizer.vocab_size())
+fn key(tokenizer: &TextTokenizer, max_len: usize, block: Option<usize>) -> String {
+    format!("{}#{}#{max_len}#{block:?}", tokenizer.source, tokenizer.vocab_size())
 }
 
 #[cfg(test)]
@@ -508,6 +567,7 @@ mod tests {
             max_len: 16,
             limit: None,
             labels: None,
+            block: None,
         };
         let test = labelled(&[("held out", "a"), ("other", "b")]);
         let d = TextData::new("x".into(), main, None, Some(test), &opts, &mut rng).unwrap();

@@ -314,6 +314,19 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "text: keep this many randomly chosen texts (quick experiments)",
             },
             OptSpec {
+                name: "format",
+                kind: Kind::Choice(&["labelled", "text"]),
+                default: Some("labelled"),
+                doc: "text = an unlabelled corpus for language models (lines, blank-line blocks, \
+                      or the text= field of json/jsonl/csv)",
+            },
+            OptSpec {
+                name: "block",
+                kind: COUNT,
+                default: Some("128"),
+                doc: "format=text: tokens per training block (texts are joined with end-of-text and packed)",
+            },
+            OptSpec {
                 name: "valid",
                 kind: Kind::Path,
                 default: None,
@@ -391,15 +404,15 @@ pub static VERBS: &[VerbSpec] = &[
             kind: Kind::Path,
             required: true,
             many: false,
-            suggest: &["linear", "bert"],
-            doc: "`linear`, `bert`, a model directory, or a Hugging Face id",
+            suggest: &["linear", "bert", "gpt2"],
+            doc: "`linear`, `bert`, `gpt2`, a model directory, a .gguf file, or a Hugging Face id",
         }],
         options: &[
             OptSpec {
                 name: "task",
-                kind: Kind::Choice(&["classify", "mlm"]),
+                kind: Kind::Choice(&["classify", "mlm", "lm"]),
                 default: None,
-                doc: "text models: classify (default) or mlm (masked-LM pretraining)",
+                doc: "text models: classify (default for encoders), mlm (masked-LM pretraining), lm (causal LMs)",
             },
             OptSpec {
                 name: "labels",
@@ -411,13 +424,13 @@ pub static VERBS: &[VerbSpec] = &[
                 name: "config",
                 kind: Kind::Text,
                 default: None,
-                doc: "load bert: base, small, mini, tiny or a config.json (random weights)",
+                doc: "load bert / gpt2: a preset shape (bert: base, small, mini, tiny; gpt2: small, distil, mini, tiny) or a config.json (random weights)",
             },
             OptSpec {
                 name: "vocab",
                 kind: Kind::Path,
                 default: None,
-                doc: "load bert: the vocab.txt to build the WordPiece tokenizer from",
+                doc: "load bert: the vocab.txt to build the WordPiece tokenizer from; load gpt2: a directory with vocab.json + merges.txt (or a tokenizer.json)",
             },
             OptSpec {
                 name: "inputs",
@@ -436,6 +449,7 @@ pub static VERBS: &[VerbSpec] = &[
             "load bert-base-uncased task=classify labels=2",
             "load models/minilm task=classify",
             "load bert config=small vocab=vocab.txt task=mlm",
+            "load gpt2 config=mini vocab=gpt2_tokenizer",
             "load linear",
             "load linear init=zeros",
             "load runs/linear-1",
@@ -450,7 +464,10 @@ pub static VERBS: &[VerbSpec] = &[
                   parameter exactly, as a dotted prefix (`bert.encoder` matches \
                   `bert.encoder.layer.0…`), by glob (`*.bias`), or a group: embeddings, encoder, \
                   pooler, head, norms, biases for BERT; w, b for the linear model. \
-                  `freeze all except head` freezes everything but the named ones.",
+                  `freeze all except head` freezes everything but the named ones; \
+                  `freeze all except last=2 ln_f` keeps the last two blocks and the final norm \
+                  of a language model trainable (GPT-2 groups: embeddings, head, ln_f, blocks, \
+                  norms, biases).",
         args: &[ArgSpec {
             name: "PARAMS",
             kind: Kind::Text,
@@ -459,13 +476,27 @@ pub static VERBS: &[VerbSpec] = &[
             suggest: &["all"],
             doc: "parameter names, prefixes, globs or groups",
         }],
-        options: &[OptSpec {
-            name: "layers",
-            kind: Kind::Range,
-            default: None,
-            doc: "also the numbered layers in this range, e.g. 0..8",
-        }],
-        examples: &["freeze embeddings layers=0..8", "freeze all except head", "freeze b", "freeze"],
+        options: &[
+            OptSpec {
+                name: "layers",
+                kind: Kind::Range,
+                default: None,
+                doc: "also the numbered layers in this range, e.g. 0..8",
+            },
+            OptSpec {
+                name: "last",
+                kind: COUNT,
+                default: None,
+                doc: "the last N numbered layers (after `except`: kept trainable)",
+            },
+        ],
+        examples: &[
+            "freeze embeddings layers=0..8",
+            "freeze all except head",
+            "freeze all except last=2 ln_f",
+            "freeze b",
+            "freeze",
+        ],
     },
     VerbSpec {
         name: "unfreeze",
@@ -481,13 +512,11 @@ pub static VERBS: &[VerbSpec] = &[
             suggest: &["all"],
             doc: "parameter names, prefixes, globs or groups",
         }],
-        options: &[OptSpec {
-            name: "layers",
-            kind: Kind::Range,
-            default: None,
-            doc: "also the numbered layers in this range",
-        }],
-        examples: &["unfreeze layers=10..12", "unfreeze", "unfreeze b"],
+        options: &[
+            OptSpec { name: "layers", kind: Kind::Range, default: None, doc: "also the numbered layers in this range" },
+            OptSpec { name: "last", kind: COUNT, default: None, doc: "the last N numbered layers" },
+        ],
+        examples: &["unfreeze layers=10..12", "unfreeze last=2", "unfreeze", "unfreeze b"],
     },
     VerbSpec {
         name: "save",
@@ -786,6 +815,117 @@ pub static VERBS: &[VerbSpec] = &[
             },
         ],
         examples: &["eval", "eval split=valid", "eval file=heldout.csv"],
+    },
+    VerbSpec {
+        name: "generate",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "continue a prompt with the loaded language model, streaming the tokens",
+        details: "Samples up to max_tokens tokens after PROMPT with a key/value cache, printing \
+                  them as they come (Ctrl-C stops early). Sampling divides the logits by \
+                  temperature, keeps the top_k most likely tokens, then the smallest set whose \
+                  probability reaches top_p; greedy=true always takes the most likely token. \
+                  The same seed gives the same text; n=3 draws three samples.",
+        args: &[ArgSpec {
+            name: "PROMPT",
+            kind: Kind::Text,
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "the text to continue (quote it)",
+        }],
+        options: &[
+            OptSpec { name: "max_tokens", kind: COUNT, default: Some("64"), doc: "tokens to generate at most" },
+            OptSpec {
+                name: "temperature",
+                kind: Kind::Float(Bound::NonNegative),
+                default: Some("0.8"),
+                doc: "> 0: below 1 sharper, above 1 more random",
+            },
+            OptSpec {
+                name: "top_k",
+                kind: Kind::Int(Bound::NonNegative),
+                default: Some("50"),
+                doc: "keep the k most likely tokens (0: all)",
+            },
+            OptSpec {
+                name: "top_p",
+                kind: Kind::Float(Bound::Positive),
+                default: Some("0.95"),
+                doc: "nucleus: keep tokens up to this probability mass (1: all)",
+            },
+            OptSpec { name: "greedy", kind: Kind::Bool, default: Some("false"), doc: "always the most likely token" },
+            OptSpec {
+                name: "seed",
+                kind: Kind::Int(Bound::NonNegative),
+                default: None,
+                doc: "sampling seed (default: the session's)",
+            },
+            OptSpec { name: "n", kind: COUNT, default: Some("1"), doc: "number of samples" },
+        ],
+        examples: &[
+            "generate \"床前明月光\"",
+            "generate \"The capital of France is\" greedy=true max_tokens=20",
+            "generate \"Once upon a time\" temperature=0.8 top_k=50 top_p=0.95 seed=42 n=3",
+        ],
+    },
+    VerbSpec {
+        name: "compare",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "generate from a snapshot and from the current model, side by side",
+        details: "`compare generate \"PROMPT\"` samples the same prompt with the same seed from \
+                  the weights of a snapshot (default: the most recent one, e.g. taken before \
+                  fine-tuning) and from the current weights, and shows both in a table. Takes \
+                  the options of `generate`.",
+        args: &[
+            ArgSpec {
+                name: "WHAT",
+                kind: Kind::Choice(&["generate"]),
+                required: true,
+                many: false,
+                suggest: &["generate"],
+                doc: "what to compare: generate",
+            },
+            ArgSpec {
+                name: "PROMPT",
+                kind: Kind::Text,
+                required: true,
+                many: false,
+                suggest: &[],
+                doc: "the text to continue (quote it)",
+            },
+        ],
+        options: &[
+            OptSpec { name: "snapshot", kind: Kind::Text, default: None, doc: "the snapshot to compare with (default: the latest)" },
+            OptSpec { name: "max_tokens", kind: COUNT, default: Some("64"), doc: "tokens to generate at most" },
+            OptSpec {
+                name: "temperature",
+                kind: Kind::Float(Bound::NonNegative),
+                default: Some("0.8"),
+                doc: "> 0: below 1 sharper, above 1 more random",
+            },
+            OptSpec {
+                name: "top_k",
+                kind: Kind::Int(Bound::NonNegative),
+                default: Some("50"),
+                doc: "keep the k most likely tokens (0: all)",
+            },
+            OptSpec {
+                name: "top_p",
+                kind: Kind::Float(Bound::Positive),
+                default: Some("0.95"),
+                doc: "nucleus: keep tokens up to this probability mass (1: all)",
+            },
+            OptSpec { name: "greedy", kind: Kind::Bool, default: Some("false"), doc: "always the most likely token" },
+            OptSpec {
+                name: "seed",
+                kind: Kind::Int(Bound::NonNegative),
+                default: None,
+                doc: "sampling seed (default: the session's)",
+            },
+        ],
+        examples: &["snapshot before\nfit epochs=3\ncompare generate \"床前明月光\" snapshot=before"],
     },
     VerbSpec {
         name: "predict",

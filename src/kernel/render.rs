@@ -86,6 +86,12 @@ impl Renderer {
                 out.push(StreamContent::stdout(&format!("{t}\n")).into());
             }
             Event::Warning(w) => out.push(StreamContent::stderr(&format!("warning: {w}\n")).into()),
+            Event::Stream(piece) => {
+                if self.text.len() < MAX_HISTORY_OUTPUT {
+                    self.text.push_str(&piece);
+                }
+                out.push(StreamContent::stdout(&piece).into());
+            }
             Event::Table(t) => {
                 self.keep_text(&t.to_text());
                 self.held = Some(t);

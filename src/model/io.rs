@@ -82,10 +82,26 @@ pub fn load_text_model(
     match model_type(dir)?.as_deref() {
         Some("bert") => Bert::load(dir, task, rng, device),
         Some(other) => {
-            bail!("model_type '{other}' in '{}' is not supported yet; supported: bert", dir.display())
+            bail!("model_type '{other}' in '{}' is not supported yet; supported: bert, gpt2", dir.display())
         }
         None => bail!(
             "'{}' has no config.json: a model directory needs config.json, weights and a tokenizer",
+            dir.display()
+        ),
+    }
+}
+
+/// Whether a config.json `model_type` is a causal language model tunelab can load.
+pub fn is_causal_family(model_type: &str) -> bool {
+    ["gpt2"].contains(&model_type)
+}
+
+/// Loads a causal language model from `dir` (its config.json's `model_type` says which).
+pub fn load_causal_model(dir: &Path, device: &Device) -> Result<Box<dyn Model>> {
+    match model_type(dir)?.as_deref() {
+        Some("gpt2") => Ok(Box::new(super::gpt2::Gpt2::load(dir, device)?)),
+        other => bail!(
+            "'{}' holds no causal language model (model_type {other:?}); supported: gpt2",
             dir.display()
         ),
     }

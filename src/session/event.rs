@@ -14,6 +14,9 @@ pub enum Event {
     Echo(String),
     /// A line (or lines) of plain text.
     Text(String),
+    /// A piece of text that continues the current line (generated tokens, as they come);
+    /// a stream ends with a piece ending in a newline.
+    Stream(String),
     /// A table of results.
     Table(Table),
     /// A chart, with the file the user asked for (`plot … file=PATH`), if any.

@@ -25,7 +25,7 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Split};
 use crate::dsl::{self, Command, Span};
 use crate::error::{bail, Error, Result};
 use crate::metrics::History;
@@ -238,6 +238,8 @@ impl Session {
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,
+            "generate" => self.generate_cmd(cmd, sink)?,
+            "compare" => self.compare(cmd, sink)?,
             "plot" => self.plot(cmd, sink)?,
             "show" => self.show(cmd, sink)?,
             "snapshot" => self.snapshot(cmd, sink)?,
@@ -295,10 +297,32 @@ impl Session {
                 }
             }
         }
+        if let (Some(block), Some(lm)) = (data.block, model.causal()) {
+            if block > lm.context_len() {
+                bail!(
+                    "block={block} is longer than the model's context of {} tokens; use block={} or less",
+                    lm.context_len(),
+                    lm.context_len()
+                )
+            }
+        }
+        if data.block.is_some() && model.labels().is_some() {
+            bail!("a format=text corpus has no labels to classify; load a language model (gpt2, a .gguf, or task=mlm)")
+        }
         if let Some(tok) = model.tokenizer() {
             if !data.is_encoded_for(tok) {
                 data.encode(tok, &self.device)?;
                 let (truncated, unknown) = data.token_stats().unwrap_or((0, 0));
+                if let Some(block) = data.block {
+                    let counts: Vec<String> =
+                        Split::ALL.iter().map(|s| format!("{} {}", s.name(), data.split(*s).len())).collect();
+                    notes.push(format!(
+                        "tokenized {} texts into blocks of {block} tokens: {}; {unknown} unknown tokens",
+                        data.len(),
+                        counts.join(" / ")
+                    ));
+                    return Ok(notes);
+                }
                 let lens = data.token_lens().unwrap_or(&[]);
                 let mean = lens.iter().map(|l| *l as f64).sum::<f64>() / lens.len().max(1) as f64;
                 notes.push(format!(

@@ -54,6 +54,11 @@ impl Snapshot {
         Ok((optimizer, self.history.clone(), self.rng.clone()))
     }
 
+    /// The weights it holds, in parameter order.
+    pub fn values(&self) -> &[Tensor] {
+        &self.values
+    }
+
     /// The update count when it was taken.
     pub fn step(&self) -> u64 {
         self.history.step()

@@ -58,6 +58,12 @@ impl TerminalSink {
         }
     }
 
+    /// Prints a piece of a line (streamed text) and flushes it so it shows at once.
+    fn piece(&mut self, text: &str) {
+        let _ = write!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
     /// Prints a line to stderr, above the progress bar if one is showing.
     fn eline(&mut self, text: &str) {
         let _ = self.out.flush();
@@ -149,6 +155,7 @@ impl Sink for TerminalSink {
                 }
             }
             Event::Text(t) => self.line(&t),
+            Event::Stream(piece) => self.piece(&piece),
             Event::Table(t) => {
                 let text = t.to_text();
                 let text = text.trim_end();

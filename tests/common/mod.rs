@@ -39,6 +39,10 @@ pub fn render(events: &[Event]) -> String {
         match e {
             Event::Echo(_) | Event::Progress(_) => continue,
             Event::Text(t) => s += t,
+            Event::Stream(piece) => {
+                s += piece;
+                continue;
+            }
             Event::Table(t) => s += t.to_text().trim_end(),
             Event::Image(i) => s += &format!("[image {}]", i.figure.name),
             Event::Warning(w) => s += &format!("warning: {w}"),

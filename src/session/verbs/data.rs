@@ -4,15 +4,27 @@
 use std::path::Path;
 
 use crate::data::{
-    synthetic_linear, Dataset, LabelSet, Labelled, NumericData, Split, TextData, TextOptions, TextTable,
+    read_corpus, synthetic_linear, Dataset, LabelSet, Labelled, NumericData, Split, TextData, TextOptions,
+    TextTable,
 };
 use crate::dsl::{suggestion, Command, Span, Value};
 use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
 
 const SYNTHETIC_ONLY: [&str; 4] = ["n", "w", "b", "noise"];
-const TEXT_ONLY: [&str; 9] =
-    ["text", "label", "max_len", "clean", "augment", "augment_p", "valid", "test", "limit"];
+const TEXT_ONLY: [&str; 11] = [
+    "text",
+    "label",
+    "max_len",
+    "clean",
+    "augment",
+    "augment_p",
+    "valid",
+    "test",
+    "limit",
+    "format",
+    "block",
+];
 const NUMERIC_ONLY: [&str; 2] = ["x", "y"];
 
 fn list_f64(v: Option<Value>) -> Vec<f64> {
@@ -203,10 +215,42 @@ impl Session {
         reject(cmd, &NUMERIC_ONLY, "names a numeric column; for text use text= and label=")?;
         let paths: Vec<(String, Span)> =
             cmd.args.iter().map(|a| (a.value.as_str().unwrap_or_default().to_string(), a.span)).collect();
-        let main = self.read_labelled(cmd, &paths)?;
+        let corpus = cmd.str("format").as_deref() == Some("text") || cmd.given("block").is_some();
+        let block = if corpus {
+            let block = cmd.usize("block").unwrap_or(128);
+            if block < 2 {
+                return Err(Error::invalid("block=1 leaves no next token to predict; use block=128 or so")
+                    .at(cmd.span_of("block")));
+            }
+            for key in ["label", "max_len", "augment"] {
+                if cmd.given(key).is_some() {
+                    return Err(Error::invalid(format!(
+                        "{key}= applies to labelled text; a format=text corpus is packed into block= tokens"
+                    ))
+                    .at(cmd.span_of(key)));
+                }
+            }
+            Some(block)
+        } else {
+            None
+        };
+        let read = |paths: &[(String, Span)]| -> Result<Labelled> {
+            if corpus {
+                let field = cmd.str("text").unwrap_or_else(|| "text".into());
+                let mut texts = Vec::new();
+                for (p, span) in paths {
+                    texts.extend(read_corpus(Path::new(p), &field).map_err(|e| e.at(*span))?);
+                }
+                let labels = vec!["text".to_string(); texts.len()];
+                Ok(Labelled { texts, labels })
+            } else {
+                self.read_labelled(cmd, paths)
+            }
+        };
+        let main = read(&paths)?;
         let extra = |key: &str| -> Result<Option<Labelled>> {
             match cmd.str(key) {
-                Some(p) => Ok(Some(self.read_labelled(cmd, &[(p, cmd.span_of(key))])?)),
+                Some(p) => Ok(Some(read(&[(p, cmd.span_of(key))])?)),
                 None => Ok(None),
             }
         };
@@ -221,7 +265,8 @@ impl Session {
             augment: (cmd.usize("augment").unwrap_or(0), cmd.f64("augment_p").unwrap_or(0.1)),
             max_len: cmd.usize("max_len").unwrap_or(128),
             limit: cmd.usize("limit"),
-            labels: model_labels.as_ref().filter(|_| self.model_is_trained_classifier()),
+            labels: model_labels.as_ref().filter(|_| self.model_is_trained_classifier() && !corpus),
+            block,
         };
         let name = if paths.len() > 1 {
             paths.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" ")
@@ -229,7 +274,7 @@ impl Session {
             source.to_string()
         };
         let mut data = TextData::new(name, main, valid, test, &opts, rng)?;
-        if paths.len() == 1 && is_table(Path::new(&paths[0].0)) {
+        if paths.len() == 1 && is_table(Path::new(&paths[0].0)) && !corpus {
             data.columns = Some((
                 cmd.str("text").unwrap_or_else(|| "text".into()),
                 cmd.str("label").unwrap_or_else(|| "label".into()),
@@ -280,13 +325,19 @@ impl Session {
                 } else {
                     String::new()
                 };
+                let what = match d.block {
+                    Some(b) => format!("a corpus for language modelling, packed into blocks of {b} tokens"),
+                    None => format!("labels {}", d.label_set.describe()),
+                };
                 sink.emit(Event::Text(format!(
-                    "data: {} — {} texts, labels {}; split {}{cleaned}{augmented}",
+                    "data: {} — {} texts, {what}; split {} texts{cleaned}{augmented}",
                     d.source,
                     d.len(),
-                    d.label_set.describe(),
                     sizes.join(" / ")
                 )));
+                if d.block.is_some() {
+                    return;
+                }
                 if d.label_set.names.len() == 1 {
                     sink.emit(Event::Warning(format!(
                         "one label only ({}): fine for `task=mlm`; a classifier needs a file per label or a label column",

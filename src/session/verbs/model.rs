@@ -9,9 +9,10 @@ use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::metrics::History;
 use crate::model::bert::{Bert, BertConfig, BertTask};
+use crate::model::gpt2::{Gpt2, Gpt2Config};
 use crate::model::{
-    config_labels, hub, load_model, load_text_model, model_type, read_json, save_model, save_tokenizer, Init,
-    Linear, Model,
+    config_labels, hub, is_causal_family, load_causal_model, load_model, load_text_model, model_type,
+    read_json, save_model, save_tokenizer, Init, Linear, Model,
 };
 use crate::session::checkpoint::{load_training, save_training};
 use crate::session::{Event, Session, Sink};
@@ -77,6 +78,8 @@ impl Session {
             }
             if name == "bert" && !Path::new(&name).is_dir() {
                 Box::new(self.random_bert(cmd, &mut rng)?)
+            } else if name == "gpt2" && !Path::new(&name).is_dir() {
+                Box::new(self.random_gpt2(cmd, &mut rng)?)
             } else {
                 let dir = hub::resolve(&name).map_err(|e| {
                     let dym = suggestion(&name, ["linear", "bert"]);
@@ -88,9 +91,21 @@ impl Session {
                     }
                     .at(name_span)
                 })?;
-                if model_type(&dir).map_err(|e| e.at(name_span))?.as_deref() == Some("tunelab-linear") {
+                let kind = model_type(&dir).map_err(|e| e.at(name_span))?;
+                if kind.as_deref() == Some("tunelab-linear") {
                     training = load_training(&dir, &self.device)?;
                     load_model(&dir, &self.device)?
+                } else if kind.as_deref().is_some_and(is_causal_family) {
+                    if let Some(task) = cmd.str("task").filter(|t| t != "lm") {
+                        return Err(Error::invalid(format!(
+                            "task={task} is for BERT-family encoders; a {} model is a language model (task=lm)",
+                            kind.unwrap_or_default()
+                        ))
+                        .at(cmd.span_of("task")));
+                    }
+                    let model = load_causal_model(&dir, &self.device).map_err(|e| e.at(name_span))?;
+                    training = load_training(&dir, &self.device)?;
+                    model
                 } else {
                     let config = dir
                         .join("config.json")
@@ -180,6 +195,40 @@ impl Session {
         Ok(())
     }
 
+    /// `load gpt2 config=… vocab=DIR`: a randomly initialised GPT-2 with the byte-level BPE
+    /// of DIR (vocab.json + merges.txt, or tokenizer.json).
+    fn random_gpt2(&self, cmd: &Command, rng: &mut StdRng) -> Result<Gpt2> {
+        let Some(vocab) = cmd.str("vocab") else {
+            bail!("`load gpt2` builds a random GPT-2 and needs vocab=DIR (vocab.json + merges.txt), e.g. `load gpt2 config=mini vocab=gpt2_tokenizer`")
+        };
+        if let Some(task) = cmd.str("task").filter(|t| t != "lm") {
+            return Err(Error::invalid(format!(
+                "task={task} is for BERT-family encoders; GPT-2 is a language model (task=lm)"
+            ))
+            .at(cmd.span_of("task")));
+        }
+        let vocab_path = Path::new(&vocab);
+        let tokenizer = if vocab_path.is_dir() {
+            TextTokenizer::from_dir(vocab_path)
+        } else {
+            TextTokenizer::from_json(vocab_path)
+        }
+        .map_err(|e| e.at(cmd.span_of("vocab")))?;
+        let shape = cmd.str("config").unwrap_or_else(|| "mini".into());
+        let mut config = if Path::new(&shape).is_file() {
+            serde_json::from_value::<Gpt2Config>(read_json(Path::new(&shape))?).map_err(|e| {
+                Error::invalid(format!("'{shape}' is not a GPT-2 config.json: {e}")).at(cmd.span_of("config"))
+            })?
+        } else {
+            Gpt2Config::preset(&shape, tokenizer.vocab_size()).map_err(|e| e.at(cmd.span_of("config")))?
+        };
+        config.vocab_size = config.vocab_size.max(tokenizer.vocab_size());
+        if let Some(eos) = tokenizer.eos_id {
+            (config.bos_token_id, config.eos_token_id) = (eos, eos);
+        }
+        Gpt2::random(config, tokenizer, rng, &self.device)
+    }
+
     /// `load bert config=… vocab=…`: a randomly initialised BERT.
     fn random_bert(&self, cmd: &Command, rng: &mut StdRng) -> Result<Bert> {
         let Some(vocab) = cmd.str("vocab") else {
@@ -214,7 +263,7 @@ impl Session {
             Some(i) => (&names[..i], &names[i + 1..]),
             None => (&names[..], &names[..0]),
         };
-        if except_at.is_some() && excepted.is_empty() {
+        if except_at.is_some() && excepted.is_empty() && cmd.given("last").is_none() {
             return Err(Error::invalid("`except` needs names after it, e.g. `freeze all except head`")
                 .at(names[except_at.unwrap_or(0)].1));
         }
@@ -255,10 +304,28 @@ impl Session {
                 selected.extend(params.matching(&model.layer_prefix(i)));
             }
         }
-        if chosen.is_empty() && cmd.given("layers").is_none() {
+        // `last=N`: the last N numbered layers, kept after `except`, else selected.
+        let mut last_layers = Vec::new();
+        if let Some(n) = cmd.usize("last") {
+            let count = model.layer_count();
+            if count == 0 || n > count {
+                return Err(Error::invalid(format!(
+                    "last={n}: the {} model has {count} numbered layers",
+                    model.family()
+                ))
+                .at(cmd.span_of("last")));
+            }
+            for i in count - n..count {
+                last_layers.extend(params.matching(&model.layer_prefix(i)));
+            }
+        }
+        if except_at.is_none() {
+            selected.append(&mut last_layers);
+        }
+        if chosen.is_empty() && cmd.given("layers").is_none() && selected.is_empty() {
             selected = (0..params.len()).collect();
         }
-        let mut kept = Vec::new();
+        let mut kept = last_layers;
         for (name, span) in excepted {
             kept.extend(resolve(name, *span)?);
         }
