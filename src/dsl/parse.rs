@@ -376,6 +376,19 @@ mod tests {
     }
 
     #[test]
+    fn generate_and_compare() {
+        let c = one("generate \"床前明月光\" max_tokens=20 temperature=0.7 top_k=40 top_p=0.9 seed=3 n=2");
+        assert_eq!(c.arg(0), Some(&s("床前明月光")));
+        assert_eq!((c.usize("max_tokens"), c.usize("top_k"), c.usize("n")), (Some(20), Some(40), Some(2)));
+        assert_eq!((c.f64("temperature"), c.f64("top_p")), (Some(0.7), Some(0.9)));
+        assert_eq!(one("generate hi greedy=true").bool("greedy"), Some(true));
+        let c = one("compare generate \"月\" snapshot=before");
+        assert_eq!((c.arg(0), c.arg(1)), (Some(&s("generate")), Some(&s("月"))));
+        assert_eq!(one("freeze all except last=2 ln_f").usize("last"), Some(2));
+        assert_eq!(one("data poems.json format=text text=paragraphs block=64").usize("block"), Some(64));
+    }
+
+    #[test]
     fn snapshot_restore_undo() {
         assert_eq!(one("snapshot before-unfreeze").arg(0), Some(&s("before-unfreeze")));
         assert_eq!(one("restore s1").arg(0), Some(&s("s1")));

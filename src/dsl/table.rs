@@ -925,7 +925,7 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "sampling seed (default: the session's)",
             },
         ],
-        examples: &["snapshot before\nfit epochs=3\ncompare generate \"床前明月光\" snapshot=before"],
+        examples: &["compare generate \"床前明月光\" snapshot=before", "compare generate \"Once\" greedy=true"],
     },
     VerbSpec {
         name: "predict",
