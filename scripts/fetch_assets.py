@@ -38,8 +38,15 @@ def npm_pack(spec):
     name, version = spec.rsplit("@", 1)
     tgz = os.path.join(DOWNLOADS, f"{name}-{version}.tgz")
     if not os.path.exists(tgz):
-        subprocess.run(["npm", "pack", "--silent", spec, "--pack-destination", DOWNLOADS], check=True,
-                       stdout=subprocess.DEVNULL)
+        if shutil.which("npm"):
+            subprocess.run(["npm", "pack", "--silent", spec, "--pack-destination", DOWNLOADS], check=True,
+                           stdout=subprocess.DEVNULL)
+        else:  # no npm: the same tarball straight from the registry
+            import urllib.request
+            url = f"https://registry.npmjs.org/{name}/-/{name}-{version}.tgz"
+            with urllib.request.urlopen(url) as r, open(tgz + ".part", "wb") as f:
+                shutil.copyfileobj(r, f)
+            os.replace(tgz + ".part", tgz)
     if not os.path.exists(tgz):
         sys.exit(f"npm pack {spec} wrote no {tgz}")
     return tgz
