@@ -5,6 +5,8 @@ error, and stdin-less history; every assertion is on what a client receives."""
 from __future__ import annotations
 
 import base64
+import os
+import pathlib
 import re
 
 import pytest
@@ -226,3 +228,20 @@ def test_shutdown_request_ends_the_process_cleanly(raw_kernel, channel):
         k.kc.shutdown()
     assert k.proc.wait(timeout=TIMEOUT) == 0
     assert "shut down" in k.log()
+
+
+def test_generate_streams_tokens_as_they_come(kernel):
+    _, kc = kernel
+    assets = pathlib.Path(os.environ.get("TUNELAB_ASSETS", pathlib.Path.home() / ".cache" / "tunelab" / "assets"))
+    vocab = assets / "gpt2_tokenizer"
+    if not vocab.is_dir():
+        pytest.skip(f"no GPT-2 tokenizer at {vocab}: run scripts/fetch_assets.py")
+    reply, _ = execute(kc, f"seed 1\nload gpt2 config=tiny vocab={vocab}")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    reply, msgs = execute(kc, 'generate "Hello world" max_tokens=12 greedy=true')
+    assert reply["content"]["status"] == "ok", reply["content"]
+    pieces = [m["content"]["text"] for m in outputs(msgs, "stream") if m["content"]["name"] == "stdout"]
+    # The prompt, then the tokens one message at a time (not one block at the end).
+    assert len(pieces) >= 8, pieces
+    assert pieces[0] == "Hello world"
+    assert "".join(pieces).startswith("Hello world") and "generated 12 tokens" in "".join(pieces)
