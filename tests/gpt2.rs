@@ -128,7 +128,7 @@ fn tiny() -> Gpt2 {
     config.n_embd = 8;
     config.n_positions = 16;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    Gpt2::random(config, tok, &mut rng, &Device::Cpu).unwrap().cast(DType::F64).unwrap()
+    Gpt2::random(config, None, tok, &mut rng, &Device::Cpu).unwrap().cast(DType::F64).unwrap()
 }
 
 #[test]
@@ -164,4 +164,37 @@ fn every_parameter_gets_the_finite_difference_gradient() {
         assert!(err < 1e-4, "{}[{i}]: autograd {} vs finite difference {numeric}", p.name, g[i]);
     }
     assert!(missing.is_empty(), "no gradient for {missing:?}");
+}
+
+/// A classifier reads the last real token: a row's logits do not change when the batch
+/// pads it to a longer row's length.
+#[test]
+fn the_classifier_reads_the_last_real_token() {
+    let tok = gpt2_tokenizer();
+    let config = Gpt2Config::preset("tiny", tok.vocab_size()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let labels = vec!["neg".to_string(), "pos".to_string()];
+    let model = Gpt2::random(config, Some(labels), tok, &mut rng, &Device::Cpu).unwrap();
+    assert_eq!(model.labels().unwrap(), ["neg", "pos"]);
+    assert!(model.causal().is_none(), "a classifier does not generate");
+    let short = model.tokenizer().unwrap().encode_plain("a fine film").unwrap();
+    let long = model.tokenizer().unwrap().encode_plain("a long and winding story that goes nowhere").unwrap();
+    let alone = model.forward(&text_batch(&short), &mut Pass::eval()).unwrap().to_vec2::<f32>().unwrap();
+    let w = long.len();
+    let mut ids = long.clone();
+    ids.extend(short.iter().copied().chain(std::iter::repeat(50256).take(w - short.len())));
+    let mut mask = vec![1u32; w];
+    mask.extend((0..w).map(|i| (i < short.len()) as u32));
+    let batch = Batch::Text {
+        ids: Tensor::from_vec(ids, (2, w), &Device::Cpu).unwrap(),
+        mask: Tensor::from_vec(mask, (2, w), &Device::Cpu).unwrap(),
+        labels: Some(Tensor::new(&[0u32, 1], &Device::Cpu).unwrap()),
+    };
+    let padded = model.forward(&batch, &mut Pass::eval()).unwrap().to_vec2::<f32>().unwrap();
+    for (a, b) in alone[0].iter().zip(&padded[1]) {
+        assert!((a - b).abs() < 1e-5, "{alone:?} vs {padded:?}");
+    }
+    let config = Model::config(&model);
+    assert_eq!(config["architectures"][0], "GPT2ForSequenceClassification");
+    assert_eq!(config["pad_token_id"], 50256);
 }

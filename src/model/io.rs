@@ -96,10 +96,16 @@ pub fn is_causal_family(model_type: &str) -> bool {
     ["gpt2"].contains(&model_type)
 }
 
-/// Loads a causal language model from `dir` (its config.json's `model_type` says which).
-pub fn load_causal_model(dir: &Path, device: &Device) -> Result<Box<dyn Model>> {
+/// Loads a causal language model from `dir` (its config.json's `model_type` says which); a
+/// sequence classifier over `labels` when given.
+pub fn load_causal_model(
+    dir: &Path,
+    labels: Option<Vec<String>>,
+    rng: &mut impl rand::Rng,
+    device: &Device,
+) -> Result<Box<dyn Model>> {
     match model_type(dir)?.as_deref() {
-        Some("gpt2") => Ok(Box::new(super::gpt2::Gpt2::load(dir, device)?)),
+        Some("gpt2") => Ok(Box::new(super::gpt2::Gpt2::load(dir, labels, rng, device)?)),
         other => bail!(
             "'{}' holds no causal language model (model_type {other:?}); supported: gpt2",
             dir.display()

@@ -21,9 +21,13 @@ use super::{Model, Params, Pass, Task};
 use crate::data::{Batch, TextTokenizer};
 use crate::error::{bail, Error, Result};
 
-/// A GPT-2 model with its tokenizer.
+/// A GPT-2 model with its tokenizer: a language model, or a sequence classifier (as
+/// transformers' `GPT2ForSequenceClassification`: a linear `score` layer, without bias, on
+/// the last real token's hidden state).
 pub struct Gpt2 {
     config: Gpt2Config,
+    /// Class names when it is a classifier.
+    labels: Option<Vec<String>>,
     params: Params,
     tokenizer: TextTokenizer,
     /// The source `config.json`, written back on save with tunelab's fields updated.
@@ -37,8 +41,14 @@ impl Gpt2 {
     }
 
     /// A model from a directory with `config.json`, weights and a tokenizer (tokenizer.json,
-    /// or vocab.json + merges.txt).
-    pub fn load(dir: &Path, device: &Device) -> Result<Gpt2> {
+    /// or vocab.json + merges.txt). With `labels` it is a classifier: the checkpoint's
+    /// `score` layer is kept when it has as many classes, else initialised from `rng`.
+    pub fn load(
+        dir: &Path,
+        labels: Option<Vec<String>>,
+        rng: &mut impl rand::Rng,
+        device: &Device,
+    ) -> Result<Gpt2> {
         let raw_config = super::read_json(&dir.join("config.json"))?;
         let config: Gpt2Config = serde_json::from_value(raw_config.clone()).map_err(|e| Error::Read {
             path: dir.join("config.json"),
@@ -46,17 +56,22 @@ impl Gpt2 {
         })?;
         config.validate()?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let tensors = weights::read_checkpoint(dir, device)?;
-        let params =
-            weights::assemble(&config, tensors, &mut rand::rng(), device, &dir.display().to_string())?;
-        let model = Gpt2 { config, params, tokenizer, raw_config };
+        let mut tensors = weights::read_checkpoint(dir, device)?;
+        let score = tensors.remove("score.weight");
+        let params = weights::assemble(&config, tensors, rng, device, &dir.display().to_string())?;
+        let mut model = Gpt2 { config, labels: None, params, tokenizer, raw_config };
         model.check_vocab()?;
+        if let Some(labels) = labels {
+            model.attach_head(labels, score, rng)?;
+        }
         Ok(model)
     }
 
-    /// A randomly initialised model of `config`'s shape with `tokenizer`.
+    /// A randomly initialised model of `config`'s shape with `tokenizer`; a classifier over
+    /// `labels` when given.
     pub fn random(
         config: Gpt2Config,
+        labels: Option<Vec<String>>,
         tokenizer: TextTokenizer,
         rng: &mut impl rand::Rng,
         device: &Device,
@@ -64,9 +79,63 @@ impl Gpt2 {
         config.validate()?;
         let params = weights::assemble(&config, Default::default(), rng, device, "")?;
         let raw_config = serde_json::to_value(&config).expect("plain data");
-        let model = Gpt2 { config, params, tokenizer, raw_config };
+        let mut model = Gpt2 { config, labels: None, params, tokenizer, raw_config };
         model.check_vocab()?;
+        if let Some(labels) = labels {
+            model.attach_head(labels, None, rng)?;
+        }
         Ok(model)
+    }
+
+    /// Makes the model a classifier over `labels`, with `score` as its output layer when it
+    /// has that many rows, else a fresh one drawn from `rng` (normal, σ = initializer_range).
+    fn attach_head(
+        &mut self,
+        labels: Vec<String>,
+        score: Option<Tensor>,
+        rng: &mut impl rand::Rng,
+    ) -> Result<()> {
+        let (n, e) = (labels.len(), self.config.n_embd);
+        let device = CausalLm::device(self);
+        let score = match score.filter(|s| s.dims() == [n, e]) {
+            Some(s) => s.to_dtype(candle_core::DType::F32)?.to_device(&device)?,
+            None => {
+                use rand_distr::Distribution;
+                let normal = rand_distr::Normal::new(0.0, self.config.initializer_range)
+                    .map_err(|e| Error::invalid(format!("initializer_range: {e}")))?;
+                let values: Vec<f32> = (0..n * e).map(|_| normal.sample(rng) as f32).collect();
+                Tensor::from_vec(values, (n, e), &device)?
+            }
+        };
+        if self.params.get("score.weight").is_some() {
+            self.params.replace("score.weight", score)?;
+        } else {
+            let named: Vec<(String, Tensor)> = self
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+                .chain(std::iter::once(("score.weight".to_string(), score)))
+                .collect();
+            let frozen: Vec<usize> =
+                self.params.iter().enumerate().filter(|(_, p)| !p.trainable).map(|(i, _)| i).collect();
+            self.params = Params::new(named)?;
+            self.params.set_trainable(&frozen, false);
+        }
+        self.labels = Some(labels);
+        Ok(())
+    }
+
+    /// Classification logits `[batch, labels]`: the `score` layer on the hidden state of each
+    /// row's last real token (right padding, as the attention `mask` says).
+    fn classify(&self, ids: &Tensor, mask: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+        let h = forward::hidden(&self.params, &self.config, ids, None, pass)?;
+        let (b, l, e) = h.dims3()?;
+        let lens = mask.to_dtype(candle_core::DType::U32)?.sum(1)?.to_vec1::<u32>()?;
+        let rows: Vec<u32> =
+            lens.iter().enumerate().map(|(r, n)| (r * l) as u32 + n.saturating_sub(1)).collect();
+        let rows = Tensor::from_vec(rows, b, h.device())?;
+        let last = h.reshape((b * l, e))?.index_select(&rows, 0)?;
+        crate::model::layers::linear(&last, &self.params.tensor("score.weight", pass.train)?, None)
     }
 
     /// A model of `config`'s shape from named tensors (every parameter required, shapes
@@ -80,7 +149,7 @@ impl Gpt2 {
         config.validate()?;
         let params = weights::assemble(&config, tensors, &mut rand::rng(), device, "the tensors given")?;
         let raw_config = serde_json::to_value(&config).expect("plain data");
-        let model = Gpt2 { config, params, tokenizer, raw_config };
+        let model = Gpt2 { config, labels: None, params, tokenizer, raw_config };
         model.check_vocab()?;
         Ok(model)
     }
@@ -98,6 +167,7 @@ impl Gpt2 {
     fn shallow_clone(&self) -> Gpt2 {
         Gpt2 {
             config: self.config.clone(),
+            labels: self.labels.clone(),
             params: self.params.clone(),
             tokenizer: self.tokenizer.clone(),
             raw_config: self.raw_config.clone(),
@@ -131,8 +201,12 @@ impl Model for Gpt2 {
     fn describe(&self) -> String {
         let c = &self.config;
         let (t, n) = (self.params.trainable_numel(), self.params.numel());
+        let head = match &self.labels {
+            Some(l) => format!(" + classifier over {} labels ({})", l.len(), l.join(", ")),
+            None => String::new(),
+        };
         format!(
-            "GPT-2 {} layers × {} wide, {} heads, {} positions, vocab {}; {:.1}M parameters, {:.1}M trainable ({:.1}%)",
+            "GPT-2 {} layers × {} wide, {} heads, {} positions, vocab {}{head}; {:.1}M parameters, {:.1}M trainable ({:.1}%)",
             c.n_layer,
             c.n_embd,
             c.n_head,
@@ -145,7 +219,11 @@ impl Model for Gpt2 {
     }
 
     fn task(&self) -> Task {
-        Task::CausalLm
+        if self.labels.is_some() {
+            Task::Classify
+        } else {
+            Task::CausalLm
+        }
     }
 
     fn params(&self) -> &Params {
@@ -157,13 +235,22 @@ impl Model for Gpt2 {
     }
 
     fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
-        let (ids, _) = Gpt2::ids_of(batch)?;
+        let (ids, mask) = Gpt2::ids_of(batch)?;
+        if self.labels.is_some() {
+            return self.classify(ids, mask, pass);
+        }
         let h = forward::hidden(&self.params, &self.config, ids, None, pass)?;
         forward::logits(&self.params, &h, pass)
     }
 
     fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
         let (ids, mask) = Gpt2::ids_of(batch)?;
+        if self.labels.is_some() {
+            let Batch::Text { labels: Some(labels), .. } = batch else {
+                bail!("this batch has no labels, so there is no loss")
+            };
+            return Ok(candle_nn::loss::cross_entropy(&self.forward(batch, pass)?, labels)?);
+        }
         lm_loss(&self.forward(batch, pass)?, ids, mask)
     }
 
@@ -172,6 +259,18 @@ impl Model for Gpt2 {
         let obj = c.as_object_mut().expect("config.json is an object");
         obj.insert("model_type".into(), json!("gpt2"));
         obj.insert("architectures".into(), json!(["GPT2LMHeadModel"]));
+        if let Some(labels) = &self.labels {
+            obj.insert("architectures".into(), json!(["GPT2ForSequenceClassification"]));
+            let id2label: serde_json::Map<String, serde_json::Value> =
+                labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+            let label2id: serde_json::Map<String, serde_json::Value> =
+                labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+            obj.insert("id2label".into(), json!(id2label));
+            obj.insert("label2id".into(), json!(label2id));
+            obj.insert("num_labels".into(), json!(labels.len()));
+            obj.insert("pad_token_id".into(), json!(self.tokenizer.pad_id));
+            obj.insert("problem_type".into(), json!("single_label_classification"));
+        }
         obj.insert("tie_word_embeddings".into(), json!(true));
         for (key, value) in [
             ("n_embd", self.config.n_embd),
@@ -191,7 +290,8 @@ impl Model for Gpt2 {
     fn group(&self, name: &str) -> Option<Vec<String>> {
         Some(match name {
             "embeddings" => vec!["transformer.wte".into(), "transformer.wpe".into()],
-            // The head is tied to the token embeddings.
+            // A classifier's head is `score`; a language model's is tied to the token embeddings.
+            "head" | "classifier" | "score" if self.labels.is_some() => vec!["score".into()],
             "head" | "lm_head" => vec!["transformer.wte".into()],
             "ln_f" => vec!["transformer.ln_f".into()],
             "blocks" => vec!["transformer.h".into()],
@@ -217,6 +317,20 @@ impl Model for Gpt2 {
         Some(&self.tokenizer)
     }
 
+    fn labels(&self) -> Option<&[String]> {
+        self.labels.as_deref()
+    }
+
+    fn set_labels(&mut self, labels: Vec<String>, rng: &mut rand::rngs::StdRng) -> Result<()> {
+        if self.labels.is_none() {
+            bail!("a GPT-2 language model has no class labels; load it with task=classify")
+        }
+        let keep = self.labels.as_ref().is_some_and(|l| l.len() == labels.len());
+        let score =
+            keep.then(|| self.params.get("score.weight").map(|p| p.var.as_tensor().clone())).flatten();
+        self.attach_head(labels, score, rng)
+    }
+
     fn dropout(&self) -> Option<f64> {
         Some(self.config.resid_pdrop)
     }
@@ -229,7 +343,8 @@ impl Model for Gpt2 {
     }
 
     fn causal(&self) -> Option<&dyn CausalLm> {
-        Some(self)
+        // A classifier still has the tied language-model head, but it is trained for its labels.
+        self.labels.is_none().then_some(self as &dyn CausalLm)
     }
 
     fn to_device(&self, device: &Device) -> Result<Box<dyn Model>> {

@@ -96,15 +96,40 @@ impl Session {
                     training = load_training(&dir, &self.device)?;
                     load_model(&dir, &self.device)?
                 } else if kind.as_deref().is_some_and(is_causal_family) {
-                    if let Some(task) = cmd.str("task").filter(|t| t != "lm") {
-                        return Err(Error::invalid(format!(
-                            "task={task} is for BERT-family encoders; a {} model is a language model (task=lm)",
-                            kind.unwrap_or_default()
-                        ))
-                        .at(cmd.span_of("task")));
+                    let family = kind.unwrap_or_default();
+                    let config = read_json(&dir.join("config.json"))?;
+                    let saved = config_labels(&config);
+                    let labels = match cmd.str("task").as_deref() {
+                        Some("mlm") => {
+                            return Err(Error::invalid(format!(
+                                "task=mlm is for BERT-family encoders; a {family} model is a causal language model (task=lm)"
+                            ))
+                            .at(cmd.span_of("task")))
+                        }
+                        Some("classify") if family != "gpt2" => {
+                            return Err(Error::invalid(format!(
+                                "task=classify is not built for {family} models yet; use GPT-2 or a BERT-family encoder"
+                            ))
+                            .at(cmd.span_of("task")))
+                        }
+                        Some("lm") => None,
+                        Some(_) | None if saved.is_some() || cmd.str("task").is_some() => {
+                            match saved.filter(|l| cmd.usize("labels").is_none_or(|n| n == l.len())) {
+                                Some(l) => {
+                                    head_from_checkpoint = true;
+                                    Some(l)
+                                }
+                                None => Some(self.head_labels(cmd)),
+                            }
+                        }
+                        _ => None,
+                    };
+                    let same_head = labels.is_none() || head_from_checkpoint;
+                    let model = load_causal_model(&dir, labels, &mut rng, &self.device)
+                        .map_err(|e| e.at(name_span))?;
+                    if same_head {
+                        training = load_training(&dir, &self.device)?;
                     }
-                    let model = load_causal_model(&dir, &self.device).map_err(|e| e.at(name_span))?;
-                    training = load_training(&dir, &self.device)?;
                     model
                 } else {
                     let config = dir
@@ -201,12 +226,13 @@ impl Session {
         let Some(vocab) = cmd.str("vocab") else {
             bail!("`load gpt2` builds a random GPT-2 and needs vocab=DIR (vocab.json + merges.txt), e.g. `load gpt2 config=mini vocab=gpt2_tokenizer`")
         };
-        if let Some(task) = cmd.str("task").filter(|t| t != "lm") {
-            return Err(Error::invalid(format!(
-                "task={task} is for BERT-family encoders; GPT-2 is a language model (task=lm)"
-            ))
+        if cmd.str("task").as_deref() == Some("mlm") {
+            return Err(Error::invalid(
+                "task=mlm is for BERT-family encoders; GPT-2 is a causal language model (task=lm)",
+            )
             .at(cmd.span_of("task")));
         }
+        let labels = (cmd.str("task").as_deref() == Some("classify")).then(|| self.head_labels(cmd));
         let vocab_path = Path::new(&vocab);
         let tokenizer = if vocab_path.is_dir() {
             TextTokenizer::from_dir(vocab_path)
@@ -226,7 +252,7 @@ impl Session {
         if let Some(eos) = tokenizer.eos_id {
             (config.bos_token_id, config.eos_token_id) = (eos, eos);
         }
-        Gpt2::random(config, tokenizer, rng, &self.device)
+        Gpt2::random(config, labels, tokenizer, rng, &self.device)
     }
 
     /// `load bert config=… vocab=…`: a randomly initialised BERT.
