@@ -268,3 +268,145 @@ fn freeze_groups_and_layers_name_llama_parameters() {
     assert_eq!(model.group("head").unwrap(), ["lm_head"]);
     assert_eq!(tiny(true, 0).group("head").unwrap(), ["model.embed_tokens"]);
 }
+
+/// By hand (not in CI): writes SmolLM2 as tunelab saves it, for
+/// `make_smollm2_reference.py ASSET_DIR --check-saved DIR` to load in transformers:
+/// `TUNELAB_SAVE_DIR=/tmp/smollm2-saved cargo test --test llama save_smollm2 -- --ignored`.
+#[test]
+#[ignore]
+fn save_smollm2_for_transformers() {
+    let dir = std::path::PathBuf::from(std::env::var("TUNELAB_SAVE_DIR").expect("set TUNELAB_SAVE_DIR"));
+    let model = smollm2();
+    tunelab::model::save_model(model, &dir).unwrap();
+    tunelab::model::save_tokenizer(model, &dir).unwrap();
+    let back = Llama::load(&dir, &Device::Cpu).unwrap();
+    let b = batch(&[&u32s(&reference()["prompt_ids"])]);
+    let x = model.forward(&b, &mut Pass::eval()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y = back.forward(&b, &mut Pass::eval()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(x, y);
+    assert_eq!(back.tokenizer().unwrap().pad_id, model.tokenizer().unwrap().pad_id);
+    assert_eq!(back.tokenizer().unwrap().eos_id, model.tokenizer().unwrap().eos_id);
+}
+
+/// llama.cpp's conversion of a q/k projection to the interleaved rotary layout.
+fn permute_for_gguf(w: &Tensor, heads: usize) -> Tensor {
+    let (out, inp) = w.dims2().unwrap();
+    w.reshape((heads, 2, out / heads / 2, inp))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((out, inp))
+        .unwrap()
+}
+
+/// A tiny model written as llama.cpp writes a GGUF (its tensor names, metadata keys, the
+/// interleaved q/k rows, a byte-level BPE vocabulary) reads back as the same model.
+#[test]
+fn a_gguf_written_like_llama_cpp_reads_back_as_the_same_model() {
+    use candle_core::quantized::gguf_file::{self, Value};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let model = tiny(false, 11);
+    let c = model.config().clone();
+    let gguf_name = |hf: &str| -> String {
+        let fixed = [
+            ("model.embed_tokens.weight", "token_embd.weight"),
+            ("model.norm.weight", "output_norm.weight"),
+            ("lm_head.weight", "output.weight"),
+        ];
+        if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+            return g.to_string();
+        }
+        let rest = hf.strip_prefix("model.layers.").unwrap();
+        let (layer, part) = rest.split_once('.').unwrap();
+        let part = match part {
+            "input_layernorm.weight" => "attn_norm.weight",
+            "post_attention_layernorm.weight" => "ffn_norm.weight",
+            "self_attn.q_proj.weight" => "attn_q.weight",
+            "self_attn.k_proj.weight" => "attn_k.weight",
+            "self_attn.v_proj.weight" => "attn_v.weight",
+            "self_attn.o_proj.weight" => "attn_output.weight",
+            "mlp.gate_proj.weight" => "ffn_gate.weight",
+            "mlp.up_proj.weight" => "ffn_up.weight",
+            "mlp.down_proj.weight" => "ffn_down.weight",
+            other => panic!("{other}"),
+        };
+        format!("blk.{layer}.{part}")
+    };
+    let tensors: Vec<(String, QTensor)> = model
+        .params()
+        .iter()
+        .map(|p| {
+            let mut t = p.var.as_tensor().clone();
+            if p.name.ends_with("q_proj.weight") {
+                t = permute_for_gguf(&t, c.num_attention_heads);
+            } else if p.name.ends_with("k_proj.weight") {
+                t = permute_for_gguf(&t, c.kv_heads());
+            }
+            (gguf_name(&p.name), QTensor::quantize(&t, GgmlDType::F32).unwrap())
+        })
+        .collect();
+    // 32 tokens: an end-of-text control token, a–z, Ġ (space) and three merges' results.
+    let mut tokens = vec!["<|endoftext|>".to_string()];
+    tokens.extend((b'a'..=b'z').map(|b| (b as char).to_string()));
+    tokens.extend(["Ġ", "Ġa", "ab", "Ġab", "."].map(String::from));
+    let types: Vec<Value> = (0..32).map(|i| Value::I32(if i == 0 { 3 } else { 1 })).collect();
+    let strings = |v: Vec<&str>| Value::Array(v.into_iter().map(|s| Value::String(s.into())).collect());
+    let u32v = |x: usize| Value::U32(x as u32);
+    let metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", u32v(c.num_hidden_layers)),
+        ("llama.context_length", u32v(c.max_position_embeddings)),
+        ("llama.embedding_length", u32v(c.hidden_size)),
+        ("llama.feed_forward_length", u32v(c.intermediate_size)),
+        ("llama.attention.head_count", u32v(c.num_attention_heads)),
+        ("llama.attention.head_count_kv", u32v(c.kv_heads())),
+        ("llama.rope.freq_base", Value::F32(c.theta() as f32)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens", strings(tokens.iter().map(String::as_str).collect())),
+        ("tokenizer.ggml.token_type", Value::Array(types)),
+        ("tokenizer.ggml.merges", strings(vec!["Ġ a", "a b", "Ġa b"])),
+        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
+    drop(file);
+
+    let back = Llama::from_gguf(&path, &Device::Cpu).unwrap();
+    assert!(!back.config().tie_word_embeddings);
+    let b = batch(&[&[1, 2, 3, 4, 5, 6, 7], &[8, 9, 10]]);
+    let x = model.forward(&b, &mut Pass::eval()).unwrap();
+    let y = back.forward(&b, &mut Pass::eval()).unwrap();
+    let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-5, "logits differ by {d}");
+    let tok = back.tokenizer().unwrap();
+    assert_eq!(tok.encode_plain("ab ab.").unwrap(), [29, 30, 31]);
+    assert_eq!(tok.encode_plain("<|endoftext|>b").unwrap(), [0, 2]);
+    assert_eq!(tok.decode(&[29, 30, 31]).unwrap(), "ab ab.");
+    assert_eq!((tok.eos_id, tok.pad_id, back.stop_ids()), (Some(0), 0, vec![0]));
+}
+
+#[test]
+fn bad_gguf_files_fail_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.gguf");
+    std::fs::write(&path, "not a model").unwrap();
+    let e = Llama::from_gguf(&path, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("not a GGUF file"), "{e}");
+    let e = Llama::from_gguf(&dir.path().join("missing.gguf"), &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("missing.gguf"), "{e}");
+    use candle_core::quantized::gguf_file::{self, Value};
+    let path = dir.path().join("qwen.gguf");
+    let arch = Value::String("qwen2".into());
+    gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &[("general.architecture", &arch)], &[])
+        .unwrap();
+    let e = Llama::from_gguf(&path, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("architecture 'qwen2'") && e.contains("llama-family"), "{e}");
+}
