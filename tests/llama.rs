@@ -251,6 +251,25 @@ fn saved_models_load_with_identical_logits() {
         let y = back.forward(&b, &mut Pass::eval()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(x, y, "tied={tied}");
         assert_eq!(back.config(), model.config());
+        // The same weights split in two shards with an index, as larger checkpoints come.
+        let mut weight_map = serde_json::Map::new();
+        let mut shards = [HashMap::new(), HashMap::new()];
+        for (i, (name, t)) in names.into_iter().enumerate() {
+            let file = format!("model-0000{}-of-00002.safetensors", i % 2 + 1);
+            weight_map.insert(name.clone(), file.into());
+            shards[i % 2].insert(name, t);
+        }
+        std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+        for (i, shard) in shards.iter().enumerate() {
+            let file = dir.path().join(format!("model-0000{}-of-00002.safetensors", i + 1));
+            tunelab::model::write_tensors(shard, &file).unwrap();
+        }
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let sharded = Llama::open(dir.path(), &Device::Cpu).unwrap();
+        let z =
+            sharded.forward(&b, &mut Pass::eval()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(x, z, "sharded, tied={tied}");
     }
 }
 
@@ -379,7 +398,7 @@ fn a_gguf_written_like_llama_cpp_reads_back_as_the_same_model() {
     gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
     drop(file);
 
-    let back = Llama::from_gguf(&path, &Device::Cpu).unwrap();
+    let back = Llama::open(dir.path(), &Device::Cpu).unwrap();
     assert!(!back.config().tie_word_embeddings);
     let b = batch(&[&[1, 2, 3, 4, 5, 6, 7], &[8, 9, 10]]);
     let x = model.forward(&b, &mut Pass::eval()).unwrap();

@@ -56,6 +56,27 @@ impl Llama {
         Llama::checked(config, params, tokenizer, raw_config)
     }
 
+    /// A model from `path`: a `.gguf` file, a directory holding one `.gguf` file and no
+    /// `config.json`, or a Hugging Face model directory.
+    pub fn open(path: &Path, device: &Device) -> Result<Llama> {
+        if path.is_file() {
+            return Llama::from_gguf(path, device);
+        }
+        if !path.join("config.json").is_file() {
+            let ggufs: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::Read { path: path.to_path_buf(), reason: e.to_string() })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .collect();
+            match ggufs.as_slice() {
+                [one] => return Llama::from_gguf(one, device),
+                [] => {}
+                _ => bail!("'{}' holds {} .gguf files; name the one to load", path.display(), ggufs.len()),
+            }
+        }
+        Llama::load(path, device)
+    }
+
     /// A model from a llama-family GGUF file (llama.cpp's format, any quantization candle
     /// reads): weights dequantized to trainable f32, the tokenizer from `tokenizer.json`
     /// beside the file if there is one, else rebuilt from the GGUF metadata.
