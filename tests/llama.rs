@@ -429,3 +429,38 @@ fn bad_gguf_files_fail_with_the_fix() {
     let e = Llama::from_gguf(&path, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("architecture 'qwen2'") && e.contains("llama-family"), "{e}");
 }
+
+/// The real model trains: with everything frozen but the last two layers (as the
+/// walkthrough's light fine-tuning), only those layers get gradients, and one plain
+/// gradient step lowers the loss on the text it was taken on.
+#[test]
+fn smollm2_light_fine_tuning_step_lowers_the_loss() {
+    let path = asset("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut model = Llama::from_gguf(&path, &Device::Cpu).unwrap();
+    let all: Vec<usize> = (0..model.params().len()).collect();
+    model.params_mut().set_trainable(&all, false);
+    for layer in [28, 29] {
+        let idx = model.params().matching(&model.layer_prefix(layer));
+        model.params_mut().set_trainable(&idx, true);
+    }
+    let tok = model.tokenizer().unwrap();
+    let ids = tok.encode_plain("Moonlight falls on the quiet river, and the boat drifts home.").unwrap();
+    let b = batch(&[&ids]);
+    let eval = |m: &Llama| m.loss(&b, &mut Pass::eval()).unwrap().to_scalar::<f32>().unwrap();
+    let before = eval(&model);
+    let mut pass = Pass { train: true, dropout: Dropout::disabled() };
+    let grads = model.loss(&b, &mut pass).unwrap().backward().unwrap();
+    let mut stepped = 0;
+    for p in model.params().iter() {
+        let g = grads.get(p.var.as_tensor());
+        assert_eq!(g.is_some(), p.trainable, "{}: gradient present = trainable", p.name);
+        if let Some(g) = g {
+            p.var.set(&(p.var.as_tensor() - (g * 0.05).unwrap()).unwrap()).unwrap();
+            stepped += 1;
+        }
+    }
+    assert_eq!(stepped, 18);
+    let after = eval(&model);
+    println!("loss before {before:.4}, after one step {after:.4}");
+    assert!(after < before - 0.05, "loss {before} → {after}");
+}
