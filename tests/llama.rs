@@ -464,3 +464,18 @@ fn smollm2_light_fine_tuning_step_lowers_the_loss() {
     println!("loss before {before:.4}, after one step {after:.4}");
     assert!(after < before - 0.05, "loss {before} → {after}");
 }
+
+#[test]
+fn bf16_weights_give_close_losses_and_gradients() {
+    let model = tiny(true, 9);
+    let b = batch(&[&[1, 2, 3, 4, 5, 6], &[7, 8, 9]]);
+    let full = model.loss(&b, &mut Pass::eval()).unwrap().to_scalar::<f32>().unwrap();
+    let half = model.cast(DType::BF16).unwrap();
+    let mut pass = Pass { train: true, dropout: Dropout::disabled() };
+    let loss = half.loss(&b, &mut pass).unwrap();
+    assert_eq!(loss.dtype(), DType::F32);
+    let grads = loss.backward().unwrap();
+    assert!(half.params().iter().all(|p| grads.get(p.var.as_tensor()).is_some()));
+    let half = loss.to_scalar::<f32>().unwrap();
+    assert!((half - full).abs() < 2e-2 * full, "bf16 loss {half} vs f32 {full}");
+}
