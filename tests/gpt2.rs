@@ -182,7 +182,7 @@ fn the_classifier_reads_the_last_real_token() {
     let alone = model.forward(&text_batch(&short), &mut Pass::eval()).unwrap().to_vec2::<f32>().unwrap();
     let w = long.len();
     let mut ids = long.clone();
-    ids.extend(short.iter().copied().chain(std::iter::repeat(50256).take(w - short.len())));
+    ids.extend(short.iter().copied().chain(std::iter::repeat_n(50256, w - short.len())));
     let mut mask = vec![1u32; w];
     mask.extend((0..w).map(|i| (i < short.len()) as u32));
     let batch = Batch::Text {

@@ -126,6 +126,19 @@ impl TextTokenizer {
         Ok(tok)
     }
 
+    /// A tokenizer built in memory (e.g. from a GGUF file's metadata); `source` says where it
+    /// came from. Special ids are found by their usual names; set the public fields to
+    /// override them.
+    pub fn from_tokenizer(inner: Tokenizer, source: impl Into<String>) -> Result<TextTokenizer> {
+        TextTokenizer::wrap(inner, source.into(), None)
+    }
+
+    /// The same tokenizer with `config` as its `tokenizer_config.json` (written on save).
+    pub fn with_config(mut self, config: serde_json::Value) -> TextTokenizer {
+        self.config = Some(config);
+        self
+    }
+
     fn wrap(inner: Tokenizer, source: String, vocab_file: Option<PathBuf>) -> Result<TextTokenizer> {
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         let pad_id = find(&["[PAD]", "<pad>", "<|endoftext|>"]).unwrap_or(0);
@@ -142,6 +155,11 @@ impl TextTokenizer {
             vocab_file,
             config: None,
         })
+    }
+
+    /// The id of `token` (a special token's name, or any vocabulary entry).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     /// Number of tokens, including added ones.

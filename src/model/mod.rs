@@ -11,6 +11,7 @@ pub mod hub;
 mod io;
 pub mod layers;
 mod linear;
+pub mod llama;
 mod params;
 
 pub use io::{
