@@ -82,7 +82,10 @@ pub fn load_text_model(
     match model_type(dir)?.as_deref() {
         Some("bert") => Bert::load(dir, task, rng, device),
         Some(other) => {
-            bail!("model_type '{other}' in '{}' is not supported yet; supported: bert, gpt2", dir.display())
+            bail!(
+                "model_type '{other}' in '{}' is not supported yet; supported: bert, gpt2, llama",
+                dir.display()
+            )
         }
         None => bail!(
             "'{}' has no config.json: a model directory needs config.json, weights and a tokenizer",
@@ -93,7 +96,7 @@ pub fn load_text_model(
 
 /// Whether a config.json `model_type` is a causal language model tunelab can load.
 pub fn is_causal_family(model_type: &str) -> bool {
-    ["gpt2"].contains(&model_type)
+    ["gpt2", "llama"].contains(&model_type)
 }
 
 /// Loads a causal language model from `dir` (its config.json's `model_type` says which); a
@@ -106,6 +109,10 @@ pub fn load_causal_model(
 ) -> Result<Box<dyn Model>> {
     match model_type(dir)?.as_deref() {
         Some("gpt2") => Ok(Box::new(super::gpt2::Gpt2::load(dir, labels, rng, device)?)),
+        Some("llama") if labels.is_none() => Ok(Box::new(super::llama::Llama::load(dir, device)?)),
+        Some("llama") => {
+            bail!("a classification head on llama models is not built yet; use GPT-2 or a BERT encoder")
+        }
         other => bail!(
             "'{}' holds no causal language model (model_type {other:?}); supported: gpt2",
             dir.display()

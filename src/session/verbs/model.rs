@@ -10,6 +10,7 @@ use crate::error::{bail, Error, Result};
 use crate::metrics::History;
 use crate::model::bert::{Bert, BertConfig, BertTask};
 use crate::model::gpt2::{Gpt2, Gpt2Config};
+use crate::model::llama::Llama;
 use crate::model::{
     config_labels, hub, is_causal_family, load_causal_model, load_model, load_text_model, model_type,
     read_json, save_model, save_tokenizer, Init, Linear, Model,
@@ -80,6 +81,14 @@ impl Session {
                 Box::new(self.random_bert(cmd, &mut rng)?)
             } else if name == "gpt2" && !Path::new(&name).is_dir() {
                 Box::new(self.random_gpt2(cmd, &mut rng)?)
+            } else if is_gguf(Path::new(&name)) {
+                if let Some(task) = cmd.str("task").filter(|t| t != "lm") {
+                    return Err(Error::invalid(format!(
+                        "task={task}: a GGUF file holds a causal language model (task=lm)"
+                    ))
+                    .at(cmd.span_of("task")));
+                }
+                Box::new(Llama::open(Path::new(&name), &self.device).map_err(|e| e.at(name_span))?)
             } else {
                 let dir = hub::resolve(&name).map_err(|e| {
                     let dym = suggestion(&name, ["linear", "bert"]);
@@ -399,6 +408,17 @@ impl Session {
         )));
         Ok(())
     }
+}
+
+/// A `.gguf` file, or a directory holding one and no config.json (as a PyPI wheel unpacks).
+fn is_gguf(path: &Path) -> bool {
+    let gguf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if path.is_file() {
+        return gguf(path);
+    }
+    path.is_dir()
+        && !path.join("config.json").exists()
+        && std::fs::read_dir(path).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| gguf(&e.path()))))
 }
 
 /// `3` or `[1, 2]`.
