@@ -3,6 +3,7 @@
 //! A [`Dataset`] lives on the session's device once loaded (text once tokenized); batches
 //! are gathered from it with an index tensor, so training moves no data back to the host.
 
+mod balance;
 mod numeric;
 mod split;
 mod synthetic;
@@ -10,6 +11,7 @@ mod table;
 mod text;
 mod tokenize;
 
+pub use balance::{balance, Balance};
 pub use numeric::{HostRows, NumericData};
 pub use split::{split_indices, Split};
 pub use synthetic::linear as synthetic_linear;

@@ -314,6 +314,12 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "text: keep this many randomly chosen texts (quick experiments)",
             },
             OptSpec {
+                name: "balance",
+                kind: Kind::Choice(&["none", "oversample", "undersample"]),
+                default: Some("none"),
+                doc: "text: even out the training labels by repeating minority rows or dropping majority rows (seeded)",
+            },
+            OptSpec {
                 name: "valid",
                 kind: Kind::Path,
                 default: None,
@@ -657,6 +663,26 @@ pub static VERBS: &[VerbSpec] = &[
             },
         ],
         examples: &["regularize l2=1e-4", "regularize l1=1e-6 l2=0", "regularize"],
+    },
+    VerbSpec {
+        name: "loss",
+        aliases: &[],
+        group: Group::Training,
+        summary: "show or set class weights of the classifier loss (for imbalanced classes)",
+        details: "`loss weights=auto` weights each class's cross-entropy by its inverse frequency \
+                  in the training split, n / (k·n_c), so a minority class counts as much as the \
+                  majority (as PyTorch's `cross_entropy(weight=)` with scikit-learn's balanced \
+                  weights). `loss weights=[1,4]` gives the weights by class id; `loss weights=none` \
+                  goes back to plain cross-entropy. Only training uses the weights; validation and \
+                  `eval` losses stay unweighted. See also `data … balance=`.",
+        args: &[],
+        options: &[OptSpec {
+            name: "weights",
+            kind: Kind::Any,
+            default: None,
+            doc: "auto, none, or a list of one weight per class id (default: keep; initially none)",
+        }],
+        examples: &["loss weights=auto", "loss weights=[1,4]", "loss weights=none", "loss"],
     },
     VerbSpec {
         name: "dropout",

@@ -235,6 +235,7 @@ impl Session {
             "fit" => self.fit(cmd, sink)?,
             "regularize" => self.regularize(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
+            "loss" => self.loss_cmd(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

@@ -2,6 +2,7 @@
 
 mod evaluate;
 mod fit;
+mod loss;
 mod lr_find;
 mod optim;
 mod schedule;
@@ -9,6 +10,7 @@ mod step;
 
 pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, Predictions};
 pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Monitor, Trainer};
+pub use loss::{inverse_frequency, weighted_cross_entropy, ClassWeights};
 pub use lr_find::{lr_range_test, RangeTest};
 pub use optim::{OptimConfig, OptimKind, Optimizer};
 pub use schedule::{Schedule, ScheduleKind};

@@ -1,6 +1,7 @@
 //! Command handlers, one file per group of verbs. Each is an `impl Session` block.
 
 mod data;
+mod loss;
 mod model;
 mod results;
 mod setup;

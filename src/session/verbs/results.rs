@@ -87,6 +87,7 @@ impl Session {
             max_len: current.max_len,
             limit: None,
             labels: Some(&current.label_set),
+            balance: None,
         };
         let mut extra =
             crate::data::TextData::new(file.to_string(), labelled, None, None, &opts, &mut rand::rng())

@@ -160,7 +160,7 @@ impl Session {
         let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
             unreachable!("checked")
         };
-        let cfg = StepConfig { l1: self.settings.l1, l2: self.settings.l2, ..StepConfig::default() };
+        let cfg = StepConfig { accumulate: 1, clip: None, ..self.step_config(cmd)? };
         let result = lr_range_test(
             model,
             &mut self.optimizer,
@@ -232,13 +232,14 @@ impl Session {
     }
 
     /// Accumulation and clipping from the command, penalties from `regularize`.
-    fn step_config(&self, cmd: &Command) -> StepConfig {
-        StepConfig {
+    fn step_config(&self, cmd: &Command) -> Result<StepConfig> {
+        Ok(StepConfig {
             accumulate: cmd.usize("accumulate").unwrap_or(1),
             clip: cmd.f64("clip"),
             l1: self.settings.l1,
             l2: self.settings.l2,
-        }
+            class_weights: self.class_weights_now()?,
+        })
     }
 
     pub(crate) fn regularize(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
@@ -278,7 +279,7 @@ impl Session {
             max_steps: cmd.usize("steps"),
             log_every: cmd.usize("log").unwrap_or(1),
             record_path: self.model()?.params().numel() <= SMALL_MODEL,
-            step: self.step_config(cmd),
+            step: self.step_config(cmd)?,
             patience: cmd.usize("patience"),
             monitor: match cmd.str("monitor").as_deref() {
                 Some("valid_accuracy") => Monitor::ValidAccuracy,
@@ -378,6 +379,7 @@ impl Session {
         self.check_trainable()?;
         let n = cmd.usize("n").unwrap_or(1);
         let batch_size = cmd.usize("batch").unwrap_or(self.settings.batch);
+        let step_cfg = self.step_config(cmd)?;
         self.push_undo(&cmd.text)?;
         let small = self.model()?.params().numel() <= SMALL_MODEL;
         if small && self.history.path.last().is_none_or(|p| p.step != self.history.step()) {
@@ -402,7 +404,6 @@ impl Session {
             let batch = data.batch(&rows)?;
             let before = model.params().flat_values()?;
             let seed = step_seed(self.settings.seed, self.history.step() + 1);
-            let step_cfg = self.step_config(cmd);
             let update = match train_step(model, &mut self.optimizer, std::slice::from_ref(&batch), lr, seed, &step_cfg)? {
                 StepResult::Applied(u) => u,
                 StepResult::NonFinite(what, value) => bail!(
