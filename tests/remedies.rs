@@ -105,3 +105,25 @@ fn balance_resamples_the_training_split_only() {
         assert_eq!(valid_total, 30, "valid untouched");
     }
 }
+
+/// `eval` of a regression reports the MAE beside the MSE, for the learned and the
+/// closed-form fit, and records it in the history. With Gaussian noise of σ = 0.5 the
+/// best possible MAE is σ·√(2/π) ≈ 0.399.
+#[test]
+fn regression_eval_reports_mae() {
+    let mut s = Session::new();
+    ok(&mut s, "seed 2; data synthetic linear n=4000 w=3 b=2 noise=0.5; load linear");
+    ok(&mut s, "optimizer sgd lr=0.1; fit epochs=20 batch=64");
+    let out = ok(&mut s, "eval");
+    let t = tables(&out)[0];
+    let (learned, closed) = (cell(t, "test MAE", 1), cell(t, "test MAE", 2));
+    let expected = 0.5 * (2.0 / std::f64::consts::PI).sqrt();
+    println!(
+        "{}\ntest MAE learned {learned:.4}, closed form {closed:.4}, σ√(2/π) = {expected:.4}",
+        render(&out)
+    );
+    assert!((closed - expected).abs() < 0.05, "closed-form MAE {closed} vs {expected}");
+    assert!((learned - closed).abs() < 0.01, "learned MAE {learned} vs closed form {closed}");
+    let history = render(&ok(&mut s, "show history"));
+    assert!(history.contains("mae"), "{history}");
+}

@@ -794,8 +794,8 @@ pub static VERBS: &[VerbSpec] = &[
         summary: "evaluate the model on a split or a file",
         details: "Classification: accuracy, precision/recall/F1 per class with macro and \
                   weighted averages (as scikit-learn's classification_report) and the confusion \
-                  matrix. Regression: the mean squared error beside the closed-form \
-                  least-squares fit. Masked LM: loss and perplexity.",
+                  matrix. Regression: the mean squared and mean absolute errors beside those of \
+                  the closed-form least-squares fit. Masked LM: loss and perplexity.",
         args: &[],
         options: &[
             OptSpec {

@@ -6,4 +6,4 @@ mod regression;
 
 pub use classification::{ClassScores, Confusion};
 pub use history::{EpochRecord, EvalRecord, History, PathPoint, StepRecord};
-pub use regression::{least_squares, mse};
+pub use regression::{least_squares, linear_predictions, mae, mse};
