@@ -179,6 +179,9 @@ fn remedy_options_reject_bad_values() {
     rejects(&mut s, "loss weights=abc", "weights= takes auto, none", None);
     rejects(&mut s, "loss weights=[1,-2]", "weights= takes auto, none", None);
     rejects(&mut s, "data synthetic linear balance=oversample", "balance= applies to text data", None);
+    rejects(&mut s, "regularize data=valid", "data= names the split that ewc= estimates", Some(17));
+    rejects(&mut s, "regularize l2sp=-1", "must not be negative", None);
+    rejects(&mut s, "regularize ewc=10 data=nope", "unknown value 'nope'", None);
     let vocab = common::asset("minilm").join("vocab.txt");
     ok(
         &mut s,
@@ -196,5 +199,6 @@ fn remedy_options_reject_bad_values() {
         "unknown value 'sideways'",
         None,
     );
-    ok(&mut s, "loss weights=[1,2]");
+    rejects(&mut s, "regularize ewc=10 data=test", "the test split is empty", None);
+    ok(&mut s, "loss weights=[1,2]; regularize l2sp=0.1 ewc=10 data=train");
 }

@@ -127,3 +127,96 @@ fn regression_eval_reports_mae() {
     let history = render(&ok(&mut s, "show history"));
     assert!(history.contains("mae"), "{history}");
 }
+
+/// Filler words for the synthetic tasks.
+const FILLER: [&str; 12] =
+    ["the", "a", "house", "river", "walk", "green", "table", "music", "often", "small", "road", "light"];
+
+/// `n` texts of a few filler words plus key words, labelled 0/1 by `label(i)`.
+fn keyed_texts(
+    n: usize,
+    seed: u64,
+    keys: impl Fn(usize) -> Vec<&'static str>,
+    label: impl Fn(usize) -> u32,
+) -> Vec<(String, String)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let mut words: Vec<&str> =
+                (0..rng.random_range(3..7)).map(|_| FILLER[rng.random_range(0..FILLER.len())]).collect();
+            for k in keys(i) {
+                let at = rng.random_range(0..=words.len());
+                words.insert(at, k);
+            }
+            (words.join(" "), label(i).to_string())
+        })
+        .collect()
+}
+
+/// Forgetting ("cascade fine-tuning"): a tiny BERT learns task A (red → 0, blue → 1), then
+/// task B (cat → 0, dog → 1) whose texts also carry A's colours with the opposite meaning.
+/// Plain fine-tuning on B overwrites A (its accuracy falls to 0: the colours flip);
+/// `regularize ewc=` (Fisher from A's training split) and `regularize l2sp=` (anchored at
+/// A's solution) keep A's accuracy higher. Measured: plain 1.0 → 0.0, EWC 1.0 → 0.815 (and
+/// B learnt through cat/dog, 1.0), L2-SP 1.0 → 1.0 (B not learnt: the anchor is that
+/// strong).
+#[test]
+fn ewc_and_l2sp_keep_task_a_after_fine_tuning_on_task_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n).display().to_string();
+    let a = |i: usize| (i % 2) as u32;
+    let task_a = keyed_texts(400, 1, |i| vec![if a(i) == 0 { "red" } else { "blue" }], a);
+    let task_a_test = keyed_texts(200, 2, |i| vec![if a(i) == 0 { "red" } else { "blue" }], a);
+    let task_b = keyed_texts(
+        400,
+        3,
+        |i| vec![if a(i) == 0 { "cat" } else { "dog" }, if a(i) == 0 { "blue" } else { "red" }],
+        a,
+    );
+    let task_b_test = keyed_texts(200, 4, |i| vec![if a(i) == 0 { "cat" } else { "dog" }], a);
+    write_jsonl(Path::new(&file("a.jsonl")), &task_a);
+    write_jsonl(Path::new(&file("a_test.jsonl")), &task_a_test);
+    write_jsonl(Path::new(&file("b.jsonl")), &task_b);
+    write_jsonl(Path::new(&file("b_test.jsonl")), &task_b_test);
+    let vocab = asset("minilm").join("vocab.txt");
+    let accuracy = |s: &mut Session, test: &str| -> f64 {
+        let out = ok(s, &format!("eval file={test}"));
+        cell(tables(&out)[0], "accuracy", 3)
+    };
+    let cascade = |remedy: &str| -> (f64, f64, f64) {
+        let mut s = Session::new();
+        ok(&mut s, &format!("seed 3; data {} split=1/0 max_len=16", file("a.jsonl")));
+        ok(&mut s, &format!("load bert config=tiny vocab={} task=classify; dropout 0", vocab.display()));
+        ok(&mut s, "optimizer adamw lr=2e-3 weight_decay=0; fit epochs=1 batch=16");
+        let a_before = accuracy(&mut s, &file("a_test.jsonl"));
+        if !remedy.is_empty() {
+            println!("{}", render(&ok(&mut s, remedy)));
+        }
+        ok(&mut s, &format!("data {} split=1/0 max_len=16; fit epochs=4 batch=16", file("b.jsonl")));
+        (a_before, accuracy(&mut s, &file("a_test.jsonl")), accuracy(&mut s, &file("b_test.jsonl")))
+    };
+    let plain = cascade("");
+    let ewc = cascade("regularize ewc=1e7 data=train");
+    let l2sp = cascade("regularize l2sp=100");
+    for (name, (before, after, b)) in [("plain", plain), ("ewc", ewc), ("l2sp", l2sp)] {
+        println!("{name:>5}: task A accuracy {before:.3} → {after:.3} after task B; task B accuracy {b:.3}");
+    }
+    assert!(plain.0 > 0.95, "task A is learnt first: {plain:?}");
+    assert!(ewc.1 >= plain.1 + 0.2, "EWC keeps task A: plain {plain:?}, ewc {ewc:?}");
+    assert!(l2sp.1 >= plain.1 + 0.2, "L2-SP keeps task A: plain {plain:?}, l2sp {l2sp:?}");
+}
+
+/// `regularize l2sp=` pulls the weights toward where they were when it was set (zeros).
+#[test]
+fn l2sp_holds_the_linear_model_near_its_anchor() {
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        "data synthetic linear n=500 w=3 b=2; load linear init=zeros; regularize l2sp=10; fit epochs=5",
+    );
+    let w = common::weights(&s);
+    // The penalised optimum of E(y − wx − b)² + 10(w² + b²) with x ~ N(0, 1): w = 3/11, b = 2/11.
+    println!("{w:?} (penalised optimum w = {:.4}, b = {:.4})", 3.0 / 11.0, 2.0 / 11.0);
+    assert!((w[0].1[0] - 3.0 / 11.0).abs() < 0.05 && (w[1].1[0] - 2.0 / 11.0).abs() < 0.05, "{w:?}");
+}

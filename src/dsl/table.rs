@@ -643,10 +643,16 @@ pub static VERBS: &[VerbSpec] = &[
         name: "regularize",
         aliases: &["penalty"],
         group: Group::Training,
-        summary: "add L1 / L2 penalties on the weights to the loss",
+        summary: "add penalties to the loss: L1 / L2 on the weights, L2-SP and EWC against forgetting",
         details: "The penalty l1·Σ|w| + l2·Σw² over trainable weight matrices and embeddings (not \
                   biases or norms) is added to every update's loss. Unlike `optimizer adamw \
-                  weight_decay=`, it passes through the optimizer's scaling. 0 turns a penalty off.",
+                  weight_decay=`, it passes through the optimizer's scaling. Against forgetting: \
+                  `l2sp=α` adds α·Σ(θ−θ₀)² over trainable parameters, θ₀ a copy of the weights made \
+                  when l2sp is first set (right after `load`: the pretrained weights); `ewc=λ` \
+                  estimates the diagonal Fisher information F of the current model on a split of \
+                  the current data (squared per-row gradients of the loss, up to 256 rows, scaled \
+                  so its largest entry is 1) and adds λ/2·Σ F·(θ−θ*)², θ* the weights now — set it after fitting task A, then load task \
+                  B's data and fit. 0 turns a penalty off; `load` clears l2sp and ewc.",
         args: &[],
         options: &[
             OptSpec {
@@ -661,8 +667,32 @@ pub static VERBS: &[VerbSpec] = &[
                 default: None,
                 doc: "weight of Σw² (default: keep; initially 0)",
             },
+            OptSpec {
+                name: "l2sp",
+                kind: NONNEG_F,
+                default: None,
+                doc: "weight of Σ(θ−θ₀)² toward the weights when first set (default: keep; initially 0)",
+            },
+            OptSpec {
+                name: "ewc",
+                kind: NONNEG_F,
+                default: None,
+                doc: "λ of λ/2·ΣF(θ−θ*)², F estimated now on data= (default: keep; initially 0)",
+            },
+            OptSpec {
+                name: "data",
+                kind: Kind::Choice(SPLITS),
+                default: Some("train"),
+                doc: "ewc: the split of the current data the Fisher information is estimated on",
+            },
         ],
-        examples: &["regularize l2=1e-4", "regularize l1=1e-6 l2=0", "regularize"],
+        examples: &[
+            "regularize l2=1e-4",
+            "regularize l1=1e-6 l2=0",
+            "regularize l2sp=0.01",
+            "regularize ewc=100 data=train",
+            "regularize",
+        ],
     },
     VerbSpec {
         name: "loss",

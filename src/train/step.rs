@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::{weighted_cross_entropy, Optimizer};
+use super::{weighted_cross_entropy, Anchors, Optimizer};
 use crate::data::Batch;
 use crate::error::Result;
 use crate::model::layers::step_seed;
@@ -15,7 +15,7 @@ use crate::model::{Model, Pass, Task};
 pub type Grads = HashMap<String, Tensor>;
 
 /// How an update is made, beyond the optimizer (set by `fit` options and `regularize`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct StepConfig {
     /// Micro-batches whose gradients are averaged into one update (gradient accumulation).
     pub accumulate: usize,
@@ -29,11 +29,14 @@ pub struct StepConfig {
     /// Class weights of a classifier's cross-entropy (`loss weights=`), by class id;
     /// `None` for the model's own (unweighted) loss.
     pub class_weights: Option<Vec<f32>>,
+    /// Penalties toward anchored weights (`regularize l2sp=` / `ewc=`), shared with the
+    /// session; `None` when there are none.
+    pub anchors: Option<std::sync::Arc<Anchors>>,
 }
 
 impl Default for StepConfig {
     fn default() -> StepConfig {
-        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0, class_weights: None }
+        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0, class_weights: None, anchors: None }
     }
 }
 
@@ -112,6 +115,9 @@ pub fn train_step(
         let mut objective = loss.affine(n as f64 / total_rows as f64, 0.0)?;
         if i == 0 {
             if let Some(p) = penalty(model, cfg)? {
+                objective = (objective + p)?;
+            }
+            if let Some(p) = cfg.anchors.as_ref().map(|a| a.penalty(model)).transpose()?.flatten() {
                 objective = (objective + p)?;
             }
         }
