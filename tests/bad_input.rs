@@ -158,3 +158,47 @@ fn failed_commands_are_recorded_in_the_history() {
     assert!(h.contains("fit") && h.contains("failed: no model loaded"), "{h}");
     assert!(h.contains("seed 1") && h.contains("ok"), "{h}");
 }
+
+/// The remedies of issue 13 (`loss weights=`, `data … balance=`, `regularize l2sp=/ewc=`,
+/// `data … stride=`) reject bad values in one line and change nothing.
+#[test]
+fn remedy_options_reject_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(p("pos.txt"), "good\ngreat fun\nlovely\n").unwrap();
+    std::fs::write(p("neg.txt"), "bad\ndull\nawful mess\n").unwrap();
+    let mut s = Session::new();
+    ok(&mut s, "data synthetic linear n=100; load linear");
+    rejects(&mut s, "loss weights=auto", "class weights apply to classifiers", Some(14));
+    rejects(
+        &mut s,
+        "loss weights=[1]",
+        "weights= takes auto, none, or one non-negative number per class",
+        None,
+    );
+    rejects(&mut s, "loss weights=abc", "weights= takes auto, none", None);
+    rejects(&mut s, "loss weights=[1,-2]", "weights= takes auto, none", None);
+    rejects(&mut s, "data synthetic linear balance=oversample", "balance= applies to text data", None);
+    rejects(&mut s, "regularize data=valid", "data= names the split that ewc= estimates", Some(17));
+    rejects(&mut s, "regularize l2sp=-1", "must not be negative", None);
+    rejects(&mut s, "regularize ewc=10 data=nope", "unknown value 'nope'", None);
+    let vocab = common::asset("minilm").join("vocab.txt");
+    ok(
+        &mut s,
+        &format!(
+            "data {} {} max_len=16 split=0.5/0.5; load bert config=tiny vocab={} task=classify",
+            p("pos.txt"),
+            p("neg.txt"),
+            vocab.display()
+        ),
+    );
+    rejects(&mut s, "loss weights=[1,2,3]", "has 3 weight(s) but the data has 2 classes", Some(14));
+    rejects(
+        &mut s,
+        &format!("data {} {} balance=sideways", p("pos.txt"), p("neg.txt")),
+        "unknown value 'sideways'",
+        None,
+    );
+    rejects(&mut s, "regularize ewc=10 data=test", "the test split is empty", None);
+    ok(&mut s, "loss weights=[1,2]; regularize l2sp=0.1 ewc=10 data=train");
+}

@@ -3,6 +3,7 @@
 //! A [`Dataset`] lives on the session's device once loaded (text once tokenized); batches
 //! are gathered from it with an index tensor, so training moves no data back to the host.
 
+mod balance;
 mod corpus;
 mod numeric;
 mod split;
@@ -11,6 +12,7 @@ mod table;
 mod text;
 mod tokenize;
 
+pub use balance::{balance, Balance};
 pub use corpus::read_corpus;
 pub use numeric::{HostRows, NumericData};
 pub use split::{split_indices, Split};

@@ -65,6 +65,8 @@ pub struct CleanReport {
     pub duplicates: usize,
     /// Rows added by augmentation.
     pub augmented: usize,
+    /// How the training split was evened out, with its rows before and after.
+    pub rebalanced: Option<(super::Balance, usize, usize)>,
 }
 
 /// Trims every text and drops empty ones and exact duplicates (keeping the first).
@@ -251,6 +253,8 @@ pub struct TextOptions<'a> {
     pub labels: Option<&'a LabelSet>,
     /// Language modelling: pack each split's tokens into blocks of this many tokens.
     pub block: Option<usize>,
+    /// Resample the training split so its classes are even (after augmentation).
+    pub balance: Option<super::Balance>,
 }
 
 impl TextData {
@@ -330,6 +334,11 @@ impl TextData {
                 }
             }
             train.shuffle(rng);
+        }
+        if let Some(how) = opts.balance {
+            let before = train.len();
+            train = super::balance(&train, &ids, how, rng);
+            report.rebalanced = Some((how, before, train.len()));
         }
         labels.clear();
         Ok(TextData {
@@ -535,7 +544,7 @@ mod tests {
         );
         assert_eq!(t, ["good film", "bad"]);
         assert_eq!(l, ["pos", "neg"]);
-        assert_eq!(r, CleanReport { empty: 1, duplicates: 1, augmented: 0 });
+        assert_eq!(r, CleanReport { empty: 1, duplicates: 1, ..Default::default() });
     }
 
     #[test]
@@ -568,6 +577,7 @@ mod tests {
             limit: None,
             labels: None,
             block: None,
+            balance: None,
         };
         let test = labelled(&[("held out", "a"), ("other", "b")]);
         let d = TextData::new("x".into(), main, None, Some(test), &opts, &mut rng).unwrap();

@@ -370,6 +370,8 @@ mod tests {
         let c = one("regularize l1=1e-6 l2=1e-4");
         assert_eq!((c.f64("l1"), c.f64("l2")), (Some(1e-6), Some(1e-4)));
         assert_eq!(one("dropout 0.2").arg(0), Some(&Value::Float(0.2)));
+        assert_eq!(one("loss weights=auto").value("weights"), Some(s("auto")));
+        assert_eq!(one("loss weights=[1,4]").value("weights"), Some(Value::List(vec![s("1"), s("4")])));
         let c = one("fit epochs=5 patience=2 monitor=valid_accuracy accumulate=4 clip=1");
         assert_eq!((c.usize("patience"), c.str("monitor").as_deref()), (Some(2), Some("valid_accuracy")));
         assert_eq!((c.usize("accumulate"), c.f64("clip")), (Some(4), Some(1.0)));

@@ -327,6 +327,12 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "format=text: tokens per training block (texts are joined with end-of-text and packed)",
             },
             OptSpec {
+                name: "balance",
+                kind: Kind::Choice(&["none", "oversample", "undersample"]),
+                default: Some("none"),
+                doc: "text: even out the training labels by repeating minority rows or dropping majority rows (seeded)",
+            },
+            OptSpec {
                 name: "valid",
                 kind: Kind::Path,
                 default: None,
@@ -666,10 +672,16 @@ pub static VERBS: &[VerbSpec] = &[
         name: "regularize",
         aliases: &["penalty"],
         group: Group::Training,
-        summary: "add L1 / L2 penalties on the weights to the loss",
+        summary: "add penalties to the loss: L1 / L2 on the weights, L2-SP and EWC against forgetting",
         details: "The penalty l1·Σ|w| + l2·Σw² over trainable weight matrices and embeddings (not \
                   biases or norms) is added to every update's loss. Unlike `optimizer adamw \
-                  weight_decay=`, it passes through the optimizer's scaling. 0 turns a penalty off.",
+                  weight_decay=`, it passes through the optimizer's scaling. Against forgetting: \
+                  `l2sp=α` adds α·Σ(θ−θ₀)² over trainable parameters, θ₀ a copy of the weights made \
+                  when l2sp is first set (right after `load`: the pretrained weights); `ewc=λ` \
+                  estimates the diagonal Fisher information F of the current model on a split of \
+                  the current data (squared per-row gradients of the loss, up to 256 rows, scaled \
+                  so its largest entry is 1) and adds λ/2·Σ F·(θ−θ*)², θ* the weights now — set it after fitting task A, then load task \
+                  B's data and fit. 0 turns a penalty off; `load` clears l2sp and ewc.",
         args: &[],
         options: &[
             OptSpec {
@@ -684,8 +696,52 @@ pub static VERBS: &[VerbSpec] = &[
                 default: None,
                 doc: "weight of Σw² (default: keep; initially 0)",
             },
+            OptSpec {
+                name: "l2sp",
+                kind: NONNEG_F,
+                default: None,
+                doc: "weight of Σ(θ−θ₀)² toward the weights when first set (default: keep; initially 0)",
+            },
+            OptSpec {
+                name: "ewc",
+                kind: NONNEG_F,
+                default: None,
+                doc: "λ of λ/2·ΣF(θ−θ*)², F estimated now on data= (default: keep; initially 0)",
+            },
+            OptSpec {
+                name: "data",
+                kind: Kind::Choice(SPLITS),
+                default: Some("train"),
+                doc: "ewc: the split of the current data the Fisher information is estimated on",
+            },
         ],
-        examples: &["regularize l2=1e-4", "regularize l1=1e-6 l2=0", "regularize"],
+        examples: &[
+            "regularize l2=1e-4",
+            "regularize l1=1e-6 l2=0",
+            "regularize l2sp=0.01",
+            "regularize ewc=100 data=train",
+            "regularize",
+        ],
+    },
+    VerbSpec {
+        name: "loss",
+        aliases: &[],
+        group: Group::Training,
+        summary: "show or set class weights of the classifier loss (for imbalanced classes)",
+        details: "`loss weights=auto` weights each class's cross-entropy by its inverse frequency \
+                  in the training split, n / (k·n_c), so a minority class counts as much as the \
+                  majority (as PyTorch's `cross_entropy(weight=)` with scikit-learn's balanced \
+                  weights). `loss weights=[1,4]` gives the weights by class id; `loss weights=none` \
+                  goes back to plain cross-entropy. Only training uses the weights; validation and \
+                  `eval` losses stay unweighted. See also `data … balance=`.",
+        args: &[],
+        options: &[OptSpec {
+            name: "weights",
+            kind: Kind::Any,
+            default: None,
+            doc: "auto, none, or a list of one weight per class id (default: keep; initially none)",
+        }],
+        examples: &["loss weights=auto", "loss weights=[1,4]", "loss weights=none", "loss"],
     },
     VerbSpec {
         name: "dropout",
@@ -797,8 +853,8 @@ pub static VERBS: &[VerbSpec] = &[
         summary: "evaluate the model on a split or a file",
         details: "Classification: accuracy, precision/recall/F1 per class with macro and \
                   weighted averages (as scikit-learn's classification_report) and the confusion \
-                  matrix. Regression: the mean squared error beside the closed-form \
-                  least-squares fit. Masked LM: loss and perplexity.",
+                  matrix. Regression: the mean squared and mean absolute errors beside those of \
+                  the closed-form least-squares fit. Masked LM: loss and perplexity.",
         args: &[],
         options: &[
             OptSpec {

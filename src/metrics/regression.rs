@@ -16,6 +16,17 @@ pub fn mse(x: &[&[f64]], y: &[f64], w: &[f64], b: f64) -> f64 {
         / n
 }
 
+/// Mean absolute error of predictions `pred` against targets `y` (the metric the FAQ
+/// names beside the MSE: in the target's own unit, and less swayed by a few large errors).
+pub fn mae(pred: &[f64], y: &[f64]) -> f64 {
+    pred.iter().zip(y).map(|(p, y)| (p - y).abs()).sum::<f64>() / y.len().max(1) as f64
+}
+
+/// Predictions of y ≈ x·w + b for rows `x`.
+pub fn linear_predictions(x: &[&[f64]], w: &[f64], b: f64) -> Vec<f64> {
+    x.iter().map(|row| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + b).collect()
+}
+
 /// Ordinary least squares with an intercept: the `(w, b)` minimising the MSE exactly,
 /// from the normal equations (XᵀX)β = Xᵀy solved by Gaussian elimination with pivoting.
 #[allow(clippy::needless_range_loop)] // index form mirrors the matrix algebra
@@ -59,6 +70,13 @@ pub fn least_squares(x: &[&[f64]], y: &[f64]) -> Result<(Vec<f64>, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mae_is_the_mean_absolute_error() {
+        assert_eq!(mae(&[1.0, 2.0, 5.0], &[2.0, 2.0, 2.0]), 4.0 / 3.0);
+        let x: Vec<&[f64]> = vec![&[1.0], &[2.0]];
+        assert_eq!(linear_predictions(&x, &[3.0], 1.0), [4.0, 7.0]);
+    }
 
     #[test]
     fn recovers_an_exact_plane() {

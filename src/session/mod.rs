@@ -79,6 +79,8 @@ pub struct Session {
     last_confusion: Option<crate::metrics::Confusion>,
     /// Whether the classifier head came trained from a checkpoint (so data must use its labels).
     head_from_checkpoint: bool,
+    /// Penalties toward anchored weights (`regularize l2sp=` / `ewc=`); cleared by `load`.
+    anchors: Arc<crate::train::Anchors>,
     /// Rows `step` has yet to visit in the current pass over the training split.
     step_queue: Vec<u32>,
     snapshots: Vec<Snapshot>,
@@ -112,6 +114,7 @@ impl Session {
             last_grads: None,
             last_confusion: None,
             head_from_checkpoint: false,
+            anchors: Arc::default(),
             step_queue: Vec::new(),
             snapshots: Vec::new(),
             undo: Vec::new(),
@@ -235,6 +238,7 @@ impl Session {
             "fit" => self.fit(cmd, sink)?,
             "regularize" => self.regularize(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
+            "loss" => self.loss_cmd(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

@@ -13,11 +13,20 @@ pub struct Settings {
     pub l1: f64,
     /// L2 penalty weight (`regularize l2=`).
     pub l2: f64,
+    /// Class weights of a classifier's training loss (`loss weights=`).
+    pub class_weights: crate::train::ClassWeights,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { seed: 42, batch: 32, epochs: 3, l1: 0.0, l2: 0.0 }
+        Settings {
+            seed: 42,
+            batch: 32,
+            epochs: 3,
+            l1: 0.0,
+            l2: 0.0,
+            class_weights: crate::train::ClassWeights::None,
+        }
     }
 }
 

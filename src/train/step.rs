@@ -5,17 +5,17 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::Optimizer;
+use super::{weighted_cross_entropy, Anchors, Optimizer};
 use crate::data::Batch;
 use crate::error::Result;
 use crate::model::layers::step_seed;
-use crate::model::{Model, Pass};
+use crate::model::{Model, Pass, Task};
 
 /// Gradients by parameter name.
 pub type Grads = HashMap<String, Tensor>;
 
 /// How an update is made, beyond the optimizer (set by `fit` options and `regularize`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct StepConfig {
     /// Micro-batches whose gradients are averaged into one update (gradient accumulation).
     pub accumulate: usize,
@@ -26,18 +26,25 @@ pub struct StepConfig {
     /// Weight of the L2 penalty `Σw²` over trainable weight matrices (added to the loss;
     /// unlike AdamW's decoupled weight decay it passes through the optimizer's scaling).
     pub l2: f64,
+    /// Class weights of a classifier's cross-entropy (`loss weights=`), by class id;
+    /// `None` for the model's own (unweighted) loss.
+    pub class_weights: Option<Vec<f32>>,
+    /// Penalties toward anchored weights (`regularize l2sp=` / `ewc=`), shared with the
+    /// session; `None` when there are none.
+    pub anchors: Option<std::sync::Arc<Anchors>>,
 }
 
 impl Default for StepConfig {
     fn default() -> StepConfig {
-        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0 }
+        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0, class_weights: None, anchors: None }
     }
 }
 
 /// What an update did.
 #[derive(Clone, Debug)]
 pub struct Update {
-    /// The data loss of the batch before the update (penalties not included).
+    /// The data loss of the batch before the update (class-weighted when asked; penalties
+    /// not included).
     pub loss: f64,
     /// The global gradient norm before clipping.
     pub grad_norm: f64,
@@ -93,7 +100,13 @@ pub fn train_step(
     let mut grads: Grads = HashMap::new();
     let mut data_loss = 0.0;
     for (i, (batch, &n)) in batches.iter().zip(&sizes).enumerate() {
-        let loss = model.loss(batch, &mut Pass::train(step_seed(seed, i as u64)))?;
+        let mut pass = Pass::train(step_seed(seed, i as u64));
+        let loss = match (&cfg.class_weights, batch) {
+            (Some(w), Batch::Text { labels: Some(labels), .. }) if model.task() == Task::Classify => {
+                weighted_cross_entropy(&model.forward(batch, &mut pass)?, labels, w)?
+            }
+            _ => model.loss(batch, &mut pass)?,
+        };
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Ok(StepResult::NonFinite("loss", value));
@@ -102,6 +115,9 @@ pub fn train_step(
         let mut objective = loss.affine(n as f64 / total_rows as f64, 0.0)?;
         if i == 0 {
             if let Some(p) = penalty(model, cfg)? {
+                objective = (objective + p)?;
+            }
+            if let Some(p) = cfg.anchors.as_ref().map(|a| a.penalty(model)).transpose()?.flatten() {
                 objective = (objective + p)?;
             }
         }

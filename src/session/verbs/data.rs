@@ -4,15 +4,15 @@
 use std::path::Path;
 
 use crate::data::{
-    read_corpus, synthetic_linear, Dataset, LabelSet, Labelled, NumericData, Split, TextData, TextOptions,
-    TextTable,
+    read_corpus, synthetic_linear, Balance, Dataset, LabelSet, Labelled, NumericData, Split, TextData,
+    TextOptions, TextTable,
 };
 use crate::dsl::{suggestion, Command, Span, Value};
 use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
 
 const SYNTHETIC_ONLY: [&str; 4] = ["n", "w", "b", "noise"];
-const TEXT_ONLY: [&str; 11] = [
+const TEXT_ONLY: [&str; 12] = [
     "text",
     "label",
     "max_len",
@@ -24,6 +24,7 @@ const TEXT_ONLY: [&str; 11] = [
     "limit",
     "format",
     "block",
+    "balance",
 ];
 const NUMERIC_ONLY: [&str; 2] = ["x", "y"];
 
@@ -267,6 +268,7 @@ impl Session {
             limit: cmd.usize("limit"),
             labels: model_labels.as_ref().filter(|_| self.model_is_trained_classifier() && !corpus),
             block,
+            balance: cmd.str("balance").as_deref().and_then(Balance::from_name),
         };
         let name = if paths.len() > 1 {
             paths.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" ")
@@ -320,7 +322,7 @@ impl Session {
                 } else {
                     String::new()
                 };
-                let augmented = if r.augmented > 0 {
+                let mut augmented = if r.augmented > 0 {
                     format!("; {} augmented copies added to train", r.augmented)
                 } else {
                     String::new()
@@ -329,6 +331,10 @@ impl Session {
                     Some(b) => format!("a corpus for language modelling, packed into blocks of {b} tokens"),
                     None => format!("labels {}", d.label_set.describe()),
                 };
+                if let Some((how, before, after)) = r.rebalanced {
+                    let how = if how == Balance::Oversample { "oversampled" } else { "undersampled" };
+                    augmented += &format!("; train {how} from {before} to {after} rows (even labels)");
+                }
                 sink.emit(Event::Text(format!(
                     "data: {} — {} texts, {what}; split {} texts{cleaned}{augmented}",
                     d.source,
@@ -344,16 +350,27 @@ impl Session {
                         d.label_set.names[0]
                     )));
                 }
-                let counts = d.class_counts(Split::Train);
-                let (lo, hi) =
-                    (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
-                if lo > 0 && hi > 4 * lo {
-                    sink.emit(Event::Warning(format!(
-                        "the training labels are imbalanced ({}): accuracy can mislead, look at the per-class report",
-                        d.label_set.names.iter().zip(&counts).map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
-                    )));
+                if let Some(w) = imbalance_warning(d) {
+                    sink.emit(Event::Warning(w));
                 }
             }
         }
     }
+}
+
+/// A warning when the training labels are more uneven than 1:4 (largest class over four
+/// times the smallest), with the remedies; `None` when they are even enough.
+pub(crate) fn imbalance_warning(d: &TextData) -> Option<String> {
+    let counts = d.class_counts(Split::Train);
+    let lo = counts.iter().copied().filter(|c| *c > 0).min()?;
+    let hi = counts.iter().copied().max()?;
+    (hi > 4 * lo).then(|| {
+        let shown: Vec<String> = d.label_set.names.iter().zip(&counts).map(|(n, c)| format!("{n} {c}")).collect();
+        format!(
+            "the training labels are imbalanced ({}, ratio 1:{:.1}): accuracy can mislead, look at the per-class \
+             report; remedies: `loss weights=auto` or `data … balance=oversample`",
+            shown.join(", "),
+            hi as f64 / lo as f64
+        )
+    })
 }

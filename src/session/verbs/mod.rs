@@ -2,6 +2,7 @@
 
 mod data;
 mod generate;
+mod loss;
 mod model;
 mod results;
 mod setup;

@@ -200,6 +200,7 @@ impl Session {
             None => (Optimizer::new(self.optimizer.config.clone()), History::default()),
         };
         self.model = Some(model);
+        self.anchors = Default::default();
         self.model_id += 1;
         self.optimizer = optimizer;
         self.history = history;

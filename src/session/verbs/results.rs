@@ -8,7 +8,7 @@ use super::num;
 use crate::data::{Batch, Dataset, NumericData, Split, TextOptions};
 use crate::dsl::{Command, Value};
 use crate::error::{bail, Error, Result};
-use crate::metrics::{least_squares, mse, Confusion, EvalRecord};
+use crate::metrics::{least_squares, linear_predictions, mae, mse, Confusion, EvalRecord};
 use crate::model::bert::forward_probabilities;
 use crate::model::{Pass, Task};
 use crate::session::{Event, Session, Sink, Table};
@@ -88,6 +88,7 @@ impl Session {
             limit: None,
             labels: Some(&current.label_set),
             block: current.block,
+            balance: None,
         };
         let mut extra =
             crate::data::TextData::new(file.to_string(), labelled, None, None, &opts, &mut rand::rng())
@@ -173,6 +174,15 @@ impl Session {
         model.forward(&data.batch(&data.split(split)[..1])?, &mut Pass::eval())?;
         let loss = mean_loss_rows(model, data, data.split(split), 4096)?.expect("split checked non-empty");
         let rows = data.split(split).len();
+        let target = numeric.host_rows(split);
+        let mut learned_mae = 0.0;
+        for (part, y) in data.split(split).chunks(4096).zip(target.y.chunks(4096)) {
+            let pred =
+                model.forward(&data.batch(part)?, &mut Pass::eval())?.flatten_all()?.to_vec1::<f32>()?;
+            let pred: Vec<f64> = pred.iter().map(|p| *p as f64).collect();
+            learned_mae += mae(&pred, y) * y.len() as f64;
+        }
+        learned_mae /= rows.max(1) as f64;
         let mut table = Table::new(["", "learned"]).titled(format!(
             "eval on {} ({rows} rows) at step {}",
             split.name(),
@@ -181,7 +191,6 @@ impl Session {
         let mut closing = None;
         if model.family() == "linear" {
             let train = numeric.host_rows(Split::Train);
-            let target = numeric.host_rows(split);
             let weights = self.weights()?;
             let w: Vec<f64> = weights[0].1.iter().map(|v| *v as f64).collect();
             let b = weights[1].1[0] as f64;
@@ -195,6 +204,8 @@ impl Session {
                     table.row(["b".to_string(), num(b), num(cb)]);
                     let closed = mse(&target.x, &target.y, &cw, cb);
                     table.row([format!("{} MSE", split.name()), num(loss), num(closed)]);
+                    let closed_mae = mae(&linear_predictions(&target.x, &cw, cb), &target.y);
+                    table.row([format!("{} MAE", split.name()), num(learned_mae), num(closed_mae)]);
                     let gap = 100.0 * (loss - closed) / closed.max(f64::MIN_POSITIVE);
                     closing = Some(format!(
                         "the learned MSE is {gap:+.2}% from the closed-form least-squares fit (solved on the training split)"
@@ -202,11 +213,13 @@ impl Session {
                 }
                 Err(e) => {
                     table.row([format!("{} MSE", split.name()), num(loss)]);
+                    table.row([format!("{} MAE", split.name()), num(learned_mae)]);
                     sink.emit(Event::Warning(e.to_string()));
                 }
             }
         } else {
             table.row([format!("{} loss", split.name()), num(loss)]);
+            table.row([format!("{} MAE", split.name()), num(learned_mae)]);
         }
         sink.emit(Event::Table(table));
         if let Some(line) = closing {
@@ -218,6 +231,12 @@ impl Session {
             split: split.name().into(),
             metric: "mse".into(),
             value: loss,
+        });
+        self.history.evals.push(EvalRecord {
+            step,
+            split: split.name().into(),
+            metric: "mae".into(),
+            value: learned_mae,
         });
         Ok(())
     }

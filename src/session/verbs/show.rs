@@ -131,6 +131,16 @@ impl Session {
             ("optimizer", self.optimizer.config.describe(), "update rule (optimizer NAME key=value)"),
             ("lr", num(self.optimizer.config.lr), "base learning rate (lr X)"),
             ("schedule", self.schedule.describe(), "lr over each fit (lr schedule=… warmup=…)"),
+            (
+                "loss weights",
+                self.settings.class_weights.describe(),
+                "class weights of the classifier loss (loss weights=auto|[w0,w1,…]|none)",
+            ),
+            (
+                "regularize",
+                format!("l1={} l2={}", self.settings.l1, self.settings.l2),
+                "penalties added to the loss (regularize l1=… l2=…)",
+            ),
         ];
         for (k, v, doc) in rows {
             t.row([k.to_string(), v, doc.to_string()]);
@@ -225,13 +235,21 @@ impl Session {
             t.row(std::iter::once(s.name().to_string()).chain(cells).chain([total.to_string()]));
         }
         sink.emit(Event::Table(t));
+        if let Some(w) = super::data::imbalance_warning(data) {
+            sink.emit(Event::Warning(w));
+        }
         // Lengths, cleaning, truncation.
         let r = &data.report;
         let chars: Vec<usize> = data.texts.iter().map(|t| t.chars().count()).collect();
         let mut lines = vec![
             format!(
-                "cleaning: {} empty and {} duplicate texts removed; {} augmented copies",
-                r.empty, r.duplicates, r.augmented
+                "cleaning: {} empty and {} duplicate texts removed; {} augmented copies{}",
+                r.empty,
+                r.duplicates,
+                r.augmented,
+                r.rebalanced
+                    .map_or(String::new(), |(how, a, b)| format!("; train {how:?}d from {a} to {b} rows")
+                        .to_lowercase())
             ),
             format!("characters per text: {}", length_stats(&chars)),
         ];

