@@ -70,14 +70,20 @@ impl Session {
         let max_tokens = cmd.usize("max_tokens").unwrap_or(64);
         let mut detok = Detokenizer { ids: Vec::new(), shown: 0 };
         let cancel = self.cancel.clone();
-        let ids = generate(lm, prompt, max_tokens, &sampling(cmd), seed, true, &mut |id| {
-            if let Some(piece) = detok.push(model, id) {
-                on_piece(&piece);
+        // The end-of-text token that stops a generation is not part of the text.
+        let stop = lm.stop_ids();
+        let mut ids = generate(lm, prompt, max_tokens, &sampling(cmd), seed, true, &mut |id| {
+            if !stop.contains(&id) {
+                if let Some(piece) = detok.push(model, id) {
+                    on_piece(&piece);
+                }
             }
             !cancel.load(Ordering::Relaxed)
         })?;
+        let count = ids.len();
+        ids.retain(|id| !stop.contains(id));
         let text = model.tokenizer().map(|t| t.decode(&ids)).transpose()?.unwrap_or_default();
-        Ok((text, ids.len()))
+        Ok((text, count))
     }
 
     /// The prompt's token ids, checked against the model's context.
