@@ -74,6 +74,55 @@ pub fn minilm(assets: &std::path::Path, device: &str, epochs: usize) -> Result<s
     }))
 }
 
+/// GPT-2 small (124M, random weights: weights do not change speed) as a language model on
+/// CPU-sized batches: `steps` AdamW updates of batch 4 × 128 tokens through the session's
+/// `fit` (all parameters trainable), then greedy generation of 64 tokens with the key/value
+/// cache. `DIR/gpt2_tokenizer` holds GPT-2's vocab.json + merges.txt. Reports training and
+/// generation tokens/s; `benches/torch_cpu_gpt2.py` measures the same in PyTorch.
+pub fn gpt2(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
+    const BATCH: usize = 4;
+    const BLOCK: usize = 128;
+    const NEW_TOKENS: usize = 64;
+    let dir = tempfile_dir()?;
+    let corpus = dir.join("corpus.txt");
+    let line = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm afternoon sun.";
+    // About 20 tokens per line; enough blocks for the warm-up and the timed steps.
+    let lines = (steps + 2) * BATCH * BLOCK / 20 + 10;
+    std::fs::write(&corpus, vec![line; lines].join("\n"))
+        .map_err(|e| crate::error::Error::invalid(format!("cannot write the bench corpus: {e}")))?;
+    let mut s = Session::new();
+    let setup = format!(
+        "device {device}; seed 0; load gpt2 config=small vocab={}; data {} format=text block={BLOCK} split=1/0 clean=false; \
+         optimizer adamw lr=2e-5",
+        assets.join("gpt2_tokenizer").display(),
+        corpus.display()
+    );
+    s.run(&setup, &mut Quiet)?;
+    s.run(&format!("fit steps=2 batch={BATCH}"), &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
+    let train_secs = t.elapsed().as_secs_f64();
+    s.run("generate \"The\" greedy=true max_tokens=4", &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("generate \"The quick brown fox\" greedy=true max_tokens={NEW_TOKENS}"), &mut Quiet)?;
+    let gen_secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        format!("gpt2_small_b{BATCH}_l{BLOCK}_fp32_tokens_per_s"): (steps as f64 * (BATCH * BLOCK) as f64 / train_secs).round(),
+        "gpt2_small_generate_tokens_per_s": (NEW_TOKENS as f64 / gen_secs * 10.0).round() / 10.0,
+    }))
+}
+
+/// A fresh directory under the system temp dir.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tunelab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| crate::error::Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
 /// Runs the named workload: `linreg` (the teaching case) or `minilm` (text classification
 /// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`).
 pub fn run(
@@ -88,6 +137,10 @@ pub fn run(
             Some(dir) => minilm(dir, device, 2),
             None => bail!("`tunelab bench minilm` needs --assets DIR (with minilm/ and vader/*.csv); benches/minilm_cpu.sh prepares one"),
         },
-        other => bail!("unknown benchmark '{other}': available: linreg, minilm"),
+        "gpt2" => match assets {
+            Some(dir) => gpt2(dir, device, steps.min(1000)),
+            None => bail!("`tunelab bench gpt2` needs --assets DIR (with gpt2_tokenizer/); usually ~/.cache/tunelab/assets"),
+        },
+        other => bail!("unknown benchmark '{other}': available: linreg, minilm, gpt2"),
     }
 }

@@ -48,7 +48,7 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg or minilm.
+        /// Workload: linreg, minilm or gpt2.
         #[arg(default_value = "linreg")]
         workload: String,
         /// Timed updates.
@@ -57,7 +57,8 @@ enum Cmd {
         /// Device: cpu, cuda, auto.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// minilm: the directory with minilm/ and vader/*.csv (benches/minilm_cpu.sh makes it).
+        /// minilm: the directory with minilm/ and vader/*.csv (benches/minilm_cpu.sh makes it);
+        /// gpt2: the assets directory holding gpt2_tokenizer/.
         #[arg(long, value_name = "DIR")]
         assets: Option<PathBuf>,
     },
