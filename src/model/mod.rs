@@ -9,6 +9,7 @@ pub mod hub;
 mod io;
 pub mod layers;
 mod linear;
+pub mod lora;
 mod params;
 
 pub use io::{
@@ -133,6 +134,19 @@ pub trait Model: Send {
     /// Number of numeric inputs, for models of numeric data (`None` for text models).
     fn input_dims(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether the 2-d weight `name` is stored `[in, out]` (GPT-2's Conv1D, peft's
+    /// `fan_in_fan_out`) rather than `[out, in]` as `layers::linear` takes it. LoRA
+    /// transposes its update for these.
+    fn fan_in_fan_out(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// The modules `lora` adapts when no `target=` is given (peft's defaults for the
+    /// family, e.g. `query`, `value` for BERT); empty when `target=` is required.
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &[]
     }
 
     /// The same model (weights and trainable flags) on another device.

@@ -69,6 +69,9 @@ pub struct Session {
     rng: StdRng,
     data: Option<Dataset>,
     model: Option<Box<dyn Model>>,
+    /// Where the model came from (a directory or hub id), recorded as a LoRA adapter's
+    /// `base_model_name_or_path`; `None` for models built at random.
+    model_source: Option<String>,
     /// Counts loads, so snapshots of an earlier model are not restored into a new one.
     model_id: u64,
     optimizer: Optimizer,
@@ -105,6 +108,7 @@ impl Session {
             settings,
             data: None,
             model: None,
+            model_source: None,
             model_id: 0,
             optimizer: Optimizer::new(OptimConfig::defaults(OptimKind::Sgd, 0.01)),
             schedule: Schedule::default(),
@@ -235,6 +239,7 @@ impl Session {
             "fit" => self.fit(cmd, sink)?,
             "regularize" => self.regularize(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
+            "lora" => self.lora(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

@@ -302,6 +302,10 @@ impl Model for Bert {
         self.relabel(labels, rng)
     }
 
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &["query", "value"]
+    }
+
     fn to_device(&self, device: &Device) -> Result<Box<dyn Model>> {
         Ok(Box::new(Bert { params: self.params.to_device(device)?, ..self.shallow_clone() }))
     }
