@@ -208,6 +208,16 @@ impl Params {
             };
             items.push(Param { name: p.name.clone(), var, trainable });
         }
+        // Adapter tensors in the order of the weights they adapt, A before B, however they
+        // were found (so a saved and reloaded adapter has the same parameter order).
+        let mut fresh = fresh;
+        let rank = |n: &str| {
+            lora.adapters
+                .iter()
+                .find(|(_, ad)| ad.a == n || ad.b == n)
+                .map(|(base, ad)| (self.index.get(base).copied().unwrap_or(usize::MAX), ad.b == n))
+        };
+        fresh.sort_by_key(|(n, _)| rank(n));
         for (name, t) in fresh {
             if self.get(&name).is_some() {
                 bail!("the model already has a parameter '{name}'")
@@ -339,7 +349,8 @@ impl Params {
         if config.targets.is_empty() {
             config.targets = adapters.keys().map(|k| module_of(k).to_string()).collect();
         }
-        let mut modules_to_save: Vec<String> = replaced.keys().map(|n| module_of(n).to_string()).collect();
+        let mut modules_to_save: Vec<String> =
+            replaced.keys().map(|n| n.rsplit_once('.').map_or(n.as_str(), |(m, _)| m).to_string()).collect();
         modules_to_save.sort();
         modules_to_save.dedup();
         let lora = Lora { config, adapters, enabled: true, modules_to_save, base_model };

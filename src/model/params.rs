@@ -21,7 +21,7 @@ pub struct Param {
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     items: Vec<Param>,
-    index: std::collections::HashMap<String, usize>,
+    pub(super) index: std::collections::HashMap<String, usize>,
     /// LoRA adapters (their tensors are among `items`); see [`super::lora`].
     lora: Option<Lora>,
 }

@@ -141,6 +141,11 @@ impl Session {
         &self.log
     }
 
+    /// The loaded model, read-only (for tests and bridges; only the session mutates it).
+    pub fn loaded_model(&self) -> Option<&dyn Model> {
+        self.model.as_deref()
+    }
+
     /// One line about the loaded model (`None` before `load`).
     pub fn model_summary(&self) -> Option<String> {
         self.model.as_ref().map(|m| m.describe())
