@@ -367,7 +367,8 @@ pub fn adapter_config(lora: &Lora, task_type: Option<&str>) -> serde_json::Value
         "task_type": task_type,
         "base_model_name_or_path": lora.base_model,
         "r": c.r,
-        "lora_alpha": c.alpha,
+        // peft types lora_alpha as an int; keep whole numbers whole.
+        "lora_alpha": if c.alpha.fract() == 0.0 { json!(c.alpha as i64) } else { json!(c.alpha) },
         "lora_dropout": c.dropout,
         "target_modules": c.targets,
         "fan_in_fan_out": lora.adapters.values().any(|a| a.fan_in_fan_out),
