@@ -301,3 +301,44 @@ fn lora_on_minilm_comes_close_to_full_fine_tuning_with_under_2_percent_trainable
         "LoRA accuracy {acc} is more than {MARGIN} below full fine-tuning's {FULL_FINE_TUNING_ACCURACY}"
     );
 }
+
+/// Bottleneck adapters (`adapter size=N`): the identity at first, only they and the head
+/// train, the base stays bit-identical, `save` → `load` gives the same logits and `undo`
+/// removes them.
+#[test]
+fn bottleneck_adapters_start_as_identity_train_alone_and_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_reviews(tmp.path());
+    let mut s = Session::new();
+    ok(&mut s, &format!("seed 4; data {data} max_len=16; load {}", fixture().join("base").display()));
+    let before = logits(&s);
+    let out = render(&ok(&mut s, "adapter size=4"));
+    assert!(out.contains("bottleneck adapters of size 4") && out.contains("4 site(s)"), "{out}");
+    assert_eq!(logits(&s), before, "fresh adapters (up = 0) must leave the outputs bit-identical");
+    assert!(err(&mut s, "lora").contains("one method at a time"));
+    let frozen = base_weights(&s);
+    let adapters =
+        |s: &Session| s.weights().unwrap().into_iter().filter(|(n, _)| n.contains(".adapter.")).count();
+    assert_eq!(adapters(&s), 4 * 4);
+    ok(&mut s, "optimizer adam lr=1e-2; fit epochs=2 batch=8");
+    let frozen_after: HashMap<String, Vec<f32>> =
+        base_weights(&s).into_iter().filter(|(n, _)| !n.contains(".adapter.")).collect();
+    let frozen: HashMap<String, Vec<f32>> =
+        frozen.into_iter().filter(|(n, _)| !n.contains(".adapter.")).collect();
+    assert_eq!(frozen_after, frozen, "base weights must be bit-identical after fit");
+    let trained = logits(&s);
+    assert!(max_diff(&trained, &before) > 1e-4);
+    let dir = tmp.path().join("adapted");
+    let out = render(&ok(&mut s, &format!("save {}", dir.display())));
+    assert!(out.contains("adapters.safetensors") && dir.join("adapters.safetensors").is_file(), "{out}");
+    let base_file = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(base_file.keys().all(|k| !k.contains(".adapter.")), "model.safetensors keeps the base layout");
+    let mut t = Session::new();
+    ok(&mut t, &format!("seed 4; data {data} max_len=16; load {}", dir.display()));
+    assert_eq!(logits(&t), trained);
+    assert_eq!(adapters(&t), 4 * 4);
+    assert!(render(&ok(&mut t, "adapter")).contains("size 4 at 4 site(s)"));
+    ok(&mut s, "undo; undo");
+    assert_eq!(adapters(&s), 0);
+    assert_eq!(logits(&s), before);
+}

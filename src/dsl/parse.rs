@@ -384,6 +384,7 @@ mod tests {
         assert_eq!(one("lora").usize("r"), Some(8));
         assert!(parse("lora merged").is_err());
         assert_eq!(one("load runs/a base=models/b").str("base").as_deref(), Some("models/b"));
+        assert_eq!(one("adapter size=16").usize("size"), Some(16));
     }
 
     #[test]

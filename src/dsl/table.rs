@@ -687,6 +687,27 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &["dropout 0.2", "dropout"],
     },
     VerbSpec {
+        name: "adapter",
+        aliases: &[],
+        group: Group::Model,
+        summary: "add bottleneck adapters (Houlsby); only they and the head train",
+        details: "Puts a bottleneck h + up(silu(down(h))) after each attention output and each \
+                  feed-forward output (BERT), with down `[size, hidden]` and up `[hidden, size]` \
+                  starting at zero so outputs start unchanged. The base weights are frozen; a \
+                  classifier's head trains fully. `save` writes the adapters to \
+                  adapters.safetensors beside the base model (peft has no such adapters), and \
+                  `load` of that directory puts them back. `adapter` alone shows them; `undo` \
+                  removes them. One method at a time: not together with `lora`.",
+        args: &[],
+        options: &[OptSpec {
+            name: "size",
+            kind: COUNT,
+            default: Some("64"),
+            doc: "width of the bottleneck",
+        }],
+        examples: &["adapter size=64", "adapter"],
+    },
+    VerbSpec {
         name: "lora",
         aliases: &[],
         group: Group::Model,

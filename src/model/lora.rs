@@ -163,6 +163,9 @@ impl Params {
         if self.lora().is_some() {
             bail!("LoRA is already attached; `lora merge` folds it into the weights first")
         }
+        if self.bottleneck().is_some() {
+            bail!("the model has bottleneck adapters; `undo` first: one method at a time")
+        }
         let mut fresh = Vec::new();
         let mut adapters = BTreeMap::new();
         for (name, fan_in_fan_out) in weights {

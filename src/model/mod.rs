@@ -5,6 +5,7 @@
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
 pub mod bert;
+pub mod bottleneck;
 pub mod hub;
 mod io;
 pub mod layers;
@@ -147,6 +148,13 @@ pub trait Model: Send {
     /// family, e.g. `query`, `value` for BERT); empty when `target=` is required.
     fn lora_targets(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The sites where `adapter size=N` puts bottleneck adapters, with their widths; the
+    /// forward pass sends each site's output through [`Params::adapt`]. Empty when the
+    /// family has none.
+    fn adapter_sites(&self) -> Vec<(String, usize)> {
+        Vec::new()
     }
 
     /// The same model (weights and trainable flags) on another device.

@@ -24,6 +24,8 @@ pub struct Params {
     pub(super) index: std::collections::HashMap<String, usize>,
     /// LoRA adapters (their tensors are among `items`); see [`super::lora`].
     lora: Option<Lora>,
+    /// Bottleneck adapters (their tensors are among `items`); see [`super::bottleneck`].
+    pub(super) bottleneck: Option<super::bottleneck::Bottleneck>,
 }
 
 impl Params {
@@ -43,7 +45,7 @@ impl Params {
     /// Parameters from their items and LoRA state.
     pub(super) fn from_parts(items: Vec<Param>, lora: Option<Lora>) -> Params {
         let index = items.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Params { items, index, lora }
+        Params { items, index, lora, bottleneck: None }
     }
 
     /// The LoRA adapters, when attached.
@@ -183,7 +185,7 @@ impl Params {
                 Ok(Param { name: p.name.clone(), var, trainable: p.trainable })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params::from_parts(items, self.lora.clone()))
+        Ok(Params { bottleneck: self.bottleneck.clone(), ..Params::from_parts(items, self.lora.clone()) })
     }
 
     /// Whether `other` has the same parameter names in the same order (so values of one
@@ -193,9 +195,11 @@ impl Params {
             && self.items.iter().zip(&other.items).all(|(a, b)| a.name == b.name)
     }
 
-    /// The LoRA switch of `other` (same layout) put on these parameters.
+    /// The LoRA switch (and adapter records) of `other` (same layout) put on these
+    /// parameters.
     pub fn take_lora_state(&mut self, other: &Params) {
         self.lora = other.lora.clone();
+        self.bottleneck = other.bottleneck.clone();
     }
 
     /// New variables holding `values` (one per parameter, in order), with these names,
@@ -212,7 +216,7 @@ impl Params {
                 Ok(Param { name: p.name.clone(), var: Var::from_tensor(v)?, trainable: p.trainable })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params::from_parts(items, self.lora.clone()))
+        Ok(Params { bottleneck: self.bottleneck.clone(), ..Params::from_parts(items, self.lora.clone()) })
     }
 
     /// All values flattened to f64 on the host, in parameter order (small models only).

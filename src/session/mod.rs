@@ -245,6 +245,7 @@ impl Session {
             "regularize" => self.regularize(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
             "lora" => self.lora(cmd, sink)?,
+            "adapter" => self.adapter(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

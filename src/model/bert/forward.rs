@@ -62,6 +62,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
             merge_heads(&attention(&q, &k, &v, &bias, &mut pass.dropout, c.attention_probs_dropout_prob)?)?;
         let a = linear(&ctx, &l("attention.output.dense.weight")?, Some(&l("attention.output.dense.bias")?))?;
         let a = pass.dropout.apply(&a, c.hidden_dropout_prob)?;
+        let a = p.adapt(&format!("bert.encoder.layer.{i}.attention.output"), &a, pass.train)?;
         x = layer_norm(
             &(a + &x)?,
             &l("attention.output.LayerNorm.weight")?,
@@ -75,6 +76,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         )?;
         let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
         let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
+        let o = p.adapt(&format!("bert.encoder.layer.{i}.output"), &o, pass.train)?;
         x = layer_norm(
             &(o + &x)?,
             &l("output.LayerNorm.weight")?,

@@ -1,5 +1,6 @@
 //! Command handlers, one file per group of verbs. Each is an `impl Session` block.
 
+mod adapter;
 mod data;
 mod lora;
 mod model;

@@ -143,7 +143,9 @@ impl Session {
                                 .into(),
                         ));
                     }
-                    Box::new(bert)
+                    let mut bert: Box<dyn Model> = Box::new(bert);
+                    super::adapter::attach_saved_adapters(bert.as_mut(), &dir, &self.device)?;
+                    bert
                 }
             }
         };
@@ -318,9 +320,10 @@ impl Session {
         save_tokenizer(model, dir)?;
         save_training(dir, model, &self.optimizer, &self.schedule, &self.history, self.settings.seed)?;
         sink.emit(Event::Text(format!(
-            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}, optimizer state, tunelab.json)",
+            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}{}, optimizer state, tunelab.json)",
             model.family(),
             self.history.step(),
+            if model.params().bottleneck().is_some() { ", adapters.safetensors" } else { "" },
             if model.tokenizer().is_some() { ", tokenizer" } else { "" }
         )));
         Ok(())
