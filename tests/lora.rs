@@ -147,6 +147,8 @@ fn lora_errors_change_nothing() {
     assert!(err(&mut s, "lora target=classifier").contains("classifier head"));
     assert!(err(&mut s, "lora merge").contains("no LoRA to merge"));
     assert!(err(&mut s, "lora off").contains("no LoRA attached"));
+    assert!(err(&mut s, "lora r=100").contains("more than the smallest targeted weight dimension (16)"));
+    assert!(err(&mut s, "adapter size=100").contains("wider than the hidden states (16)"));
     assert_eq!(render(&ok(&mut s, "show params")), before);
     ok(&mut s, "lora r=2");
     let attached = render(&ok(&mut s, "show params"));
@@ -264,17 +266,18 @@ fn accuracy(events: &[Event]) -> f64 {
     t.rows.iter().find(|r| r[0] == "accuracy").map(|r| r[3].parse().unwrap()).expect("an accuracy row")
 }
 
-/// Held-out accuracy of full fine-tuning in the same setup, measured by
+/// Held-out accuracy of full fine-tuning on the same 300 test snippets, measured by
 /// `tests/bert_session.rs::fine_tuning_minilm_on_movie_reviews_beats_the_bar` (seed 1, 2,000
-/// snippets split 0.75/0.1/0.15, max_len=64, AdamW lr=5e-5, 2 epochs of batch 32). Not
-/// re-run here to keep this test's CPU time down.
-const FULL_FINE_TUNING_ACCURACY: f64 = 0.80;
-/// How far below full fine-tuning LoRA may land.
+/// snippets split 0.75/0.1/0.15, max_len=64, AdamW lr=5e-5, 2 epochs of batch 32: 0.8033 on
+/// 2026-11-23). Not re-run here to keep this test's CPU time down.
+const FULL_FINE_TUNING_ACCURACY: f64 = 0.8033;
+/// How far below full fine-tuning LoRA may land (measured: 0.7767, 0.027 below).
 const MARGIN: f64 = 0.05;
 
 /// Walkthrough 4 on real weights: LoRA r=8 on query/value of the pretrained MiniLM, with a
 /// fresh classification head, on the same 1,500 Rotten Tomatoes snippets and 300 held-out
-/// ones as the full fine-tuning test.
+/// ones as the full fine-tuning test. One epoch at lr 2e-3 (LoRA wants a larger rate than
+/// full fine-tuning's 5e-5) keeps it near two CPU minutes; two epochs at 1e-3 gave 0.7733.
 #[test]
 fn lora_on_minilm_comes_close_to_full_fine_tuning_with_under_2_percent_trainable() {
     let mut s = Session::new();
@@ -286,13 +289,13 @@ fn lora_on_minilm_comes_close_to_full_fine_tuning_with_under_2_percent_trainable
     let (trainable, total) = (p.trainable_numel(), p.numel());
     let fraction = trainable as f64 / total as f64;
     println!("{out}");
-    ok(&mut s, "optimizer adamw lr=1e-3 weight_decay=0.01; fit epochs=2 batch=32");
+    ok(&mut s, "optimizer adamw lr=2e-3 weight_decay=0.01; fit epochs=1 batch=32");
     let events = ok(&mut s, "eval");
     let acc = accuracy(&events);
     println!("{}", render(&events));
     println!(
         "LoRA held-out accuracy {acc:.4} training {trainable}/{total} parameters ({:.2}%); \
-         full fine-tuning {FULL_FINE_TUNING_ACCURACY:.2} training 100%; margin {MARGIN}",
+         full fine-tuning {FULL_FINE_TUNING_ACCURACY:.4} training 100%; margin {MARGIN}",
         100.0 * fraction
     );
     assert!(fraction < 0.02, "LoRA trains {:.2}% of the parameters", 100.0 * fraction);

@@ -60,6 +60,14 @@ impl Session {
             return Ok(());
         }
         let size = cmd.usize("size").unwrap_or(64);
+        let widest = sites.iter().map(|(_, h)| *h).max().unwrap_or(0);
+        if size > widest {
+            return Err(Error::invalid(format!(
+                "size={size} is wider than the hidden states ({widest}); a bottleneck is narrower, e.g. size={}",
+                (widest / 8).max(1)
+            ))
+            .at(cmd.span_of("size")));
+        }
         let mut rng: StdRng = self.rng.clone();
         let fresh = model.params().with_bottlenecks(size, &sites, &kept(model), &mut rng)?;
         // Commit.

@@ -165,8 +165,20 @@ impl Session {
         } else {
             chosen.iter().map(|(n, _)| crate::model::lora::module_of(n).to_string()).collect()
         };
+        let r = cmd.usize("r").unwrap_or(8);
+        let smallest = chosen
+            .iter()
+            .filter_map(|(n, _)| params.get(n).map(|p| p.var.dims().iter().copied().min().unwrap_or(0)))
+            .min()
+            .unwrap_or(0);
+        if r > smallest {
+            return Err(Error::invalid(format!(
+                "r={r} is more than the smallest targeted weight dimension ({smallest}); a low-rank update needs r ≤ {smallest}"
+            ))
+            .at(cmd.span_of("r")));
+        }
         let config = LoraConfig {
-            r: cmd.usize("r").unwrap_or(8),
+            r,
             alpha: cmd.f64("alpha").unwrap_or(16.0),
             dropout: cmd.f64("dropout").unwrap_or(0.0),
             targets: written,
