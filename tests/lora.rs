@@ -82,6 +82,7 @@ fn lora_starts_as_the_base_trains_only_adapters_and_merges_exactly() {
     let base = fixture().join("base");
     ok(&mut s, &format!("seed 5; data {} max_len=16; load {}", tiny_reviews(tmp.path()), base.display()));
     let before = logits(&s);
+    ok(&mut s, "snapshot pre");
     let params_before = s.loaded_model().unwrap().params().len();
     let out = render(&ok(&mut s, "lora r=4 alpha=8 target=query,value"));
     assert!(out.contains("LoRA r=4 alpha=8 (scale 2) on 4 weight(s) (query, value), on"), "{out}");
@@ -129,6 +130,10 @@ fn lora_starts_as_the_base_trains_only_adapters_and_merges_exactly() {
     ok(&mut s, "undo");
     assert!(s.loaded_model().unwrap().params().lora().is_none());
     assert_eq!(s.loaded_model().unwrap().params().len(), params_before);
+    assert_eq!(logits(&s), before);
+    // A snapshot taken before `lora` restores the plain model.
+    ok(&mut s, "lora r=2; fit epochs=1 batch=8; restore pre");
+    assert!(s.loaded_model().unwrap().params().lora().is_none());
     assert_eq!(logits(&s), before);
 }
 
