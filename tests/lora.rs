@@ -350,3 +350,55 @@ fn bottleneck_adapters_start_as_identity_train_alone_and_round_trip() {
     assert_eq!(adapters(&s), 0);
     assert_eq!(logits(&s), before);
 }
+
+/// Prompt tuning: a peft PROMPT_TUNING adapter (3 virtual tokens and a head) gives peft's
+/// logits, saves back in the same layout and round-trips; `prompt tuning` in tunelab trains
+/// only the virtual tokens and the head, and `undo` removes them.
+#[test]
+fn prompt_tuning_matches_peft_trains_alone_and_round_trips() {
+    let r = reference();
+    let (adapter, base) = (fixture().join("prompt"), fixture().join("base"));
+    let mut s = Session::new();
+    let out = render(&ok(&mut s, &format!("load {} base={}", adapter.display(), base.display())));
+    assert!(out.contains("prompt tuning with 3 virtual tokens"), "{out}");
+    let want: Vec<Vec<f32>> = r["prompt_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    let got = logits(&s);
+    let d = max_diff(&got, &want);
+    println!("tunelab vs peft prompt-tuning logits: max |Δ| = {d:e}");
+    assert!(d < 1e-4, "{got:?} vs peft {want:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prompt");
+    ok(&mut s, &format!("save {}", dir.display()));
+    let ours = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    let theirs =
+        candle_core::safetensors::load(adapter.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    let (mut a, mut b): (Vec<&String>, Vec<&String>) = (ours.keys().collect(), theirs.keys().collect());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    let mut t = Session::new();
+    ok(&mut t, &format!("load {}", dir.display()));
+    assert_eq!(logits(&t), got);
+
+    // Training a fresh prompt in tunelab.
+    let mut s = Session::new();
+    ok(&mut s, &format!("seed 6; data {} max_len=16; load {}", tiny_reviews(tmp.path()), base.display()));
+    let before = logits(&s);
+    let frozen = base_weights(&s);
+    let out = render(&ok(&mut s, "prompt tuning tokens=3"));
+    assert!(out.contains("3 virtual tokens"), "{out}");
+    assert!(err(&mut s, "lora").contains("one method at a time"));
+    ok(&mut s, "optimizer adam lr=1e-2; fit epochs=2 batch=8");
+    let after: HashMap<String, Vec<f32>> =
+        base_weights(&s).into_iter().filter(|(n, _)| n != "prompt_embeddings").collect();
+    assert_eq!(after, frozen, "base weights must be bit-identical after fit");
+    assert!(max_diff(&logits(&s), &before) > 1e-4);
+    ok(&mut s, "undo; undo");
+    assert!(s.loaded_model().unwrap().params().prompt_tokens().is_none());
+    assert_eq!(logits(&s), before);
+}

@@ -385,6 +385,7 @@ mod tests {
         assert!(parse("lora merged").is_err());
         assert_eq!(one("load runs/a base=models/b").str("base").as_deref(), Some("models/b"));
         assert_eq!(one("adapter size=16").usize("size"), Some(16));
+        assert_eq!(one("prompt tuning tokens=5").usize("tokens"), Some(5));
     }
 
     #[test]

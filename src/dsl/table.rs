@@ -708,6 +708,34 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &["adapter size=64", "adapter"],
     },
     VerbSpec {
+        name: "prompt",
+        aliases: &[],
+        group: Group::Model,
+        summary: "prompt tuning: trainable virtual tokens before every text; only they and the head train",
+        details: "`prompt tuning tokens=20` puts 20 trainable embedding vectors (started from \
+                  random vocabulary embeddings) before every sequence of a BERT classifier, as \
+                  peft's PROMPT_TUNING does: they take the first positions and the pooler reads \
+                  the first of them. The base weights are frozen. `save DIR` writes peft's layout \
+                  (adapter_config.json + adapter_model.safetensors with prompt_embeddings), and \
+                  `load DIR` reads it back on its base. `undo` removes the prompt. One method at \
+                  a time: not together with `lora` or `adapter`.",
+        args: &[ArgSpec {
+            name: "KIND",
+            kind: Kind::Choice(&["tuning"]),
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "`tuning` (soft prompts; the only kind so far)",
+        }],
+        options: &[OptSpec {
+            name: "tokens",
+            kind: COUNT,
+            default: Some("20"),
+            doc: "number of virtual tokens",
+        }],
+        examples: &["prompt tuning tokens=20", "prompt tuning"],
+    },
+    VerbSpec {
         name: "lora",
         aliases: &[],
         group: Group::Model,

@@ -47,7 +47,7 @@ impl Params {
         keep: &[String],
         rng: &mut impl Rng,
     ) -> Result<Params> {
-        if self.lora().is_some() || self.bottleneck().is_some() {
+        if self.lora().is_some() || self.bottleneck().is_some() || self.prompt_tokens().is_some() {
             bail!("the model already has adapters (LoRA or bottleneck); `undo` first: one method at a time")
         }
         let Some(first) = self.iter().next() else { bail!("the model has no parameters") };

@@ -163,8 +163,8 @@ impl Params {
         if self.lora().is_some() {
             bail!("LoRA is already attached; `lora merge` folds it into the weights first")
         }
-        if self.bottleneck().is_some() {
-            bail!("the model has bottleneck adapters; `undo` first: one method at a time")
+        if self.bottleneck().is_some() || self.prompt_tokens().is_some() {
+            bail!("the model has other adapters (bottleneck or a prompt); `undo` first: one method at a time")
         }
         let mut fresh = Vec::new();
         let mut adapters = BTreeMap::new();

@@ -12,6 +12,7 @@ pub mod layers;
 mod linear;
 pub mod lora;
 mod params;
+pub mod prompt;
 
 pub use io::{
     config_labels, load_model, load_text_model, model_type, read_json, read_tensors, save_model,

@@ -246,6 +246,7 @@ impl Session {
             "dropout" => self.dropout(cmd, sink)?,
             "lora" => self.lora(cmd, sink)?,
             "adapter" => self.adapter(cmd, sink)?,
+            "prompt" => self.prompt(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

@@ -261,7 +261,11 @@ impl Session {
     ) -> Result<LoadedAdapter> {
         let cfg_path = dir.join("adapter_config.json");
         let cfg = read_json(&cfg_path)?;
-        let config = read_adapter_config(&cfg, &cfg_path)?;
+        // LoRA, or prompt tuning (`None`).
+        let config = match cfg.get("peft_type").and_then(|v| v.as_str()) {
+            Some("PROMPT_TUNING") => None,
+            _ => Some(read_adapter_config(&cfg, &cfg_path)?),
+        };
         let recorded = cfg.get("base_model_name_or_path").and_then(|v| v.as_str()).map(str::to_string);
         let (base_name, span) = match (cmd.str("base"), recorded) {
             (Some(b), _) => (b, cmd.span_of("base")),
@@ -281,7 +285,9 @@ impl Session {
         let head_rows = tensors
             .iter()
             .filter(|(k, _)| {
-                k.strip_prefix(PEFT_PREFIX).is_some_and(|n| n == "classifier.weight" || n == "score.weight")
+                k.strip_prefix(PEFT_PREFIX)
+                    .or_else(|| k.strip_prefix("base_model."))
+                    .is_some_and(|n| n == "classifier.weight" || n == "score.weight")
             })
             .find_map(|(_, t)| t.dim(0).ok());
         let task = match head_rows {
@@ -304,16 +310,25 @@ impl Session {
         let mut model: Box<dyn Model> =
             Box::new(load_text_model(&base_dir, task, rng, &self.device).map_err(|e| e.at(span))?);
         let base = source_name(&base_name);
-        let params = model.params().with_peft_tensors(
-            config,
-            tensors,
-            |n| model.fan_in_fan_out(n),
-            Some(base.clone()),
-            &dir.join("adapter_model.safetensors"),
-        )?;
-        *model.params_mut() = params;
-        let lora = model.params().lora().expect("just attached");
-        sink.emit(Event::Text(format!("adapter: {} on base {base}", lora.describe())));
+        let path = dir.join("adapter_model.safetensors");
+        let what = match config {
+            Some(config) => {
+                let params = model.params().with_peft_tensors(
+                    config,
+                    tensors,
+                    |n| model.fan_in_fan_out(n),
+                    Some(base.clone()),
+                    &path,
+                )?;
+                *model.params_mut() = params;
+                model.params().lora().expect("just attached").describe()
+            }
+            None => {
+                super::prompt::attach_peft_prompt(model.as_mut(), tensors, &path)?;
+                format!("prompt tuning with {} virtual tokens", model.params().prompt_tokens().unwrap_or(0))
+            }
+        };
+        sink.emit(Event::Text(format!("adapter: {what} on base {base}")));
         Ok(LoadedAdapter { model, training, head_from_checkpoint: head_rows.is_some(), base })
     }
 }

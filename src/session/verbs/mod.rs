@@ -4,6 +4,7 @@ mod adapter;
 mod data;
 mod lora;
 mod model;
+mod prompt;
 mod results;
 mod setup;
 mod show;

@@ -316,6 +316,9 @@ impl Session {
         if model.params().lora().is_some() {
             return self.save_lora(dir, dir_text, sink);
         }
+        if model.params().prompt_tokens().is_some() {
+            return self.save_prompt(dir, dir_text, sink);
+        }
         save_model(model, dir)?;
         save_tokenizer(model, dir)?;
         save_training(dir, model, &self.optimizer, &self.schedule, &self.history, self.settings.seed)?;
