@@ -110,6 +110,7 @@ fn lora_starts_as_the_base_trains_only_adapters_and_merges_exactly() {
     ok(&mut s, "lora off");
     let off = logits(&s);
     assert!(max_diff(&off, &trained) > 1e-4);
+    assert!(err(&mut s, "lora merge").contains("LoRA is off"));
     ok(&mut s, "lora on");
     assert_eq!(logits(&s), trained);
 

@@ -12,6 +12,7 @@ pub mod layers;
 mod linear;
 pub mod lora;
 mod params;
+pub mod peft;
 pub mod prompt;
 
 pub use io::{

@@ -8,9 +8,8 @@ use rand::rngs::StdRng;
 use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::model::bert::BertTask;
-use crate::model::lora::{
-    adaptable, read_adapter_config, save_adapter, target_matches, LoraConfig, PEFT_PREFIX,
-};
+use crate::model::lora::{adaptable, target_matches, LoraConfig};
+use crate::model::peft::{read_adapter_config, save_adapter, PEFT_PREFIX};
 use crate::model::{config_labels, hub, load_text_model, name_matches, read_json, read_tensors, Model, Task};
 use crate::session::checkpoint::{load_training, Training};
 use crate::session::verbs::share;
@@ -59,6 +58,9 @@ impl Session {
         }
         let attached = model.params().lora().cloned();
         match (action.as_deref(), attached) {
+            (Some("merge"), Some(l)) if !l.enabled => {
+                bail!("LoRA is off, so merging would change the outputs you see; `lora on` first")
+            }
             (Some("merge"), _) => {
                 let merged = model.params().merge_lora()?;
                 let n = model.params().lora().map_or(0, |l| l.adapters.len());
