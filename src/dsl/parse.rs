@@ -391,6 +391,19 @@ mod tests {
     }
 
     #[test]
+    fn lora() {
+        let c = one("lora r=4 alpha=8 dropout=0.05 target=query,value");
+        assert_eq!((c.usize("r"), c.f64("alpha"), c.f64("dropout")), (Some(4), Some(8.0), Some(0.05)));
+        assert_eq!(c.value("target"), Some(Value::List(vec![s("query"), s("value")])));
+        assert_eq!(one("lora merge").arg(0), Some(&s("merge")));
+        assert_eq!(one("lora").usize("r"), Some(8));
+        assert!(parse("lora merged").is_err());
+        assert_eq!(one("load runs/a base=models/b").str("base").as_deref(), Some("models/b"));
+        assert_eq!(one("adapter size=16").usize("size"), Some(16));
+        assert_eq!(one("prompt tuning tokens=5").usize("tokens"), Some(5));
+    }
+
+    #[test]
     fn snapshot_restore_undo() {
         assert_eq!(one("snapshot before-unfreeze").arg(0), Some(&s("before-unfreeze")));
         assert_eq!(one("restore s1").arg(0), Some(&s("s1")));

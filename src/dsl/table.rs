@@ -403,7 +403,9 @@ pub static VERBS: &[VerbSpec] = &[
                   when online. `load bert config=base|small|mini|tiny|FILE vocab=FILE` builds a \
                   randomly initialised BERT. `task=mlm` puts a masked-LM head on instead. \
                   `load linear` builds y = w·x + b (torch.nn.Linear) with as many inputs as the \
-                  data. A directory written by `save` resumes where it stopped. Loading replaces \
+                  data. A directory written by `save` resumes where it stopped; a LoRA adapter \
+                  directory (adapter_config.json, as peft saves it) loads on its base model \
+                  (base_model_name_or_path, or `base=`). Loading replaces \
                   the model and resets the optimizer state and history.",
         args: &[ArgSpec {
             name: "MODEL",
@@ -439,6 +441,12 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "load bert: the vocab.txt to build the WordPiece tokenizer from; load gpt2: a directory with vocab.json + merges.txt (or a tokenizer.json)",
             },
             OptSpec {
+                name: "base",
+                kind: Kind::Path,
+                default: None,
+                doc: "a LoRA adapter directory: its base model (default: adapter_config.json's)",
+            },
+            OptSpec {
                 name: "inputs",
                 kind: COUNT,
                 default: None,
@@ -459,6 +467,7 @@ pub static VERBS: &[VerbSpec] = &[
             "load linear",
             "load linear init=zeros",
             "load runs/linear-1",
+            "load runs/lora-1 base=models/minilm",
         ],
     },
     VerbSpec {
@@ -761,6 +770,106 @@ pub static VERBS: &[VerbSpec] = &[
         }],
         options: &[],
         examples: &["dropout 0.2", "dropout"],
+    },
+    VerbSpec {
+        name: "adapter",
+        aliases: &[],
+        group: Group::Model,
+        summary: "add bottleneck adapters (Houlsby); only they and the head train",
+        details: "Puts a bottleneck h + up(silu(down(h))) after each attention output and each \
+                  feed-forward output (BERT), with down `[size, hidden]` and up `[hidden, size]` \
+                  starting at zero so outputs start unchanged. The base weights are frozen; a \
+                  classifier's head trains fully. `save` writes the adapters to \
+                  adapters.safetensors beside the base model (peft has no such adapters), and \
+                  `load` of that directory puts them back. `adapter` alone shows them; `undo` \
+                  removes them. One method at a time: not together with `lora`.",
+        args: &[],
+        options: &[OptSpec {
+            name: "size",
+            kind: COUNT,
+            default: Some("64"),
+            doc: "width of the bottleneck",
+        }],
+        examples: &["adapter size=64", "adapter"],
+    },
+    VerbSpec {
+        name: "prompt",
+        aliases: &[],
+        group: Group::Model,
+        summary: "prompt tuning: trainable virtual tokens before every text; only they and the head train",
+        details: "`prompt tuning tokens=20` puts 20 trainable embedding vectors (started from \
+                  random vocabulary embeddings) before every sequence of a BERT classifier, as \
+                  peft's PROMPT_TUNING does: they take the first positions and the pooler reads \
+                  the first of them. The base weights are frozen. `save DIR` writes peft's layout \
+                  (adapter_config.json + adapter_model.safetensors with prompt_embeddings), and \
+                  `load DIR` reads it back on its base. `undo` removes the prompt. One method at \
+                  a time: not together with `lora` or `adapter`.",
+        args: &[ArgSpec {
+            name: "KIND",
+            kind: Kind::Choice(&["tuning"]),
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "`tuning` (soft prompts; the only kind so far)",
+        }],
+        options: &[OptSpec {
+            name: "tokens",
+            kind: COUNT,
+            default: Some("20"),
+            doc: "number of virtual tokens",
+        }],
+        examples: &["prompt tuning tokens=20", "prompt tuning"],
+    },
+    VerbSpec {
+        name: "lora",
+        aliases: &[],
+        group: Group::Model,
+        summary: "attach LoRA adapters (only they and the head train), merge them, or toggle them",
+        details: "`lora r=8 alpha=16 target=query,value` adds to each targeted linear weight W \
+                  (`[out, in]`) a low-rank update scale·B·A with A `[r, in]` (Kaiming-uniform) \
+                  and B `[out, r]` (zeros, so outputs start unchanged), scale = alpha/r. The \
+                  base weights are frozen; a classifier's head trains fully (peft's \
+                  modules_to_save). Targets are module names as peft matches them (`query` \
+                  selects every `….query`), dotted prefixes or `*` globs; the default is the \
+                  family's usual pair. `save DIR` then writes the PEFT layout \
+                  (adapter_config.json + adapter_model.safetensors) that \
+                  `PeftModel.from_pretrained(base, DIR)` loads, and `load DIR` reads it back on \
+                  its base. `lora merge` folds B·A into the weights (a plain model again); \
+                  `lora off` / `lora on` compare with the base model. `dropout=` is written to \
+                  adapter_config.json for peft but not applied by tunelab, whose merged-weight \
+                  form has no separate adapter input to drop (the model's dropout still \
+                  applies). `lora` alone shows the adapters. `undo` reverts `lora` and `lora merge`.",
+        args: &[ArgSpec {
+            name: "ACTION",
+            kind: Kind::Choice(&["merge", "on", "off"]),
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "merge the adapters into the weights, or switch them on/off",
+        }],
+        options: &[
+            OptSpec { name: "r", kind: COUNT, default: Some("8"), doc: "rank of the update" },
+            OptSpec { name: "alpha", kind: POS_F, default: Some("16"), doc: "scale = alpha / r" },
+            OptSpec {
+                name: "dropout",
+                kind: Kind::Float(Bound::Unit),
+                default: Some("0"),
+                doc: "peft's lora_dropout, saved for peft (not applied by tunelab)",
+            },
+            OptSpec {
+                name: "target",
+                kind: Kind::List(&TEXT),
+                default: None,
+                doc: "modules to adapt: names, prefixes or globs (default: query,value for BERT)",
+            },
+        ],
+        examples: &[
+            "lora r=8 alpha=16 dropout=0.05 target=query,value",
+            "lora target=*.layer.5.*",
+            "lora merge",
+            "lora off",
+            "lora",
+        ],
     },
     VerbSpec {
         name: "fit",

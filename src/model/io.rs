@@ -11,14 +11,28 @@ use super::{Linear, Model};
 use crate::error::{bail, Error, Result};
 use crate::files::{create_dir, write_atomic, write_bytes_atomic};
 
-/// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed).
+/// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed),
+/// and its bottleneck adapters, if any, into `adapters.safetensors`.
 pub fn save_model(model: &dyn Model, dir: &Path) -> Result<()> {
     create_dir(dir)?;
     let config = serde_json::to_string_pretty(&model.config()).expect("config is plain JSON");
     write_bytes_atomic(&dir.join("config.json"), config.as_bytes())?;
-    let tensors: HashMap<String, Tensor> =
-        model.params().iter().map(|p| (p.name.clone(), p.var.as_tensor().clone())).collect();
-    write_tensors(&tensors, &dir.join("model.safetensors"))
+    // Bottleneck adapters go to their own file, so model.safetensors stays the base layout.
+    let tensors: HashMap<String, Tensor> = model
+        .params()
+        .iter()
+        .filter(|p| !super::bottleneck::is_adapter_tensor(&p.name))
+        .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+        .collect();
+    write_tensors(&tensors, &dir.join("model.safetensors"))?;
+    let adapters = model.params().bottleneck_tensors();
+    let path = dir.join("adapters.safetensors");
+    if adapters.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    } else {
+        write_tensors(&adapters, &path)
+    }
 }
 
 /// Writes named tensors as a safetensors file, atomically.

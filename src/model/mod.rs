@@ -5,6 +5,7 @@
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
 pub mod bert;
+pub mod bottleneck;
 pub mod causal;
 pub mod gpt2;
 pub mod hub;
@@ -12,7 +13,10 @@ mod io;
 pub mod layers;
 mod linear;
 pub mod llama;
+pub mod lora;
 mod params;
+pub mod peft;
+pub mod prompt;
 
 pub use io::{
     config_labels, is_causal_family, load_causal_model, load_model, load_text_model, model_type, read_json,
@@ -143,6 +147,26 @@ pub trait Model: Send {
     /// The model as a text generator, for causal language models.
     fn causal(&self) -> Option<&dyn causal::CausalLm> {
         None
+    }
+
+    /// Whether the 2-d weight `name` is stored `[in, out]` (GPT-2's Conv1D, peft's
+    /// `fan_in_fan_out`) rather than `[out, in]` as `layers::linear` takes it. LoRA
+    /// transposes its update for these.
+    fn fan_in_fan_out(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// The modules `lora` adapts when no `target=` is given (peft's defaults for the
+    /// family, e.g. `query`, `value` for BERT); empty when `target=` is required.
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The sites where `adapter size=N` puts bottleneck adapters, with their widths; the
+    /// forward pass sends each site's output through [`Params::adapt`]. Empty when the
+    /// family has none.
+    fn adapter_sites(&self) -> Vec<(String, usize)> {
+        Vec::new()
     }
 
     /// The same model (weights and trainable flags) on another device.

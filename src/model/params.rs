@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use super::lora::{merged, Lora};
 use crate::error::{bail, Result};
 
 /// One named weight tensor.
@@ -16,11 +17,15 @@ pub struct Param {
     pub trainable: bool,
 }
 
-/// All parameters of a model, in a fixed order.
+/// All parameters of a model, in a fixed order, and the LoRA adapters on some of them.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     items: Vec<Param>,
-    index: std::collections::HashMap<String, usize>,
+    pub(super) index: std::collections::HashMap<String, usize>,
+    /// LoRA adapters (their tensors are among `items`); see [`super::lora`].
+    lora: Option<Lora>,
+    /// Bottleneck adapters (their tensors are among `items`); see [`super::bottleneck`].
+    pub(super) bottleneck: Option<super::bottleneck::Bottleneck>,
 }
 
 impl Params {
@@ -34,8 +39,27 @@ impl Params {
     }
 
     fn from_items(items: Vec<Param>) -> Params {
+        Params::from_parts(items, None)
+    }
+
+    /// Parameters from their items and LoRA state.
+    pub(super) fn from_parts(items: Vec<Param>, lora: Option<Lora>) -> Params {
         let index = items.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Params { items, index }
+        Params { items, index, lora, bottleneck: None }
+    }
+
+    /// The LoRA adapters, when attached.
+    pub fn lora(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
+
+    /// Turns the attached LoRA adapters on or off (`lora on|off`); errors without any.
+    pub fn set_lora_enabled(&mut self, on: bool) -> Result<()> {
+        match &mut self.lora {
+            Some(l) => l.enabled = on,
+            None => bail!("no LoRA attached: `lora r=8 target=…` attaches one"),
+        }
+        Ok(())
     }
 
     /// The parameters in order.
@@ -59,12 +83,27 @@ impl Params {
     }
 
     /// The tensor to use in a forward pass: tracked for gradients when trainable and
-    /// `train` is set, detached otherwise.
+    /// `train` is set, detached otherwise. A weight with an enabled LoRA adapter comes back
+    /// as `W + scale·B·A` (gradients flow to A and B when they are trainable).
     pub fn tensor(&self, name: &str, train: bool) -> Result<Tensor> {
         let Some(p) = self.get(name) else {
             bail!("model has no parameter '{name}'; `show params` lists them")
         };
-        Ok(if train && p.trainable { p.var.as_tensor().clone() } else { p.var.as_tensor().detach() })
+        let own = |p: &Param| {
+            if train && p.trainable {
+                p.var.as_tensor().clone()
+            } else {
+                p.var.as_tensor().detach()
+            }
+        };
+        if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
+            if let Some(ad) = lora.adapters.get(name) {
+                let (a, b) = (self.get(&ad.a), self.get(&ad.b));
+                let (Some(a), Some(b)) = (a, b) else { bail!("LoRA adapter of '{name}' lost its tensors") };
+                return merged(&own(p), &own(a), &own(b), lora.config.scale(), ad.fan_in_fan_out);
+            }
+        }
+        Ok(own(p))
     }
 
     /// Replaces a parameter's tensor with a new variable of any shape (a re-sized head),
@@ -146,7 +185,38 @@ impl Params {
                 Ok(Param { name: p.name.clone(), var, trainable: p.trainable })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params::from_items(items))
+        Ok(Params { bottleneck: self.bottleneck.clone(), ..Params::from_parts(items, self.lora.clone()) })
+    }
+
+    /// Whether `other` has the same parameter names in the same order (so values of one
+    /// can be written into the other).
+    pub fn same_layout(&self, other: &Params) -> bool {
+        self.items.len() == other.items.len()
+            && self.items.iter().zip(&other.items).all(|(a, b)| a.name == b.name)
+    }
+
+    /// The LoRA switch (and adapter records) of `other` (same layout) put on these
+    /// parameters.
+    pub fn take_lora_state(&mut self, other: &Params) {
+        self.lora = other.lora.clone();
+        self.bottleneck = other.bottleneck.clone();
+    }
+
+    /// New variables holding `values` (one per parameter, in order), with these names,
+    /// trainable flags and LoRA state (to restore a snapshot taken before `lora`).
+    pub fn with_values(&self, values: &[Tensor]) -> Result<Params> {
+        if values.len() != self.items.len() {
+            bail!("{} values for {} parameters", values.len(), self.items.len())
+        }
+        let items = self
+            .items
+            .iter()
+            .zip(values)
+            .map(|(p, v)| {
+                Ok(Param { name: p.name.clone(), var: Var::from_tensor(v)?, trainable: p.trainable })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Params { bottleneck: self.bottleneck.clone(), ..Params::from_parts(items, self.lora.clone()) })
     }
 
     /// All values flattened to f64 on the host, in parameter order (small models only).

@@ -29,6 +29,9 @@ struct Record {
     /// a resumed fit repeats an uninterrupted one.
     #[serde(default)]
     seed: Option<u64>,
+    /// A classifier's class names (a LoRA adapter directory has no config.json for them).
+    #[serde(default)]
+    labels: Option<Vec<String>>,
 }
 
 /// What [`load_training`] gives back.
@@ -38,6 +41,7 @@ pub(crate) struct Training {
     pub frozen: Vec<String>,
     pub history: History,
     pub seed: Option<u64>,
+    pub labels: Option<Vec<String>>,
 }
 
 /// Writes `optimizer.safetensors` and `tunelab.json` into `dir`.
@@ -65,6 +69,7 @@ pub(crate) fn save_training(
         frozen: model.params().iter().filter(|p| !p.trainable).map(|p| p.name.clone()).collect(),
         history: history.clone(),
         seed: Some(seed),
+        labels: model.labels().map(<[String]>::to_vec),
     };
     let json = serde_json::to_string_pretty(&record).expect("record is plain data");
     write_bytes_atomic(&dir.join("tunelab.json"), json.as_bytes())
@@ -95,5 +100,6 @@ pub(crate) fn load_training(dir: &Path, device: &Device) -> Result<Option<Traini
         frozen: record.frozen,
         history: record.history,
         seed: record.seed,
+        labels: record.labels,
     }))
 }

@@ -69,6 +69,9 @@ pub struct Session {
     rng: StdRng,
     data: Option<Dataset>,
     model: Option<Box<dyn Model>>,
+    /// Where the model came from (a directory or hub id), recorded as a LoRA adapter's
+    /// `base_model_name_or_path`; `None` for models built at random.
+    model_source: Option<String>,
     /// Counts loads, so snapshots of an earlier model are not restored into a new one.
     model_id: u64,
     optimizer: Optimizer,
@@ -107,6 +110,7 @@ impl Session {
             settings,
             data: None,
             model: None,
+            model_source: None,
             model_id: 0,
             optimizer: Optimizer::new(OptimConfig::defaults(OptimKind::Sgd, 0.01)),
             schedule: Schedule::default(),
@@ -138,6 +142,11 @@ impl Session {
     /// The commands run so far and how each ended.
     pub fn log(&self) -> &[LogEntry] {
         &self.log
+    }
+
+    /// The loaded model, read-only (for tests and bridges; only the session mutates it).
+    pub fn loaded_model(&self) -> Option<&dyn Model> {
+        self.model.as_deref()
     }
 
     /// One line about the loaded model (`None` before `load`).
@@ -239,6 +248,9 @@ impl Session {
             "regularize" => self.regularize(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
             "loss" => self.loss_cmd(cmd, sink)?,
+            "lora" => self.lora(cmd, sink)?,
+            "adapter" => self.adapter(cmd, sink)?,
+            "prompt" => self.prompt(cmd, sink)?,
             "step" => self.step(cmd, sink)?,
             "eval" => self.eval(cmd, sink)?,
             "predict" => self.predict(cmd, sink)?,

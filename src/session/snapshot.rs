@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 
 use crate::error::Result;
 use crate::metrics::History;
-use crate::model::Model;
+use crate::model::{Model, Params};
 use crate::train::Optimizer;
 
 /// Everything `fit` changes: weights, optimizer state, history and the random generator.
@@ -16,6 +16,9 @@ pub struct Snapshot {
     /// Which loaded model it belongs to.
     pub model_id: u64,
     values: Vec<Tensor>,
+    /// The parameters' names, flags and LoRA state (the variables inside are not read), so
+    /// a snapshot taken before `lora` or `lora merge` restores the layout too.
+    layout: Params,
     optimizer: Optimizer,
     history: History,
     rng: StdRng,
@@ -36,6 +39,7 @@ impl Snapshot {
             name,
             model_id,
             values: model.params().copy_values()?,
+            layout: model.params().clone(),
             optimizer: optimizer.clone(),
             history: history.clone(),
             rng: rng.clone(),
@@ -43,14 +47,26 @@ impl Snapshot {
     }
 
     /// Writes the weights back into `model` (moving them to its device if needed) and
-    /// returns the optimizer, history and generator to put back in the session.
-    pub fn restore(&self, model: &dyn Model) -> Result<(Optimizer, History, StdRng)> {
+    /// returns the optimizer, history and generator to put back in the session. When LoRA
+    /// was attached or merged since, the parameters are rebuilt in the snapshot's layout.
+    pub fn restore(&self, model: &mut dyn Model) -> Result<(Optimizer, History, StdRng)> {
         let device = model.params().iter().next().map(|p| p.var.device().clone());
         let optimizer = match &device {
             Some(d) => self.optimizer.to_device(d)?,
             None => self.optimizer.clone(),
         };
-        model.params().set_values(&self.values)?;
+        if model.params().same_layout(&self.layout) {
+            model.params().set_values(&self.values)?;
+            model.params_mut().take_lora_state(&self.layout);
+        } else {
+            let values = match &device {
+                Some(d) => {
+                    self.values.iter().map(|v| v.to_device(d)).collect::<candle_core::Result<Vec<_>>>()?
+                }
+                None => self.values.clone(),
+            };
+            *model.params_mut() = self.layout.with_values(&values)?;
+        }
         Ok((optimizer, self.history.clone(), self.rng.clone()))
     }
 

@@ -25,16 +25,29 @@ fn act(x: &Tensor, name: &str) -> Result<Tensor> {
 /// Hidden states `[batch, len, hidden]` of token `ids` with attention `mask` (1 = token).
 pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mut Pass) -> Result<Tensor> {
     let t = |name: &str| p.tensor(name, pass.train);
-    let (_, len) = ids.dims2()?;
+    let (batch, len) = ids.dims2()?;
+    // Prompt tuning: virtual tokens before every sequence, attended to like tokens.
+    let prompt = p.prompt_embeddings(pass.train)?;
+    let virtual_tokens = prompt.as_ref().map_or(0, |t| t.dim(0).unwrap_or(0));
+    let len = len + virtual_tokens;
     if len > c.max_position_embeddings {
         bail!(
-            "sequences of {len} tokens exceed the model's {} positions; use max_len ≤ {}",
+            "sequences of {len} tokens (with {virtual_tokens} virtual) exceed the model's {} positions; use max_len ≤ {}",
             c.max_position_embeddings,
-            c.max_position_embeddings
+            c.max_position_embeddings - virtual_tokens
         )
     }
     // Embeddings: token + position + segment (all segment 0), then norm and dropout.
-    let words = embedding(ids, &t("bert.embeddings.word_embeddings.weight")?)?;
+    let mut words = embedding(ids, &t("bert.embeddings.word_embeddings.weight")?)?;
+    let mut mask = mask.clone();
+    if let Some(prompt) = prompt {
+        let hidden = prompt.dim(1)?;
+        let prompt =
+            prompt.unsqueeze(0)?.broadcast_as((batch, virtual_tokens, hidden))?.to_dtype(words.dtype())?;
+        words = Tensor::cat(&[&prompt, &words], 1)?;
+        let ones = Tensor::ones((batch, virtual_tokens), mask.dtype(), mask.device())?;
+        mask = Tensor::cat(&[&ones, &mask], 1)?;
+    }
     let positions = t("bert.embeddings.position_embeddings.weight")?.narrow(0, 0, len)?;
     let segment = t("bert.embeddings.token_type_embeddings.weight")?.narrow(0, 0, 1)?;
     let x = words.broadcast_add(&positions)?.broadcast_add(&segment)?;
@@ -45,7 +58,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         c.layer_norm_eps,
     )?;
     let mut x = pass.dropout.apply(&x, c.hidden_dropout_prob)?;
-    let bias = attention_bias(mask, x.dtype())?;
+    let bias = attention_bias(&mask, x.dtype())?;
     for i in 0..c.num_hidden_layers {
         let l = |name: &str| t(&format!("bert.encoder.layer.{i}.{name}"));
         // Self-attention.
@@ -62,6 +75,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
             merge_heads(&attention(&q, &k, &v, &bias, &mut pass.dropout, c.attention_probs_dropout_prob)?)?;
         let a = linear(&ctx, &l("attention.output.dense.weight")?, Some(&l("attention.output.dense.bias")?))?;
         let a = pass.dropout.apply(&a, c.hidden_dropout_prob)?;
+        let a = p.adapt(&format!("bert.encoder.layer.{i}.attention.output"), &a, pass.train)?;
         x = layer_norm(
             &(a + &x)?,
             &l("attention.output.LayerNorm.weight")?,
@@ -75,6 +89,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         )?;
         let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
         let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
+        let o = p.adapt(&format!("bert.encoder.layer.{i}.output"), &o, pass.train)?;
         x = layer_norm(
             &(o + &x)?,
             &l("output.LayerNorm.weight")?,

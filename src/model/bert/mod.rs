@@ -302,6 +302,22 @@ impl Model for Bert {
         self.relabel(labels, rng)
     }
 
+    fn adapter_sites(&self) -> Vec<(String, usize)> {
+        let h = self.config.hidden_size;
+        (0..self.config.num_hidden_layers)
+            .flat_map(|i| {
+                [
+                    (format!("bert.encoder.layer.{i}.attention.output"), h),
+                    (format!("bert.encoder.layer.{i}.output"), h),
+                ]
+            })
+            .collect()
+    }
+
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &["query", "value"]
+    }
+
     fn to_device(&self, device: &Device) -> Result<Box<dyn Model>> {
         Ok(Box::new(Bert { params: self.params.to_device(device)?, ..self.shallow_clone() }))
     }

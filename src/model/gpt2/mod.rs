@@ -342,6 +342,15 @@ impl Model for Gpt2 {
         Ok(())
     }
 
+    fn fan_in_fan_out(&self, name: &str) -> bool {
+        // GPT-2's Conv1D stores its weights [in, out].
+        name.starts_with("transformer.h.") && name.ends_with(".weight") && !name.contains(".ln_")
+    }
+
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &["c_attn"]
+    }
+
     fn causal(&self) -> Option<&dyn CausalLm> {
         // A classifier still has the tied language-model head, but it is trained for its labels.
         self.labels.is_none().then_some(self as &dyn CausalLm)

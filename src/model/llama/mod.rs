@@ -277,6 +277,10 @@ impl Model for Llama {
         Ok(())
     }
 
+    fn lora_targets(&self) -> &'static [&'static str] {
+        &["q_proj", "v_proj"]
+    }
+
     fn causal(&self) -> Option<&dyn CausalLm> {
         Some(self)
     }

@@ -1,9 +1,12 @@
 //! Command handlers, one file per group of verbs. Each is an `impl Session` block.
 
+mod adapter;
 mod data;
 mod generate;
+mod lora;
 mod loss;
 mod model;
+mod prompt;
 mod results;
 mod setup;
 mod show;
@@ -35,6 +38,17 @@ pub(crate) fn signed(x: f64) -> String {
         format!("+{}", num(x))
     } else {
         num(x)
+    }
+}
+
+/// `74498/22787714 (0.33%)`: a part of a parameter count and its share, with two
+/// decimals below 1% so small LoRA fractions do not round to nothing.
+pub(crate) fn share(part: usize, total: usize) -> String {
+    let pct = 100.0 * part as f64 / total.max(1) as f64;
+    if pct < 1.0 {
+        format!("{part}/{total} ({pct:.2}%)")
+    } else {
+        format!("{part}/{total} ({pct:.1}%)")
     }
 }
 

@@ -19,7 +19,7 @@ use crate::session::checkpoint::{load_training, save_training};
 use crate::session::{Event, Session, Sink};
 use crate::train::Optimizer;
 
-const TEXT_OPTIONS: [&str; 4] = ["task", "labels", "config", "vocab"];
+const TEXT_OPTIONS: [&str; 5] = ["task", "labels", "config", "vocab", "base"];
 
 impl Session {
     /// Class names for a new classifier head: `labels=N` names them 0..N-1 unless the
@@ -37,7 +37,7 @@ impl Session {
     /// The task of a text model: `task=` if given, else what its config.json says
     /// (`…ForMaskedLM` → mlm), else classify; a classifier keeps a checkpoint's labels
     /// (and its trained head) unless `labels=` asks for a different number.
-    fn text_task(&self, cmd: &Command, config: Option<&serde_json::Value>) -> (BertTask, bool) {
+    pub(crate) fn text_task(&self, cmd: &Command, config: Option<&serde_json::Value>) -> (BertTask, bool) {
         let arch =
             config.and_then(|c| c.get("architectures")?.as_array()?.first()?.as_str().map(str::to_string));
         let default = if arch.is_some_and(|a| a.ends_with("ForMaskedLM")) { "mlm" } else { "classify" };
@@ -56,6 +56,7 @@ impl Session {
         let mut rng: StdRng = self.rng.clone();
         let mut training = None;
         let mut head_from_checkpoint = false;
+        let mut source = None;
         let model: Box<dyn Model> = if name == "linear" {
             for key in TEXT_OPTIONS {
                 if cmd.given(key).is_some() {
@@ -101,7 +102,19 @@ impl Session {
                     .at(name_span)
                 })?;
                 let kind = model_type(&dir).map_err(|e| e.at(name_span))?;
-                if kind.as_deref() == Some("tunelab-linear") {
+                if dir.join("adapter_config.json").is_file() {
+                    let loaded = self.load_adapter(cmd, &dir, &mut rng, sink)?;
+                    training = loaded.training;
+                    head_from_checkpoint = loaded.head_from_checkpoint;
+                    source = Some(loaded.base);
+                    loaded.model
+                } else if let Some(b) = cmd.given("base") {
+                    return Err(Error::invalid(format!(
+                        "base= applies to LoRA adapter directories (with adapter_config.json); '{}' has none",
+                        dir.display()
+                    ))
+                    .at(b.span));
+                } else if kind.as_deref() == Some("tunelab-linear") {
                     training = load_training(&dir, &self.device)?;
                     load_model(&dir, &self.device)?
                 } else if kind.as_deref().is_some_and(is_causal_family) {
@@ -150,6 +163,7 @@ impl Session {
                     head_from_checkpoint = from_ckpt;
                     let bert =
                         load_text_model(&dir, task, &mut rng, &self.device).map_err(|e| e.at(name_span))?;
+                    source = Some(super::lora::source_name(&name));
                     for note in &bert.load_notes {
                         sink.emit(Event::Text(format!("note: {note}")));
                     }
@@ -177,7 +191,9 @@ impl Session {
                                 .into(),
                         ));
                     }
-                    Box::new(bert)
+                    let mut bert: Box<dyn Model> = Box::new(bert);
+                    super::adapter::attach_saved_adapters(bert.as_mut(), &dir, &self.device)?;
+                    bert
                 }
             }
         };
@@ -201,6 +217,7 @@ impl Session {
         };
         self.model = Some(model);
         self.anchors = Default::default();
+        self.model_source = source;
         self.model_id += 1;
         self.optimizer = optimizer;
         self.history = history;
@@ -398,13 +415,20 @@ impl Session {
             return Err(Error::invalid(format!("'{dir_text}' is a file; `save` writes a directory"))
                 .at(cmd.args[0].span));
         }
+        if model.params().lora().is_some() {
+            return self.save_lora(dir, dir_text, sink);
+        }
+        if model.params().prompt_tokens().is_some() {
+            return self.save_prompt(dir, dir_text, sink);
+        }
         save_model(model, dir)?;
         save_tokenizer(model, dir)?;
         save_training(dir, model, &self.optimizer, &self.schedule, &self.history, self.settings.seed)?;
         sink.emit(Event::Text(format!(
-            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}, optimizer state, tunelab.json)",
+            "saved {} model at step {} to {dir_text}/ (config.json, model.safetensors{}{}, optimizer state, tunelab.json)",
             model.family(),
             self.history.step(),
+            if model.params().bottleneck().is_some() { ", adapters.safetensors" } else { "" },
             if model.tokenizer().is_some() { ", tokenizer" } else { "" }
         )));
         Ok(())

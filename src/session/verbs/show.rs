@@ -98,9 +98,15 @@ impl Session {
             ]);
         }
         let (tr, n) = (model.params().trainable_numel(), model.params().numel());
-        t.title =
-            Some(format!("{} parameters, {tr} trainable ({:.1}%)", n, 100.0 * tr as f64 / n.max(1) as f64));
+        t.title = Some(format!("{n} parameters, trainable {}", super::share(tr, n)));
         sink.emit(Event::Table(t));
+        if let Some(lora) = model.params().lora() {
+            sink.emit(Event::Text(format!(
+                "{}; trainable {} parameters",
+                lora.describe(),
+                super::share(tr, n)
+            )));
+        }
         Ok(())
     }
 

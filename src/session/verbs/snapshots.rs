@@ -61,7 +61,7 @@ impl Session {
 
     /// Puts a snapshot's state back (weights written in place, the rest replaced).
     fn apply(&mut self, snap: &Snapshot) -> Result<()> {
-        let model = self.model()?;
+        let Some(model) = self.model.as_deref_mut() else { bail!("no model loaded") };
         let (optimizer, history, rng) = snap.restore(model)?;
         self.optimizer = optimizer;
         self.history = history;

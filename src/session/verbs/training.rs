@@ -173,6 +173,7 @@ impl Session {
             &self.cancel,
         );
         // Whatever happened, the weights and optimizer state go back.
+        let model = self.model.as_deref_mut().expect("checked");
         let (optimizer, history, rng) = before.restore(model)?;
         (self.optimizer, self.history, self.rng) = (optimizer, history, rng);
         let test = result?;
