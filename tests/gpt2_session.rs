@@ -122,3 +122,27 @@ fn bad_input_gets_one_clear_line() {
     // The session is intact: the model still generates.
     ok(&mut s, "generate \"月\" max_tokens=3");
 }
+
+/// LoRA on GPT-2's Conv1D projections (stored [in, out]): fresh adapters change nothing,
+/// training leaves the base bit-identical, and merging gives the same model.
+#[test]
+fn lora_adapts_gpt2s_conv1d_projections() {
+    let mut s = Session::new();
+    setup(&mut s, "");
+    let loss = |s: &mut Session| common::cell(tables(&ok(s, "eval split=valid"))[0], "next-token loss", 1);
+    let base = common::weights(&s);
+    let l0 = loss(&mut s);
+    ok(&mut s, "lora r=4 alpha=8");
+    assert_eq!(loss(&mut s), l0, "B = 0: the adapted model is the base model");
+    ok(&mut s, "optimizer adamw lr=1e-2\nfit epochs=1 batch=8");
+    let l1 = loss(&mut s);
+    assert!(l1 < l0, "LoRA training lowered nothing: {l0} → {l1}");
+    let after = common::weights(&s);
+    for (name, values) in &base {
+        let now = after.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        assert_eq!(now, Some(values), "base weight {name} changed under LoRA");
+    }
+    ok(&mut s, "lora merge");
+    let merged = loss(&mut s);
+    assert!((merged - l1).abs() < 1e-4, "merged {merged} vs unmerged {l1}");
+}
