@@ -124,9 +124,13 @@ pub fn train_step(
         let store = objective.backward()?;
         for p in model.params().iter().filter(|p| p.trainable) {
             if let Some(g) = store.get(p.var.as_tensor()) {
+                // Detached: a gradient tensor otherwise records the backward graph it came
+                // from (and through it the forward activations), and optimizer moments built
+                // from it would keep every step's graph alive.
+                let g = g.detach();
                 let sum = match grads.remove(&p.name) {
                     Some(acc) => (acc + g)?,
-                    None => g.clone(),
+                    None => g,
                 };
                 grads.insert(p.name.clone(), sum);
             }
