@@ -87,7 +87,7 @@ def main() -> int:
         from nbclient import NotebookClient
 
         folder = str(args.script.resolve().parent)
-        NotebookClient(nb, timeout=args.timeout, kernel_name="tunelab", resources={"metadata": {"path": folder}}).execute()
+        NotebookClient(nb, timeout=args.timeout, kernel_name="tunelab", record_timing=False, resources={"metadata": {"path": folder}}).execute()
     for cell in nb.cells:
         merged: list = []
         for o in cell.get("outputs", []):
