@@ -2,8 +2,13 @@
 //! reader would, in their quick setting: each one's stated outcome holds and its plots are
 //! non-empty PNG images. (tests/kernel/test_notebook.py executes the notebooks.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Where the tutorials name the assets; tests run them from `$TUNELAB_ASSETS` when it is set.
+const ASSETS: &str = "~/.cache/tunelab/assets";
 
 /// Runs a tutorial's script in a fresh folder (plots land in its `plots/`); returns the folder
 /// and stdout, after checking the script exits 0.
@@ -127,4 +132,32 @@ fn tutorial_06_learning_rates_momentum_and_divergence() {
     for plot in ["loss", "surface"] {
         assert_png(dir.path().join("plots").join(format!("{plot}.png")));
     }
+}
+
+/// The value of a one-column `eval` table's `perplexity` rows, in order.
+fn perplexities(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("perplexity"))
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("perplexity {v}")))
+        .collect()
+}
+
+#[test]
+fn tutorial_03_light_fine_tuning_of_smollm2_on_poems_halves_perplexity() {
+    let (dir, out) = run_tutorial("03-gpt2-poetry");
+    assert!(
+        out.contains("trainable 7080768/134515008 parameters (5.3%)"),
+        "last 2 blocks + final norm: {out}"
+    );
+    let ppl = perplexities(&out);
+    assert_eq!(ppl.len(), 3, "before, after, GPT-2: {out}");
+    let (before, after) = (ppl[0], ppl[1]);
+    println!("SmolLM2, quick setting: valid perplexity {before:.2} → {after:.2}");
+    assert!(before > 60.0 && after < 0.75 * before, "valid perplexity {before} → {after}");
+    // The before/after table, both continuing the prompt.
+    assert!(out.contains("snapshot 'before' (step 0)") && out.contains("now (step 11)"), "{out}");
+    assert!(out.matches("床前明月光，").count() >= 3, "a sample before and both sides of compare: {out}");
+    // The GPT-2 path: random weights, real tokenizer, the same commands run.
+    assert!(out.contains("model: GPT-2 4 layers") && ppl[2].is_finite(), "{out}");
+    assert_png(dir.path().join("plots/loss.png"));
 }
