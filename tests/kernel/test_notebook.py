@@ -211,7 +211,8 @@ def test_tutorial_03_outcomes():
     ppl = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("perplexity")]
     assert len(ppl) == 3 and ppl[0] > 60 and ppl[1] < 0.75 * ppl[0], ppl
     (compare,) = [c for c in cells if c.source.startswith("compare generate")]
-    assert "snapshot 'before' (step 0)" in text_of(compare) and text_of(compare).count("床前明月光，") == 2
+    shown = text_of(compare)  # the title, then the before and after samples
+    assert "snapshot 'before' (step 0)" in shown and "now (step 11)" in shown and shown.count("床前明月光，") == 3
     assert "model: GPT-2 4 layers" in text
     (plot,) = [c for c in cells if "plot loss" in c.source]
     assert len(pngs(plot)) == 1
