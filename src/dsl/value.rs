@@ -229,6 +229,8 @@ impl Kind {
             Kind::Text | Kind::Path | Kind::Any => {
                 if text.is_empty() && !atom.quoted {
                     Err("expected a value".into())
+                } else if *self == Kind::Path {
+                    Ok(Value::Str(expand_home(text)))
                 } else {
                     Ok(Value::Str(text.to_string()))
                 }
@@ -277,6 +279,15 @@ impl Kind {
             .map(|a| inner.parse_atom(&a.value).map_err(|e| (e, a.span)))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::List)
+    }
+}
+
+/// A path's leading `~` (alone or before `/`) stands for `$HOME`, as in a shell, so scripts and
+/// notebooks can name `~/.cache/tunelab/assets/...`; `~user` and a `~` elsewhere stay as written.
+pub fn expand_home(text: &str) -> String {
+    match (text.strip_prefix('~'), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
+        _ => text.to_string(),
     }
 }
 
@@ -391,5 +402,17 @@ mod tests {
         let c = Kind::Choice(&["sgd", "adam", "adamw"]).parse_atom(&atom("adamm")).unwrap_err();
         assert!(c.contains("did you mean 'adam"), "{c}");
         assert_eq!(Kind::Bool.parse_atom(&atom("on")), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn a_leading_tilde_in_a_path_is_home() {
+        let home = std::env::var("HOME").unwrap();
+        let path = |s: &str| Kind::Path.parse_atom(&atom(s)).unwrap();
+        assert_eq!(path("~/.cache/x"), Value::Str(format!("{home}/.cache/x")));
+        assert_eq!(path("~"), Value::Str(home));
+        for kept in ["~user/x", "a/~/b", "gpt2", "./~"] {
+            assert_eq!(path(kept), Value::Str(kept.into()));
+        }
+        assert_eq!(Kind::Text.parse_atom(&atom("~/x")), Ok(Value::Str("~/x".into())), "only paths");
     }
 }

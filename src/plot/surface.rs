@@ -290,8 +290,13 @@ impl Scene for SurfaceScene<'_, '_> {
         // The descent path, its start and the optimum, with their legend entries.
         if self.path.len() > 1 {
             let points = self.path.iter().copied();
-            chart.draw_series(LineSeries::new(points.clone(), BLACK.stroke_width(4))).map_err(failed)?;
-            chart.draw_series(LineSeries::new(points.clone(), WHITE.stroke_width(2))).map_err(failed)?;
+            // Segment by segment: a polyline's mitred joins shoot spikes across the chart where a
+            // diverging descent reverses direction at every step.
+            let segments = |style: ShapeStyle| {
+                self.path.windows(2).map(move |w| PathElement::new(vec![w[0], w[1]], style))
+            };
+            chart.draw_series(segments(BLACK.stroke_width(4))).map_err(failed)?;
+            chart.draw_series(segments(WHITE.stroke_width(2))).map_err(failed)?;
             let stride = self.path.len().div_ceil(MAX_MARKERS);
             chart
                 .draw_series(points.step_by(stride).map(|p| {

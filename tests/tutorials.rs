@@ -1,0 +1,171 @@
+//! The tutorials' scripts (`tutorials/NN-name/NN-name.tune`), run with `tunelab run` as a
+//! reader would, in their quick setting: each one's stated outcome holds and its plots are
+//! non-empty PNG images. (tests/kernel/test_notebook.py executes the notebooks.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the tutorials name the assets; tests run them from `$TUNELAB_ASSETS` when it is set.
+const ASSETS: &str = "~/.cache/tunelab/assets";
+
+/// Runs a tutorial's script in a fresh folder (plots land in its `plots/`); returns the folder
+/// and stdout, after checking the script exits 0.
+fn run_tutorial(name: &str) -> (tempfile::TempDir, String) {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tutorials").join(name).join(format!("{name}.tune"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = std::fs::read_to_string(&script).unwrap();
+    if source.contains(ASSETS) {
+        // Fetched assets (this panics with the fix when they are not), wherever they live.
+        let root = common::asset("smollm2").parent().unwrap().to_path_buf();
+        source = source.replace(ASSETS, &root.display().to_string());
+    }
+    let script = dir.path().join(format!("{name}.tune"));
+    std::fs::write(&script, source).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .arg("run")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .env("TUNELAB_HISTORY", dir.path().join("history"))
+        .output()
+        .expect("the binary runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{name}.tune failed:\n{out}\n{err}");
+    (dir, out)
+}
+
+/// The regression `eval` tables of a script's output, in order: row name → (learned, closed form).
+fn regression_evals(out: &str) -> Vec<Vec<(String, f64, f64)>> {
+    let mut evals = Vec::new();
+    let mut lines = out.lines();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("eval on ") {
+            continue;
+        }
+        let mut rows = Vec::new();
+        for row in lines.by_ref() {
+            if row.starts_with("the learned") {
+                break;
+            }
+            let words: Vec<&str> = row.split_whitespace().collect();
+            if let [name @ .., a, b] = words.as_slice() {
+                if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                    rows.push((name.join(" "), a, b));
+                }
+            }
+        }
+        evals.push(rows);
+    }
+    evals
+}
+
+fn row(eval: &[(String, f64, f64)], name: &str) -> (f64, f64) {
+    let r = eval.iter().find(|r| r.0 == name).unwrap_or_else(|| panic!("no row {name} in {eval:?}"));
+    (r.1, r.2)
+}
+
+/// A non-empty PNG at `path`.
+fn assert_png(path: PathBuf) {
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.len() > 1000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", path.display());
+}
+
+#[test]
+fn tutorial_05_linear_regression_recovers_the_line_and_tells_the_three_stages() {
+    let (dir, out) = run_tutorial("05-linear-regression");
+    // Single updates, shown in full.
+    assert_eq!(out.matches("update = −lr × gradient").count(), 3, "{out}");
+    // The loss after every one of the 100 epochs, then the test loss.
+    assert!(out.contains("epoch   1/100") && out.contains("epoch 100/100"), "{out}");
+    let evals = regression_evals(&out);
+    assert_eq!(evals.len(), 5, "five evals: {out}");
+
+    // Stage 1: SGD recovers y = 3x + 2 and lands on the closed-form fit.
+    let (w, w_exact) = row(&evals[0], "w");
+    let (b, b_exact) = row(&evals[0], "b");
+    assert!((w - 3.0).abs() < 0.05 && (b - 2.0).abs() < 0.05, "w={w} b={b}");
+    assert!((w - w_exact).abs() < 0.01 && (b - b_exact).abs() < 0.01, "{:?}", evals[0]);
+    let (mse, mse_exact) = row(&evals[0], "test MSE");
+    assert!(mse < 1.01 * mse_exact && mse < 0.02, "test MSE {mse} vs closed form {mse_exact}");
+
+    // Stage 2: adapting to the shifted line lowers its test loss.
+    let before = row(&evals[1], "test MSE").0;
+    let adapted = row(&evals[2], "test MSE").0;
+    assert!(adapted < 0.1 * before && adapted < 0.02, "adaptation: {before} → {adapted}");
+    // Stage 3: fine-tuning from the adapted weights beats the same budget from scratch.
+    let finetuned = row(&evals[3], "test MSE").0;
+    let scratch = row(&evals[4], "test MSE").0;
+    assert!(finetuned < 0.5 * scratch, "fine-tuned {finetuned} vs from scratch {scratch}");
+
+    for plot in ["loss", "surface", "fit"] {
+        assert_png(dir.path().join("plots").join(format!("{plot}.png")));
+    }
+}
+
+/// The train loss of `epoch E/N` lines for a fit of N epochs.
+fn train_losses(out: &str, epochs: usize) -> Vec<f64> {
+    let tail = format!("/{epochs}  train loss ");
+    out.lines()
+        .filter(|l| l.starts_with("epoch") && l.contains(&tail))
+        .map(|l| l.split(&tail).nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn tutorial_06_learning_rates_momentum_and_divergence() {
+    let (dir, out) = run_tutorial("06-teaching-gradient-descent");
+    let evals = regression_evals(&out);
+    assert_eq!(evals.len(), 5, "{out}");
+    let mse = |i: usize| row(&evals[i], "test MSE");
+    // lr 0.01: too small, far from the answer after 30 steps.
+    assert!(row(&evals[0], "w").0 < 2.0 && mse(0).0 > 1.0, "{:?}", evals[0]);
+    // lr 0.5: on the closed-form optimum.
+    let (w, w_exact) = row(&evals[1], "w");
+    assert!((w - w_exact).abs() < 1e-3 && (w - 3.0).abs() < 0.05, "{:?}", evals[1]);
+    // lr 0.9: zigzags but converges.
+    assert!(mse(2).0 < 1.1 * mse(2).1, "{:?}", evals[2]);
+    // lr 1.1: the loss grows, finite, over 12 steps.
+    let diverging = train_losses(&out, 12);
+    let (first, last) = (diverging[0], *diverging.last().unwrap());
+    assert!(last.is_finite() && last > 50.0 * first, "lr 1.1 losses {diverging:?}");
+    // Momentum: the same 50 steps at lr 0.01 get at least 10× closer.
+    assert!(mse(4).0 < 0.1 * mse(3).0, "plain {:?} vs momentum {:?}", evals[3], evals[4]);
+    // The overflowing case is notebook-only: the script itself ran to the end without it.
+    assert!(!out.contains("became inf"), "{out}");
+    for plot in ["loss", "surface"] {
+        assert_png(dir.path().join("plots").join(format!("{plot}.png")));
+    }
+}
+
+/// The value of a one-column `eval` table's `perplexity` rows, in order.
+fn perplexities(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("perplexity"))
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("perplexity {v}")))
+        .collect()
+}
+
+#[test]
+fn tutorial_03_light_fine_tuning_of_smollm2_on_poems_halves_perplexity() {
+    let (dir, out) = run_tutorial("03-gpt2-poetry");
+    assert!(
+        out.contains("trainable 7080768/134515008 parameters (5.3%)"),
+        "last 2 blocks + final norm: {out}"
+    );
+    let ppl = perplexities(&out);
+    assert_eq!(ppl.len(), 3, "before, after, GPT-2: {out}");
+    let (before, after) = (ppl[0], ppl[1]);
+    println!("SmolLM2, quick setting: valid perplexity {before:.2} → {after:.2}");
+    assert!(before > 60.0 && after < 0.75 * before, "valid perplexity {before} → {after}");
+    // The before/after table, both continuing the prompt.
+    assert!(out.contains("snapshot 'before' (step 0)") && out.contains("now (step 11)"), "{out}");
+    assert!(out.matches("床前明月光，").count() >= 3, "a sample before and both sides of compare: {out}");
+    // The GPT-2 path: random weights, real tokenizer, the same commands run.
+    assert!(out.contains("model: GPT-2 4 layers") && ppl[2].is_finite(), "{out}");
+    assert_png(dir.path().join("plots/loss.png"));
+}
