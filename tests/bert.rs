@@ -111,37 +111,10 @@ fn gradients_match_finite_differences() {
         };
         let mut pass = Pass { train: true, dropout: tunelab::model::layers::Dropout::disabled() };
         let grads = bert.loss(&batch, &mut pass).unwrap().backward().unwrap();
-        let mut checked = 0;
-        let mut missing = Vec::new();
-        for p in bert.params().iter() {
-            let Some(g) = grads.get(p.var.as_tensor()) else {
-                missing.push(p.name.clone());
-                continue;
-            };
-            let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let v = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            // Probe the coordinate with the largest gradient (embeddings: one used row).
-            let i = (0..g.len()).max_by(|a, b| g[*a].abs().total_cmp(&g[*b].abs())).unwrap();
-            let eps = 1e-5;
-            let set = |x: f64| {
-                let mut w = v.clone();
-                w[i] = x;
-                p.var.set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu).unwrap()).unwrap();
-            };
-            set(v[i] + eps);
-            let up = loss_of(&bert);
-            set(v[i] - eps);
-            let down = loss_of(&bert);
-            set(v[i]);
-            let numeric = (up - down) / (2.0 * eps);
-            let err = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-6);
-            assert!(err < 1e-4, "{task:?} {}[{i}]: autograd {} vs finite difference {numeric}", p.name, g[i]);
-            checked += 1;
-        }
+        let missing = common::check_gradients(bert.params(), &grads, || loss_of(&bert), &format!("{task:?}"));
         // Every parameter gets a gradient (the MLM head has no pooler; position rows past
         // the batch's length get zeros but are present).
         assert!(missing.is_empty(), "{task:?}: no gradient for {missing:?}");
-        assert_eq!(checked, bert.params().len());
     }
 }
 

@@ -139,30 +139,7 @@ fn every_parameter_gets_the_finite_difference_gradient() {
     let no_dropout = || Pass { train: true, dropout: tunelab::model::layers::Dropout::disabled() };
     let loss_of = |m: &Gpt2| m.loss(&batch, &mut Pass::eval()).unwrap().to_scalar::<f64>().unwrap();
     let grads = model.loss(&batch, &mut no_dropout()).unwrap().backward().unwrap();
-    let mut missing = Vec::new();
-    for p in model.params().iter() {
-        let Some(g) = grads.get(p.var.as_tensor()) else {
-            missing.push(p.name.clone());
-            continue;
-        };
-        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let v = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let i = (0..g.len()).max_by(|a, b| g[*a].abs().total_cmp(&g[*b].abs())).unwrap();
-        let eps = 1e-5;
-        let set = |x: f64| {
-            let mut w = v.clone();
-            w[i] = x;
-            p.var.set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu).unwrap()).unwrap();
-        };
-        set(v[i] + eps);
-        let up = loss_of(&model);
-        set(v[i] - eps);
-        let down = loss_of(&model);
-        set(v[i]);
-        let numeric = (up - down) / (2.0 * eps);
-        let err = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-6);
-        assert!(err < 1e-4, "{}[{i}]: autograd {} vs finite difference {numeric}", p.name, g[i]);
-    }
+    let missing = common::check_gradients(model.params(), &grads, || loss_of(&model), "gpt2");
     assert!(missing.is_empty(), "no gradient for {missing:?}");
 }
 

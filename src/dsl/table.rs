@@ -138,6 +138,37 @@ pub const SHOWABLE: &[&str] =
 /// Data splits.
 pub const SPLITS: &[&str] = &["train", "valid", "test"];
 
+/// The sampling options `generate` and `compare generate` share.
+const SAMPLE_MAX_TOKENS: OptSpec =
+    OptSpec { name: "max_tokens", kind: COUNT, default: Some("64"), doc: "tokens to generate at most" };
+const SAMPLE_TEMPERATURE: OptSpec = OptSpec {
+    name: "temperature",
+    kind: Kind::Float(Bound::NonNegative),
+    default: Some("0.8"),
+    doc: "> 0: below 1 sharper, above 1 more random",
+};
+const SAMPLE_TOP_K: OptSpec = OptSpec {
+    name: "top_k",
+    kind: Kind::Int(Bound::NonNegative),
+    default: Some("50"),
+    doc: "keep the k most likely tokens (0: all)",
+};
+const SAMPLE_TOP_P: OptSpec = OptSpec {
+    name: "top_p",
+    kind: Kind::Float(Bound::Positive),
+    default: Some("0.95"),
+    doc: "nucleus: keep tokens up to this probability mass (1: all)",
+};
+const SAMPLE_GREEDY: OptSpec =
+    OptSpec { name: "greedy", kind: Kind::Bool, default: Some("false"), doc: "always the most likely token" };
+const SAMPLE_SEED: OptSpec = OptSpec {
+    name: "seed",
+    kind: Kind::Int(Bound::NonNegative),
+    default: None,
+    doc: "sampling seed (default: the session's)",
+};
+const SAMPLE_N: OptSpec = OptSpec { name: "n", kind: COUNT, default: Some("1"), doc: "number of samples" };
+
 /// Every verb of the language.
 pub static VERBS: &[VerbSpec] = &[
     VerbSpec {
@@ -1000,33 +1031,13 @@ pub static VERBS: &[VerbSpec] = &[
             doc: "the text to continue (quote it)",
         }],
         options: &[
-            OptSpec { name: "max_tokens", kind: COUNT, default: Some("64"), doc: "tokens to generate at most" },
-            OptSpec {
-                name: "temperature",
-                kind: Kind::Float(Bound::NonNegative),
-                default: Some("0.8"),
-                doc: "> 0: below 1 sharper, above 1 more random",
-            },
-            OptSpec {
-                name: "top_k",
-                kind: Kind::Int(Bound::NonNegative),
-                default: Some("50"),
-                doc: "keep the k most likely tokens (0: all)",
-            },
-            OptSpec {
-                name: "top_p",
-                kind: Kind::Float(Bound::Positive),
-                default: Some("0.95"),
-                doc: "nucleus: keep tokens up to this probability mass (1: all)",
-            },
-            OptSpec { name: "greedy", kind: Kind::Bool, default: Some("false"), doc: "always the most likely token" },
-            OptSpec {
-                name: "seed",
-                kind: Kind::Int(Bound::NonNegative),
-                default: None,
-                doc: "sampling seed (default: the session's)",
-            },
-            OptSpec { name: "n", kind: COUNT, default: Some("1"), doc: "number of samples" },
+            SAMPLE_MAX_TOKENS,
+            SAMPLE_TEMPERATURE,
+            SAMPLE_TOP_K,
+            SAMPLE_TOP_P,
+            SAMPLE_GREEDY,
+            SAMPLE_SEED,
+            SAMPLE_N,
         ],
         examples: &[
             "generate \"床前明月光\"",
@@ -1063,32 +1074,12 @@ pub static VERBS: &[VerbSpec] = &[
         ],
         options: &[
             OptSpec { name: "snapshot", kind: Kind::Text, default: None, doc: "the snapshot to compare with (default: the latest)" },
-            OptSpec { name: "max_tokens", kind: COUNT, default: Some("64"), doc: "tokens to generate at most" },
-            OptSpec {
-                name: "temperature",
-                kind: Kind::Float(Bound::NonNegative),
-                default: Some("0.8"),
-                doc: "> 0: below 1 sharper, above 1 more random",
-            },
-            OptSpec {
-                name: "top_k",
-                kind: Kind::Int(Bound::NonNegative),
-                default: Some("50"),
-                doc: "keep the k most likely tokens (0: all)",
-            },
-            OptSpec {
-                name: "top_p",
-                kind: Kind::Float(Bound::Positive),
-                default: Some("0.95"),
-                doc: "nucleus: keep tokens up to this probability mass (1: all)",
-            },
-            OptSpec { name: "greedy", kind: Kind::Bool, default: Some("false"), doc: "always the most likely token" },
-            OptSpec {
-                name: "seed",
-                kind: Kind::Int(Bound::NonNegative),
-                default: None,
-                doc: "sampling seed (default: the session's)",
-            },
+            SAMPLE_MAX_TOKENS,
+            SAMPLE_TEMPERATURE,
+            SAMPLE_TOP_K,
+            SAMPLE_TOP_P,
+            SAMPLE_GREEDY,
+            SAMPLE_SEED,
         ],
         examples: &["compare generate \"床前明月光\" snapshot=before", "compare generate \"Once\" greedy=true"],
     },

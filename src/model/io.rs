@@ -48,6 +48,45 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     })
 }
 
+/// Reads the weights of a Hugging Face model directory onto `device`: `model.safetensors`,
+/// every shard named by `model.safetensors.index.json`, or the tensor records of
+/// `pytorch_model.bin` when that is all there is (candle's reader never executes pickled
+/// code). Names are as stored.
+pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let st = dir.join("model.safetensors");
+    if st.is_file() {
+        return read_tensors(&st, device);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let map = read_json(&index)?;
+        let Some(files) = map.get("weight_map").and_then(|m| m.as_object()) else {
+            return Err(Error::Read {
+                path: index,
+                reason: "no weight_map object; is it a safetensors index?".into(),
+            });
+        };
+        let shards: std::collections::BTreeSet<&str> = files.values().filter_map(|v| v.as_str()).collect();
+        let mut tensors = HashMap::new();
+        for shard in shards {
+            tensors.extend(read_tensors(&dir.join(shard), device)?);
+        }
+        return Ok(tensors);
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.is_file() {
+        return candle_core::pickle::read_all(&bin)
+            .map_err(|e| Error::Read { path: bin.clone(), reason: format!("not a PyTorch checkpoint: {e}") })?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(device)?)))
+            .collect();
+    }
+    bail!(
+        "'{}' has no model.safetensors, model.safetensors.index.json or pytorch_model.bin; save the model with transformers' save_pretrained",
+        dir.display()
+    )
+}
+
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
@@ -71,6 +110,20 @@ pub fn model_type(dir: &Path) -> Result<Option<String>> {
         return Ok(None);
     }
     Ok(read_json(&path)?.get("model_type").and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// Writes a classifier's labels into a config.json object as transformers reads them
+/// (`id2label`, `label2id`, `num_labels`, single-label problem type).
+pub fn put_labels(config: &mut serde_json::Map<String, serde_json::Value>, labels: &[String]) {
+    use serde_json::json;
+    let id2label: serde_json::Map<String, serde_json::Value> =
+        labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+    config.insert("id2label".into(), json!(id2label));
+    config.insert("label2id".into(), json!(label2id));
+    config.insert("num_labels".into(), json!(labels.len()));
+    config.insert("problem_type".into(), json!("single_label_classification"));
 }
 
 /// The class names in a config.json's `id2label`, in id order, when it is a classifier.

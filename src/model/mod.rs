@@ -19,8 +19,8 @@ pub mod peft;
 pub mod prompt;
 
 pub use io::{
-    config_labels, is_causal_family, load_causal_model, load_model, load_text_model, model_type, read_json,
-    read_tensors, save_model, save_tokenizer, write_tensors,
+    config_labels, is_causal_family, load_causal_model, load_model, load_text_model, model_type, put_labels,
+    read_checkpoint, read_json, read_tensors, save_model, save_tokenizer, write_tensors,
 };
 pub use linear::{Init, Linear};
 pub use params::{name_matches, Param, Params};

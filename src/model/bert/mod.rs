@@ -231,14 +231,7 @@ impl Model for Bert {
         match &self.task {
             BertTask::Classify(labels) => {
                 obj.insert("architectures".into(), json!(["BertForSequenceClassification"]));
-                let id2label: serde_json::Map<String, serde_json::Value> =
-                    labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-                let label2id: serde_json::Map<String, serde_json::Value> =
-                    labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
-                obj.insert("id2label".into(), json!(id2label));
-                obj.insert("label2id".into(), json!(label2id));
-                obj.insert("num_labels".into(), json!(labels.len()));
-                obj.insert("problem_type".into(), json!("single_label_classification"));
+                crate::model::put_labels(obj, labels);
             }
             BertTask::MaskedLm => {
                 obj.insert("architectures".into(), json!(["BertForMaskedLM"]));

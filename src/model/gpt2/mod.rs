@@ -261,15 +261,8 @@ impl Model for Gpt2 {
         obj.insert("architectures".into(), json!(["GPT2LMHeadModel"]));
         if let Some(labels) = &self.labels {
             obj.insert("architectures".into(), json!(["GPT2ForSequenceClassification"]));
-            let id2label: serde_json::Map<String, serde_json::Value> =
-                labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-            let label2id: serde_json::Map<String, serde_json::Value> =
-                labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
-            obj.insert("id2label".into(), json!(id2label));
-            obj.insert("label2id".into(), json!(label2id));
-            obj.insert("num_labels".into(), json!(labels.len()));
+            crate::model::put_labels(obj, labels);
             obj.insert("pad_token_id".into(), json!(self.tokenizer.pad_id));
-            obj.insert("problem_type".into(), json!("single_label_classification"));
         }
         obj.insert("tie_word_embeddings".into(), json!(true));
         for (key, value) in [

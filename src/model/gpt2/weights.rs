@@ -69,22 +69,9 @@ fn normalise(key: &str) -> String {
     }
 }
 
-/// Reads `model.safetensors`, or `pytorch_model.bin` (its tensor records only).
+/// Reads a checkpoint ([`crate::model::read_checkpoint`]) with tunelab's names.
 pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let st = dir.join("model.safetensors");
-    let bin = dir.join("pytorch_model.bin");
-    let raw: Vec<(String, Tensor)> = if st.is_file() {
-        crate::model::read_tensors(&st, device)?.into_iter().collect()
-    } else if bin.is_file() {
-        candle_core::pickle::read_all(&bin)
-            .map_err(|e| Error::Read { path: bin.clone(), reason: format!("not a PyTorch checkpoint: {e}") })?
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_device(device)?)))
-            .collect::<Result<_>>()?
-    } else {
-        bail!("'{}' has no model.safetensors or pytorch_model.bin", dir.display())
-    };
-    Ok(raw.into_iter().map(|(k, t)| (normalise(&k), t)).collect())
+    Ok(crate::model::read_checkpoint(dir, device)?.into_iter().map(|(k, t)| (normalise(&k), t)).collect())
 }
 
 /// The parameters from checkpoint `tensors` (every one required, shapes checked), or all

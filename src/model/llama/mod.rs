@@ -50,7 +50,7 @@ impl Llama {
         config.validate()?;
         let mut tokenizer = TextTokenizer::from_dir(dir)?;
         special_ids_from_config(&mut tokenizer, dir, &config);
-        let tensors = weights::read_checkpoint(dir, device)?;
+        let tensors = crate::model::read_checkpoint(dir, device)?;
         let params =
             weights::assemble(&config, tensors, &mut rand::rng(), device, &dir.display().to_string())?;
         Llama::checked(config, params, tokenizer, raw_config)

@@ -2,7 +2,6 @@
 //! them, reading a checkpoint, and the initialisation of a fresh model.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -44,35 +43,6 @@ fn layout(c: &LlamaConfig) -> Vec<(String, Vec<usize>, bool)> {
 /// The parameter names and shapes, in order.
 pub fn names_and_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     layout(c).into_iter().map(|(n, s, _)| (n, s)).collect()
-}
-
-/// Reads `model.safetensors` of a model directory, or every shard named by
-/// `model.safetensors.index.json` (larger checkpoints).
-pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let st = dir.join("model.safetensors");
-    if st.is_file() {
-        return crate::model::read_tensors(&st, device);
-    }
-    let index = dir.join("model.safetensors.index.json");
-    if !index.is_file() {
-        bail!(
-            "'{}' has no model.safetensors (or model.safetensors.index.json); save the model with transformers' safe_serialization",
-            dir.display()
-        )
-    }
-    let map = crate::model::read_json(&index)?;
-    let Some(files) = map.get("weight_map").and_then(|m| m.as_object()) else {
-        return Err(Error::Read {
-            path: index,
-            reason: "no weight_map object; is it a safetensors index?".into(),
-        });
-    };
-    let shards: std::collections::BTreeSet<&str> = files.values().filter_map(|v| v.as_str()).collect();
-    let mut tensors = HashMap::new();
-    for shard in shards {
-        tensors.extend(crate::model::read_tensors(&dir.join(shard), device)?);
-    }
-    Ok(tensors)
 }
 
 /// The parameters from checkpoint `tensors` (every one required, shapes checked, f32), or
