@@ -31,6 +31,18 @@ use crate::data::{Batch, TextTokenizer};
 use crate::error::Result;
 use layers::Dropout;
 
+/// Checks a text model's tokenizer fits its embedding table (a bigger vocabulary would index
+/// past it).
+pub(crate) fn check_vocab(tokenizer: &TextTokenizer, vocab_size: usize) -> Result<()> {
+    let tv = tokenizer.vocab_size();
+    if tv > vocab_size {
+        crate::error::bail!(
+            "the tokenizer has {tv} tokens but the model's vocab_size is {vocab_size}; use the tokenizer the model was trained with"
+        )
+    }
+    Ok(())
+}
+
 /// How a forward pass runs: whether it builds the gradient graph for trainable parameters,
 /// and where its dropout masks come from.
 pub struct Pass {

@@ -140,14 +140,7 @@ impl Bert {
     }
 
     fn check_vocab(&self) -> Result<()> {
-        let tv = self.tokenizer.vocab_size();
-        if tv > self.config.vocab_size {
-            bail!(
-                "the tokenizer has {tv} tokens but the model's vocab_size is {}; use the tokenizer the model was trained with",
-                self.config.vocab_size
-            )
-        }
-        Ok(())
+        super::check_vocab(&self.tokenizer, self.config.vocab_size)
     }
 
     fn labels_of(&self) -> Option<&[String]> {

@@ -175,14 +175,7 @@ impl Gpt2 {
     }
 
     fn check_vocab(&self) -> Result<()> {
-        let tv = self.tokenizer.vocab_size();
-        if tv > self.config.vocab_size {
-            bail!(
-                "the tokenizer has {tv} tokens but the model's vocab_size is {}; use the tokenizer the model was trained with",
-                self.config.vocab_size
-            )
-        }
-        Ok(())
+        super::check_vocab(&self.tokenizer, self.config.vocab_size)
     }
 
     fn ids_of(batch: &Batch) -> Result<(&Tensor, &Tensor)> {

@@ -130,13 +130,7 @@ impl Llama {
         tokenizer: TextTokenizer,
         raw_config: serde_json::Value,
     ) -> Result<Llama> {
-        let tv = tokenizer.vocab_size();
-        if tv > config.vocab_size {
-            bail!(
-                "the tokenizer has {tv} tokens but the model's vocab_size is {}; use the tokenizer the model was trained with",
-                config.vocab_size
-            )
-        }
+        super::check_vocab(&tokenizer, config.vocab_size)?;
         Ok(Llama { config, params, tokenizer, raw_config })
     }
 
