@@ -15,6 +15,8 @@ const FILES: &[&str] = &[
     "pytorch_model.bin",
     "tokenizer.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
     "tokenizer_config.json",
     "special_tokens_map.json",
 ];

@@ -147,11 +147,14 @@ pub fn load_text_model(
     device: &Device,
 ) -> Result<Bert> {
     match model_type(dir)?.as_deref() {
-        Some("bert") => Bert::load(dir, task, rng, device),
+        Some(kind) if super::bert::Flavour::of_model_type(kind).is_some() => {
+            Bert::load(dir, task, rng, device)
+        }
         Some(other) => {
             bail!(
-                "model_type '{other}' in '{}' is not supported yet; supported: bert, gpt2, llama",
-                dir.display()
+                "model_type '{other}' in '{}' is not supported yet; supported: {}, gpt2, llama",
+                dir.display(),
+                super::bert::Flavour::MODEL_TYPES
             )
         }
         None => bail!(

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{bail, Result};
+use super::Flavour;
+use crate::error::{bail, Error, Result};
 
 fn dropout_default() -> f64 {
     0.1
@@ -60,6 +61,9 @@ pub struct BertConfig {
     /// Dropout before the classifier (defaults to `hidden_dropout_prob`).
     #[serde(default)]
     pub classifier_dropout: Option<f64>,
+    /// Which member of the family (from `model_type`; not a config.json field of its own).
+    #[serde(skip)]
+    pub flavour: Flavour,
 }
 
 impl BertConfig {
@@ -88,7 +92,27 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
             classifier_dropout: None,
+            flavour: Flavour::Bert,
         })
+    }
+
+    /// The configuration in a config.json of any flavour ([`Flavour::of_model_type`]; no
+    /// `model_type` reads as BERT).
+    pub fn from_json(raw: &serde_json::Value) -> Result<BertConfig> {
+        let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("bert");
+        let Some(flavour) = Flavour::of_model_type(model_type) else {
+            bail!(
+                "model_type '{model_type}' is not a BERT-family encoder; supported: {}",
+                Flavour::MODEL_TYPES
+            )
+        };
+        let mut config = match flavour {
+            Flavour::DistilBert => super::flavour::distilbert_config(raw)?,
+            _ => serde_json::from_value(raw.clone())
+                .map_err(|e| Error::invalid(format!("not a {model_type} config: {e}")))?,
+        };
+        config.flavour = flavour;
+        Ok(config)
     }
 
     /// Checks the shape is usable.

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, D};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::BertConfig;
+use super::{BertConfig, Flavour};
 use crate::data::TextTokenizer;
 use crate::error::{bail, Result};
 use crate::model::layers::{
@@ -24,20 +24,23 @@ fn act(x: &Tensor, name: &str) -> Result<Tensor> {
 
 /// Hidden states `[batch, len, hidden]` of token `ids` with attention `mask` (1 = token).
 pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-    let t = |name: &str| p.tensor(name, pass.train);
+    let t = |name: &str| p.tensor(&c.flavour.name(name), pass.train);
     let (batch, len) = ids.dims2()?;
     // Prompt tuning: virtual tokens before every sequence, attended to like tokens.
     let prompt = p.prompt_embeddings(pass.train)?;
     let virtual_tokens = prompt.as_ref().map_or(0, |t| t.dim(0).unwrap_or(0));
     let len = len + virtual_tokens;
-    if len > c.max_position_embeddings {
+    let first = c.flavour.first_position(c);
+    let positions_left = c.max_position_embeddings.saturating_sub(first);
+    if len > positions_left {
         bail!(
-            "sequences of {len} tokens (with {virtual_tokens} virtual) exceed the model's {} positions; use max_len ≤ {}",
-            c.max_position_embeddings,
-            c.max_position_embeddings - virtual_tokens
+            "sequences of {len} tokens (with {virtual_tokens} virtual) exceed the model's {positions_left} positions; use max_len ≤ {}",
+            positions_left.saturating_sub(virtual_tokens)
         )
     }
-    // Embeddings: token + position + segment (all segment 0), then norm and dropout.
+    // Embeddings: token + position (+ segment 0 where the flavour has segments), then norm
+    // and dropout. RoBERTa's positions start after its padding index; real tokens come first
+    // in every row, so they get the same ids transformers gives them.
     let mut words = embedding(ids, &t("bert.embeddings.word_embeddings.weight")?)?;
     let mut mask = mask.clone();
     if let Some(prompt) = prompt {
@@ -48,9 +51,12 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         let ones = Tensor::ones((batch, virtual_tokens), mask.dtype(), mask.device())?;
         mask = Tensor::cat(&[&ones, &mask], 1)?;
     }
-    let positions = t("bert.embeddings.position_embeddings.weight")?.narrow(0, 0, len)?;
-    let segment = t("bert.embeddings.token_type_embeddings.weight")?.narrow(0, 0, 1)?;
-    let x = words.broadcast_add(&positions)?.broadcast_add(&segment)?;
+    let positions = t("bert.embeddings.position_embeddings.weight")?.narrow(0, first, len)?;
+    let mut x = words.broadcast_add(&positions)?;
+    if c.flavour.has_segments() {
+        let segment = t("bert.embeddings.token_type_embeddings.weight")?.narrow(0, 0, 1)?;
+        x = x.broadcast_add(&segment)?;
+    }
     let x = layer_norm(
         &x,
         &t("bert.embeddings.LayerNorm.weight")?,
@@ -75,7 +81,8 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
             merge_heads(&attention(&q, &k, &v, &bias, &mut pass.dropout, c.attention_probs_dropout_prob)?)?;
         let a = linear(&ctx, &l("attention.output.dense.weight")?, Some(&l("attention.output.dense.bias")?))?;
         let a = pass.dropout.apply(&a, c.hidden_dropout_prob)?;
-        let a = p.adapt(&format!("bert.encoder.layer.{i}.attention.output"), &a, pass.train)?;
+        let a =
+            p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.attention.output")), &a, pass.train)?;
         x = layer_norm(
             &(a + &x)?,
             &l("attention.output.LayerNorm.weight")?,
@@ -89,7 +96,7 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         )?;
         let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
         let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
-        let o = p.adapt(&format!("bert.encoder.layer.{i}.output"), &o, pass.train)?;
+        let o = p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.output")), &o, pass.train)?;
         x = layer_norm(
             &(o + &x)?,
             &l("output.LayerNorm.weight")?,
@@ -100,20 +107,36 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
     Ok(x)
 }
 
-/// Classification logits `[batch, labels]`: pooler (dense + tanh on `[CLS]`), dropout,
-/// classifier.
+/// The first token's (`[CLS]`, `<s>`) hidden vector `[batch, hidden]`.
+pub fn first_token(hidden: &Tensor) -> Result<Tensor> {
+    Ok(hidden.narrow(1, 0, 1)?.squeeze(1)?)
+}
+
+/// The pooler on first-token vectors: dense + tanh (BERT's pooler, RoBERTa's head dense) or
+/// dense + ReLU (DistilBERT's pre-classifier).
+pub fn pool(p: &Params, c: &BertConfig, cls: &Tensor, train: bool) -> Result<Tensor> {
+    let t = |name: &str| p.tensor(&c.flavour.name(name), train);
+    let dense = linear(cls, &t("bert.pooler.dense.weight")?, Some(&t("bert.pooler.dense.bias")?))?;
+    Ok(if c.flavour.pooler_tanh() { dense.tanh()? } else { dense.relu()? })
+}
+
+/// Classification logits `[batch, labels]`: pooler, dropout, classifier. (RoBERTa's head
+/// also drops out before its dense layer.)
 pub fn classify(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-    let t = |name: &str| p.tensor(name, pass.train);
-    let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-    let pooled =
-        linear(&cls, &t("bert.pooler.dense.weight")?, Some(&t("bert.pooler.dense.bias")?))?.tanh()?;
-    let pooled = pass.dropout.apply(&pooled, c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))?;
+    let t = |name: &str| p.tensor(&c.flavour.name(name), pass.train);
+    let drop = c.classifier_dropout.unwrap_or(c.hidden_dropout_prob);
+    let mut cls = first_token(hidden)?;
+    if c.flavour == Flavour::Roberta {
+        cls = pass.dropout.apply(&cls, drop)?;
+    }
+    let pooled = pool(p, c, &cls, pass.train)?;
+    let pooled = pass.dropout.apply(&pooled, drop)?;
     linear(&pooled, &t("classifier.weight")?, Some(&t("classifier.bias")?))
 }
 
 /// Masked-LM logits over the vocabulary for every position `[batch, len, vocab]`.
 pub fn mlm_logits(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-    let t = |name: &str| p.tensor(name, pass.train);
+    let t = |name: &str| p.tensor(&c.flavour.name(name), pass.train);
     let h = linear(
         hidden,
         &t("cls.predictions.transform.dense.weight")?,

@@ -6,10 +6,12 @@
 //! `BertModel` checkpoints (like all-MiniLM-L6-v2) leave out.
 
 mod config;
+mod flavour;
 mod forward;
 mod weights;
 
 pub use config::BertConfig;
+pub use flavour::Flavour;
 pub use forward::probabilities as forward_probabilities;
 
 use std::path::Path;
@@ -57,14 +59,13 @@ impl Bert {
     /// parameters the checkpoint lacks are initialised from `rng`.
     pub fn load(dir: &Path, task: BertTask, rng: &mut impl rand::Rng, device: &Device) -> Result<Bert> {
         let raw_config = super::read_json(&dir.join("config.json"))?;
-        let config: BertConfig =
-            serde_json::from_value(raw_config.clone()).map_err(|e| crate::error::Error::Read {
-                path: dir.join("config.json"),
-                reason: format!("not a BERT config: {e}"),
-            })?;
+        let config = BertConfig::from_json(&raw_config).map_err(|e| crate::error::Error::Read {
+            path: dir.join("config.json"),
+            reason: e.to_string(),
+        })?;
         config.validate()?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let tensors = weights::read_checkpoint(dir, device)?;
+        let tensors = weights::read_checkpoint(dir, config.flavour, device)?;
         let (params, notes) =
             weights::assemble(&config, &task, tensors, rng, device, &dir.display().to_string())?;
         let bert = Bert { config, task, params, tokenizer, raw_config, load_notes: notes };
@@ -97,8 +98,9 @@ impl Bert {
             let task = BertTask::Classify(labels.clone());
             let (fresh, _) = weights::assemble(&self.config, &task, Default::default(), rng, &device, "")?;
             for name in ["classifier.weight", "classifier.bias"] {
-                let t = fresh.get(name).expect("a classifier has these").var.as_tensor().clone();
-                self.params.replace(name, t)?;
+                let name = self.config.flavour.name(name);
+                let t = fresh.get(&name).expect("a classifier has these").var.as_tensor().clone();
+                self.params.replace(&name, t)?;
             }
         }
         self.task = BertTask::Classify(labels);
@@ -111,16 +113,15 @@ impl Bert {
         forward::encode(&self.params, &self.config, ids, mask, &mut Pass::eval())
     }
 
-    /// The pooler output (dense + tanh on `[CLS]`) of hidden states.
+    /// The pooler output (dense + tanh on `[CLS]`; DistilBERT: dense + ReLU) of hidden states.
     pub fn pooled(&self, hidden: &Tensor) -> Result<Tensor> {
-        let t = |n: &str| self.params.tensor(n, false);
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        Ok(crate::model::layers::linear(
-            &cls,
-            &t("bert.pooler.dense.weight")?,
-            Some(&t("bert.pooler.dense.bias")?),
-        )?
-        .tanh()?)
+        forward::pool(&self.params, &self.config, &forward::first_token(hidden)?, false)
+    }
+
+    /// This model's name for a parameter or module BERT calls `canonical`
+    /// (see [`Flavour::name`]).
+    pub fn name(&self, canonical: &str) -> String {
+        self.config.flavour.name(canonical)
     }
 
     /// The same model with every parameter cast to `dtype` (f64 for gradient checks).
@@ -153,7 +154,7 @@ impl Bert {
 
 impl Model for Bert {
     fn family(&self) -> &'static str {
-        "bert"
+        self.config.flavour.family()
     }
 
     fn describe(&self) -> String {
@@ -163,8 +164,13 @@ impl Model for Bert {
             BertTask::MaskedLm => "masked-LM head".into(),
         };
         let (t, n) = (self.params.trainable_numel(), self.params.numel());
+        let family = match c.flavour {
+            Flavour::Bert => "BERT",
+            Flavour::Roberta => "RoBERTa",
+            Flavour::DistilBert => "DistilBERT",
+        };
         format!(
-            "BERT {} layers × {} wide, {} heads, vocab {} + {head}; {:.1}M parameters, {:.1}M trainable ({:.1}%)",
+            "{family} {} layers × {} wide, {} heads, vocab {} + {head}; {:.1}M parameters, {:.1}M trainable ({:.1}%)",
             c.num_hidden_layers,
             c.hidden_size,
             c.num_attention_heads,
@@ -220,29 +226,35 @@ impl Model for Bert {
     fn config(&self) -> serde_json::Value {
         let mut c = self.raw_config.clone();
         let obj = c.as_object_mut().expect("config.json is an object");
-        obj.insert("model_type".into(), json!("bert"));
+        let flavour = self.config.flavour;
+        obj.insert("model_type".into(), json!(flavour.config_model_type()));
         match &self.task {
             BertTask::Classify(labels) => {
-                obj.insert("architectures".into(), json!(["BertForSequenceClassification"]));
+                obj.insert("architectures".into(), json!([flavour.architecture(false)]));
                 crate::model::put_labels(obj, labels);
             }
             BertTask::MaskedLm => {
-                obj.insert("architectures".into(), json!(["BertForMaskedLM"]));
+                obj.insert("architectures".into(), json!([flavour.architecture(true)]));
             }
         }
         c
     }
 
     fn group(&self, name: &str) -> Option<Vec<String>> {
+        let n = |canonical: &str| self.name(canonical);
         Some(match name {
-            "embeddings" => vec!["bert.embeddings".into()],
-            "encoder" => vec!["bert.encoder".into()],
-            "pooler" => vec!["bert.pooler".into()],
+            "embeddings" => vec![n("bert.embeddings")],
+            "encoder" => vec![n("bert.encoder")],
+            "pooler" => vec![n("bert.pooler.dense")],
             "head" | "classifier" => match self.task {
-                BertTask::Classify(_) => vec!["classifier".into()],
-                BertTask::MaskedLm => vec!["cls".into()],
+                BertTask::Classify(_) => vec![n("classifier")],
+                BertTask::MaskedLm => vec![
+                    n("cls.predictions.transform.dense"),
+                    n("cls.predictions.transform.LayerNorm"),
+                    n("cls.predictions.bias"),
+                ],
             },
-            "norms" | "layernorm" => vec!["*LayerNorm*".into()],
+            "norms" | "layernorm" => vec!["*LayerNorm*".into(), "*layer_norm*".into()],
             "biases" => vec!["*.bias".into()],
             _ => return None,
         })
@@ -257,7 +269,7 @@ impl Model for Bert {
     }
 
     fn layer_prefix(&self, i: usize) -> String {
-        format!("bert.encoder.layer.{i}")
+        self.name(&format!("bert.encoder.layer.{i}"))
     }
 
     fn tokenizer(&self) -> Option<&TextTokenizer> {
@@ -275,11 +287,19 @@ impl Model for Bert {
     fn set_dropout(&mut self, p: f64) -> Result<()> {
         self.config.hidden_dropout_prob = p;
         self.config.attention_probs_dropout_prob = p;
-        self.config.classifier_dropout = None;
+        let distil = self.config.flavour == Flavour::DistilBert;
+        // DistilBERT keeps its own classifier-dropout field; the others fall back to hidden.
+        self.config.classifier_dropout = distil.then_some(p);
         if let Some(obj) = self.raw_config.as_object_mut() {
-            obj.insert("hidden_dropout_prob".into(), json!(p));
-            obj.insert("attention_probs_dropout_prob".into(), json!(p));
-            obj.remove("classifier_dropout");
+            if distil {
+                for key in ["dropout", "attention_dropout", "seq_classif_dropout"] {
+                    obj.insert(key.into(), json!(p));
+                }
+            } else {
+                obj.insert("hidden_dropout_prob".into(), json!(p));
+                obj.insert("attention_probs_dropout_prob".into(), json!(p));
+                obj.remove("classifier_dropout");
+            }
         }
         Ok(())
     }
@@ -293,15 +313,15 @@ impl Model for Bert {
         (0..self.config.num_hidden_layers)
             .flat_map(|i| {
                 [
-                    (format!("bert.encoder.layer.{i}.attention.output"), h),
-                    (format!("bert.encoder.layer.{i}.output"), h),
+                    (self.name(&format!("bert.encoder.layer.{i}.attention.output")), h),
+                    (self.name(&format!("bert.encoder.layer.{i}.output")), h),
                 ]
             })
             .collect()
     }
 
     fn lora_targets(&self) -> &'static [&'static str] {
-        &["query", "value"]
+        self.config.flavour.lora_targets()
     }
 
     fn to_device(&self, device: &Device) -> Result<Box<dyn Model>> {

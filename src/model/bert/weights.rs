@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::{BertConfig, BertTask};
+use super::{BertConfig, BertTask, Flavour};
 use crate::error::{bail, Error, Result};
 use crate::model::Params;
 
@@ -20,13 +20,14 @@ enum Init {
     Ones,
 }
 
-/// Every parameter of the model: name, shape, initialisation, and whether a checkpoint
-/// may lack it (heads, pooler).
+/// Every parameter of the model: name (the flavour's), shape, initialisation, and whether a
+/// checkpoint may lack it (heads, pooler).
 fn layout(c: &BertConfig, task: &BertTask) -> Vec<(String, Vec<usize>, Init, bool)> {
     let (h, i) = (c.hidden_size, c.intermediate_size);
     let mut out = Vec::new();
-    let mut add =
-        |name: String, shape: Vec<usize>, init: Init, optional: bool| out.push((name, shape, init, optional));
+    let mut add = |name: String, shape: Vec<usize>, init: Init, optional: bool| {
+        out.push((c.flavour.name(&name), shape, init, optional))
+    };
     let linear = |add: &mut dyn FnMut(String, Vec<usize>, Init, bool),
                   name: &str,
                   o: usize,
@@ -46,12 +47,14 @@ fn layout(c: &BertConfig, task: &BertTask) -> Vec<(String, Vec<usize>, Init, boo
         Init::Normal,
         false,
     );
-    add(
-        "bert.embeddings.token_type_embeddings.weight".into(),
-        vec![c.type_vocab_size, h],
-        Init::Normal,
-        false,
-    );
+    if c.flavour.has_segments() {
+        add(
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            vec![c.type_vocab_size, h],
+            Init::Normal,
+            false,
+        );
+    }
     norm(&mut add, "bert.embeddings.LayerNorm", false);
     for l in 0..c.num_hidden_layers {
         let p = format!("bert.encoder.layer.{l}");
@@ -78,20 +81,13 @@ fn layout(c: &BertConfig, task: &BertTask) -> Vec<(String, Vec<usize>, Init, boo
     out
 }
 
-/// The checkpoint name for `key` as tunelab names it: bare `BertModel` keys get the `bert.`
-/// prefix, TF-era `gamma`/`beta` become `weight`/`bias`.
-fn normalise(key: &str) -> String {
-    let key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
-    if ["embeddings.", "encoder.", "pooler."].iter().any(|p| key.starts_with(p)) {
-        format!("bert.{key}")
-    } else {
-        key
-    }
-}
-
-/// Reads a checkpoint ([`crate::model::read_checkpoint`]) with tunelab's names.
-pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    Ok(crate::model::read_checkpoint(dir, device)?.into_iter().map(|(k, t)| (normalise(&k), t)).collect())
+/// Reads a checkpoint ([`crate::model::read_checkpoint`]) with tunelab's names: keys of a
+/// bare encoder (`BertModel` saves `encoder.…`) get the flavour's prefix.
+pub fn read_checkpoint(dir: &Path, flavour: Flavour, device: &Device) -> Result<HashMap<String, Tensor>> {
+    Ok(crate::model::read_checkpoint(dir, device)?
+        .into_iter()
+        .map(|(k, t)| (flavour.normalise_key(&k), t))
+        .collect())
 }
 
 /// Builds the parameters from checkpoint `tensors`, checking every shape, and initialises
@@ -121,7 +117,10 @@ pub fn assemble(
                 t.to_dtype(DType::F32)?
             }
             None if loading && !optional => {
-                bail!("{origin} has no tensor '{name}': is it a BERT checkpoint of this config? (first missing tensor)")
+                bail!(
+                    "{origin} has no tensor '{name}': is it a {} checkpoint of this config? (first missing tensor)",
+                    c.flavour.family()
+                )
             }
             None => {
                 let n: usize = shape.iter().product();
@@ -148,11 +147,7 @@ pub fn assemble(
             .collect();
         notes.push(format!("initialised fresh: {}", heads.join(", ")));
     }
-    tensors.retain(|k, _| {
-        !k.ends_with("position_ids")
-            && k != "cls.predictions.decoder.weight"
-            && k != "cls.predictions.decoder.bias"
-    });
+    tensors.retain(|k, _| !c.flavour.ignorable(k));
     if !tensors.is_empty() {
         let mut unused: Vec<&String> = tensors.keys().collect();
         unused.sort();

@@ -288,9 +288,9 @@ impl Session {
         let head_rows = tensors
             .iter()
             .filter(|(k, _)| {
-                k.strip_prefix(PEFT_PREFIX)
-                    .or_else(|| k.strip_prefix("base_model."))
-                    .is_some_and(|n| n == "classifier.weight" || n == "score.weight")
+                k.strip_prefix(PEFT_PREFIX).or_else(|| k.strip_prefix("base_model.")).is_some_and(|n| {
+                    ["classifier.weight", "classifier.out_proj.weight", "score.weight"].contains(&n)
+                })
             })
             .find_map(|(_, t)| t.dim(0).ok());
         let task = match head_rows {

@@ -64,11 +64,12 @@ pub(crate) fn attach_peft_prompt(
 impl Session {
     pub(crate) fn prompt(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let model = self.model()?;
-        if model.family() != "bert" || model.task() != Task::Classify {
-            bail!("prompt tuning is implemented for BERT classifiers (`load NAME task=classify`); `lora` works on any model")
+        if !["bert", "roberta", "distilbert"].contains(&model.family()) || model.task() != Task::Classify {
+            bail!("prompt tuning is implemented for BERT-family classifiers (`load NAME task=classify`); `lora` works on any model")
         }
         let tokens = cmd.usize("tokens").unwrap_or(20);
-        let Some(words) = model.params().get("bert.embeddings.word_embeddings.weight") else {
+        let words_name = format!("{}.embeddings.word_embeddings.weight", model.family());
+        let Some(words) = model.params().get(&words_name) else {
             bail!("the model has no word embeddings to start the prompt from")
         };
         let mut rng: StdRng = self.rng.clone();
