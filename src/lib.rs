@@ -21,6 +21,7 @@
 //! ```
 
 pub mod bench;
+pub mod bridge;
 pub mod data;
 pub mod dsl;
 pub mod error;

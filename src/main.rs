@@ -159,6 +159,10 @@ fn tune_threads() {
 }
 
 fn main() -> ExitCode {
+    // With the evcxr feature this binary is also the child process that runs Rust cells:
+    // evcxr starts it again with a marker variable, and the hook never returns then.
+    #[cfg(feature = "evcxr")]
+    evcxr::runtime_hook();
     tune_threads();
     let cli = Cli::parse();
     let mut session = Session::new();

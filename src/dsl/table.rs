@@ -1206,6 +1206,31 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &["restore s1"],
     },
     VerbSpec {
+        name: "export",
+        aliases: &[],
+        group: Group::Inspect,
+        summary: "write the training record to a CSV file for Rust cells and other tools",
+        details: "Writes every number of the history (each update's loss and lr, each epoch's \
+                  losses and accuracy, each eval) as CSV rows `kind,step,epoch,split,metric,value` \
+                  to tunelab-export/history.csv (or file=PATH). In a `%%rust` cell, \
+                  `tunelab_bridge::history()` reads it back.",
+        args: &[ArgSpec {
+            name: "WHAT",
+            kind: Kind::Choice(&["history"]),
+            required: true,
+            many: false,
+            suggest: &[],
+            doc: "what to export",
+        }],
+        options: &[OptSpec {
+            name: "file",
+            kind: Kind::Path,
+            default: None,
+            doc: "where to write (default tunelab-export/history.csv, or $TUNELAB_EXPORT_DIR/history.csv)",
+        }],
+        examples: &["export history", "export history file=runs/a.csv"],
+    },
+    VerbSpec {
         name: "undo",
         aliases: &[],
         group: Group::History,

@@ -27,6 +27,8 @@ pub enum Job {
     Who,
     /// `%reset`: replace the session with a new one.
     Reset,
+    /// `%%rust`: Rust code for the session's evcxr context.
+    Rust(String),
 }
 
 /// How a job ended.
@@ -150,6 +152,13 @@ fn run_job(
                 Some(e) if e.outcome == LogOutcome::Interrupted => Outcome::Interrupted,
                 _ => Outcome::Ok,
             },
+            Err(_) => Outcome::Failed,
+        },
+        Job::Rust(code) => match session.run_rust(code, &mut sink) {
+            Ok(()) if session.log().last().is_some_and(|e| e.outcome == LogOutcome::Interrupted) => {
+                Outcome::Interrupted
+            }
+            Ok(()) => Outcome::Ok,
             Err(_) => Outcome::Failed,
         },
         Job::Who => {

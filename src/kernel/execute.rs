@@ -72,6 +72,10 @@ impl Kernel {
                         }
                         Step::Who => (Job::Who, false),
                         Step::Reset => (Job::Reset, false),
+                        Step::Rust(code) => {
+                            renderer.set_first_line(2);
+                            (Job::Rust(code), false)
+                        }
                     };
                     let t0 = Instant::now();
                     outcome = run_job(&out, job, &mut renderer).await;

@@ -4,6 +4,8 @@
 //! - `%time COMMANDS`: run the commands on this line and print their wall time.
 //! - `%who`: a table of what the session holds (device, model, data, training so far).
 //! - `%reset`: start a new session (no model, no data, default settings).
+//! - `%%rust` as a cell's first line: the rest of the cell is Rust, run by evcxr
+//!   ([`crate::bridge::cells`]).
 //!
 //! A cell is split into [`Step`]s: the tunelab lines between magics run together (parsed
 //! whole before any of them runs, as in a script), each magic on its own. An unknown magic
@@ -36,6 +38,12 @@ pub static MAGICS: &[MagicSpec] = &[
         doc: "runs the commands on this line, then prints their wall time",
     },
     MagicSpec {
+        name: "%%rust",
+        usage: "%%rust  (first line of a cell)",
+        doc: "the rest of the cell is Rust, compiled and run by evcxr; variables persist between \
+              Rust cells and `tunelab_bridge::history()` reads what `export history` wrote",
+    },
+    MagicSpec {
         name: "%who",
         usage: "%who",
         doc: "shows what the session holds: device, model, data, training so far",
@@ -63,6 +71,8 @@ pub enum Step {
     Who,
     /// `%reset`.
     Reset,
+    /// `%%rust`: Rust code for evcxr.
+    Rust(String),
 }
 
 /// A cell split into steps.
@@ -111,6 +121,10 @@ fn magic_word<'a>(line: &Line<'a>) -> Option<&'a str> {
 /// Splits a cell into steps; an unknown or misused magic is an error located in the cell.
 pub fn plan(code: &str) -> Result<Plan, Diagnostic> {
     let mut plan = Plan::default();
+    if let Some(rust) = rust_cell(code) {
+        plan.steps.push(Step::Rust(rust.to_string()));
+        return Ok(plan);
+    }
     let mut chunk: Option<(usize, usize)> = None; // (byte start, first line)
     let flush = |chunk: &mut Option<(usize, usize)>, end: usize, steps: &mut Vec<Step>| {
         if let Some((start, first_line)) = chunk.take() {
@@ -131,6 +145,7 @@ pub fn plan(code: &str) -> Result<Plan, Diagnostic> {
         let fail = |message: String| Err(diagnostic(&line, lead, word.chars().count(), message));
         match word {
             "%%time" if line.number == 1 => plan.timed = true,
+            "%%rust" => return fail("%%rust must be the first line of the cell".into()),
             "%%time" => return fail("%%time must be the first line of the cell".into()),
             "%time" if rest.is_empty() => {
                 return fail("%time needs commands to time, e.g. `%time fit epochs=3`".into())
@@ -153,6 +168,12 @@ pub fn plan(code: &str) -> Result<Plan, Diagnostic> {
     }
     flush(&mut chunk, code.len(), &mut plan.steps);
     Ok(plan)
+}
+
+/// The Rust code of a cell whose first line is `%%rust` (nothing else on that line).
+fn rust_cell(code: &str) -> Option<&str> {
+    let (first, rest) = code.split_once('\n').unwrap_or((code, ""));
+    (first.trim() == "%%rust").then_some(rest)
 }
 
 fn diagnostic(line: &Line<'_>, caret: usize, width: usize, message: String) -> Diagnostic {
@@ -236,6 +257,13 @@ mod tests {
         assert!(plan("seed 1\n%%time").unwrap_err().message.contains("first line"));
         assert!(plan("%who x").unwrap_err().message.contains("no arguments"));
         assert!(plan("%time").is_err());
+    }
+
+    #[test]
+    fn rust_cells_are_one_step() {
+        let p = plan("%%rust\nfn f() -> i32 { 1 }\n% 2").unwrap();
+        assert_eq!(p.steps, [Step::Rust("fn f() -> i32 { 1 }\n% 2".into())]);
+        assert!(plan("seed 1\n%%rust").unwrap_err().message.contains("first line"));
     }
 
     #[test]

@@ -277,11 +277,13 @@ pub fn escape(text: &str) -> String {
 
 fn image_display(image: &Image) -> DisplayData {
     let f = &image.figure;
-    DisplayData::new(Media::new(vec![
-        MediaType::Png(BASE64.encode(&f.png)),
-        MediaType::Svg(f.svg.clone()),
-        MediaType::Plain(format!("<plot: {}>", f.title)),
-    ]))
+    let mut media = vec![MediaType::Png(BASE64.encode(&f.png))];
+    // Images from Rust cells come as PNG only.
+    if !f.svg.is_empty() {
+        media.push(MediaType::Svg(f.svg.clone()));
+    }
+    media.push(MediaType::Plain(format!("<plot: {}>", f.title)));
+    DisplayData::new(Media::new(media))
 }
 
 /// Writes the figure to the files `plot … file=PATH` asked for; a line saying where (or why

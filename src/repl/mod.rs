@@ -73,6 +73,10 @@ pub fn run(session: &mut Session, sink: &mut TerminalSink) -> rustyline::Result<
                         let _ = rl.append_history(path);
                     }
                 }
+                if let Some(code) = rust_line(&line) {
+                    let _ = session.run_rust(code, sink);
+                    continue;
+                }
                 if let Ok(Flow::Quit) = session.run(&line, sink) {
                     break;
                 }
@@ -83,6 +87,12 @@ pub fn run(session: &mut Session, sink: &mut TerminalSink) -> rustyline::Result<
         }
     }
     Ok(())
+}
+
+/// The Rust code of a `:rust CODE` line (run by evcxr, see [`crate::bridge::cells`]).
+fn rust_line(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix(":rust")?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
 }
 
 /// Whether `line` is just `quit` (or an alias of it).
@@ -100,5 +110,13 @@ mod tests {
         assert!(is_quit("  exit "));
         assert!(!is_quit("seed 1; quit"));
         assert!(!is_quit("seed 123"));
+    }
+
+    #[test]
+    fn rust_lines_are_recognised() {
+        assert_eq!(rust_line(":rust let x = 1;"), Some("let x = 1;"));
+        assert_eq!(rust_line("  :rust"), Some(""));
+        assert_eq!(rust_line(":rusty"), None);
+        assert_eq!(rust_line("fit"), None);
     }
 }

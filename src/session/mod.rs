@@ -91,6 +91,8 @@ pub struct Session {
     log: Vec<LogEntry>,
     cancel: Arc<AtomicBool>,
     interrupted: bool,
+    /// The evcxr context of `%%rust` cells (started by the first one).
+    rust: crate::bridge::RustCells,
 }
 
 impl Default for Session {
@@ -125,6 +127,7 @@ impl Session {
             log: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: false,
+            rust: crate::bridge::RustCells::default(),
         }
     }
 
@@ -216,6 +219,44 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Parses and runs `src`, returning what it said: for tunelab as a library (in evcxr,
+    /// `s.exec("fit epochs=3")?` shows text, tables and charts in the notebook).
+    pub fn exec(&mut self, src: &str) -> Result<crate::bridge::Output> {
+        let mut out = crate::bridge::Output::default();
+        self.run(src, &mut out)?;
+        Ok(out)
+    }
+
+    /// Runs a Rust cell (`%%rust` / `:rust`) in this session's evcxr context, emitting what
+    /// it prints as it comes. Its `tunelab_bridge` module reads what `export` wrote.
+    pub fn run_rust(&mut self, code: &str, sink: &mut dyn Sink) -> Result<()> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let dir = verbs::export::export_dir();
+        let result = self.rust.run(code, dir, &self.cancel, &mut |o| {
+            for e in crate::bridge::cells::to_events(o) {
+                sink.emit(e);
+            }
+        });
+        let outcome = match &result {
+            Ok(()) => Outcome::Done,
+            Err(crate::bridge::cells::CellError::Interrupted) => Outcome::Interrupted,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.log.push(LogEntry { text: format!("%%rust {}", code.lines().next().unwrap_or("")), outcome });
+        match result {
+            Err(crate::bridge::cells::CellError::Interrupted) => {
+                self.interrupted = true;
+                sink.emit(Event::Warning(crate::bridge::cells::CellError::Interrupted.to_string()));
+                Ok(())
+            }
+            other => other.map_err(|e| {
+                let err = Error::invalid(e.to_string());
+                sink.emit(Event::Error(diagnose(&err, code, None)));
+                err
+            }),
+        }
+    }
+
     /// Runs one parsed command and records it in the command log.
     pub fn execute(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
         self.interrupted = false;
@@ -232,6 +273,7 @@ impl Session {
     fn dispatch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
         match cmd.name() {
             "quit" => return Ok(Flow::Quit),
+            "export" => self.export(cmd, sink)?,
             "help" => self.help(cmd, sink)?,
             "device" => self.device_cmd(cmd, sink)?,
             "seed" => self.seed(cmd, sink)?,

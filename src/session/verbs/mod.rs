@@ -2,6 +2,7 @@
 
 mod adapter;
 mod data;
+pub(crate) mod export;
 mod generate;
 mod lora;
 mod loss;
