@@ -60,4 +60,16 @@ trap 'rm -rf "$jupyter_tmp"' EXIT
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
   TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel
 
+step "Rust cells (the evcxr feature, through the kernel)"
+# The evcxr build adds rust-analyzer's crates; the first `:dep tunelab` cell compiles tunelab
+# inside evcxr. This build replaces target/debug/tunelab, so it runs after the stages above.
+cargo build --locked --features evcxr --bin tunelab
+cp "$bin" "$jupyter_tmp/tunelab-evcxr"
+"$jupyter_tmp/tunelab-evcxr" kernel install --prefix "$venv"
+JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
+  TUNELAB_BIN="$jupyter_tmp/tunelab-evcxr" TUNELAB_EVCXR_BIN="$jupyter_tmp/tunelab-evcxr" \
+  "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel/test_rust_cells.py
+# Point the kernelspec back at target/debug/tunelab (the copy above goes when this script ends).
+"$bin" kernel install --prefix "$venv" >/dev/null 2>&1 || true
+
 step "ok"

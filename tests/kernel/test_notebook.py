@@ -59,8 +59,14 @@ TUTORIALS = ROOT / "tutorials"
 _executed: dict = {}
 
 
+def needs_evcxr(path: pathlib.Path) -> bool:
+    """Notebooks with Rust cells need an evcxr build of the kernel (test_rust_cells.py runs them)."""
+    return nbformat.read(path, as_version=4).metadata.get("tunelab", {}).get("requires") == "evcxr"
+
+
 def tutorial_notebooks() -> list[pathlib.Path]:
-    return sorted(TUTORIALS.glob("*.ipynb")) + sorted(TUTORIALS.glob("*/*.ipynb"))
+    paths = sorted(TUTORIALS.glob("*.ipynb")) + sorted(TUTORIALS.glob("*/*.ipynb"))
+    return [p for p in paths if not needs_evcxr(p)]
 
 
 def executed(path: pathlib.Path):

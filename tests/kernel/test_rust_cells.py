@@ -15,6 +15,7 @@ import re
 import pytest
 
 from conftest import ROOT, RawKernel, execute, stderr, stdout
+from test_notebook import code_cells, executed, pngs, text_of
 
 EVCXR_BIN = os.environ.get("TUNELAB_EVCXR_BIN")
 # The first Rust cell compiles evcxr's runtime crate; `:dep tunelab` compiles tunelab.
@@ -112,3 +113,18 @@ def test_tunelab_as_a_library_displays_charts_in_evcxr(rust_kernel):
     assert images, [m["msg_type"] for m in msgs]
     png = base64.b64decode(images[0]["content"]["data"]["image/png"])
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_the_rust_cells_tutorial_runs():
+    """tutorials/08-rust-cells, executed with the kernelspec scripts/test.sh installs from the
+    evcxr build: both directions of the bridge, and the data set a Rust cell wrote trains."""
+    if not EVCXR_BIN:
+        pytest.skip("TUNELAB_EVCXR_BIN is not set (scripts/test.sh builds the evcxr binary)")
+    nb = executed(ROOT / "tutorials" / "08-rust-cells" / "08-rust-cells.ipynb")
+    text = "".join(text_of(c) for c in code_cells(nb))
+    m = re.search(r"(\d+) updates; loss smoothed over 20 updates: first ([\d.]+), last ([\d.]+)", text)
+    assert m and int(m.group(1)) == 100 and float(m.group(3)) < float(m.group(2)) / 5, text
+    w = re.search(r"^w\s+(-?[\d.]+)", text, re.M)
+    b = re.search(r"^b\s+(-?[\d.]+)", text, re.M)
+    assert w and abs(float(w.group(1)) - 4) < 0.05 and b and abs(float(b.group(1)) + 1) < 0.05, text
+    assert any(pngs(c) for c in code_cells(nb))

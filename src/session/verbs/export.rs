@@ -26,9 +26,11 @@ impl Session {
         }
         let rows = crate::bridge::export::write_history(&self.history, &path)
             .map_err(|source| Error::Write { path: path.clone(), source }.at(cmd.span_of("file")))?;
+        let shown =
+            std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(PathBuf::from));
         sink.emit(Event::Text(format!(
             "exported history: {rows} rows (kind,step,epoch,split,metric,value) to {}{}",
-            path.display(),
+            shown.as_deref().unwrap_or(&path).display(),
             if path == export_dir().join("history.csv") {
                 " — in a %%rust cell: tunelab_bridge::history()"
             } else {
