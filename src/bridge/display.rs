@@ -98,3 +98,28 @@ impl crate::Sink for Output {
         self.events.push(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Session;
+
+    #[test]
+    fn charts_and_tables_become_evcxr_blocks() {
+        let mut s = Session::new();
+        let out = s
+            .exec("data synthetic linear n=100 split=0.8/0.2\nload linear init=zeros\nfit epochs=2 batch=20\neval\nplot loss")
+            .unwrap();
+        assert_eq!(out.images().len(), 1);
+        let blocks = out.evcxr_blocks();
+        let mimes: Vec<&str> =
+            blocks.lines().filter_map(|l| l.strip_prefix("EVCXR_BEGIN_CONTENT ")).collect();
+        assert_eq!(mimes, ["text/plain", "text/html", "image/png"]);
+        assert_eq!(blocks.matches("EVCXR_END_CONTENT").count(), 3);
+        assert!(blocks.contains("<table"), "{blocks}");
+        let png = blocks.split("EVCXR_BEGIN_CONTENT image/png\n").nth(1).unwrap().lines().next().unwrap();
+        assert!(data_encoding::BASE64.decode(png.as_bytes()).unwrap().starts_with(b"\x89PNG"));
+        assert!(out.to_string().contains("epoch 2/2"));
+        // A failing command is an error the caller can `?`.
+        assert!(s.exec("fit epoch=3").is_err());
+    }
+}

@@ -69,15 +69,15 @@ pub fn write_history(history: &History, path: &Path) -> std::io::Result<usize> {
     let mut text = String::from(HISTORY_HEADER);
     text.push('\n');
     for r in &rows {
+        // `{:?}` prints the shortest text that parses back to the same f64.
         text.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{:?}\n",
             r.kind,
             r.step,
             r.epoch.map(|e| e.to_string()).unwrap_or_default(),
             r.split.as_deref().unwrap_or(""),
             r.metric,
-            // `{:?}` prints the shortest text that parses back to the same f64.
-            format!("{:?}", r.value)
+            r.value
         ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
