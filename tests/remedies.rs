@@ -220,3 +220,77 @@ fn l2sp_holds_the_linear_model_near_its_anchor() {
     println!("{w:?} (penalised optimum w = {:.4}, b = {:.4})", 3.0 / 11.0, 2.0 / 11.0);
     assert!((w[0].1[0] - 3.0 / 11.0).abs() < 0.05 && (w[1].1[0] - 2.0 / 11.0).abs() < 0.05, "{w:?}");
 }
+
+/// Long texts whose label is decided by one word near their end ("good" or "bad" as the
+/// 37th of 40 words; the rest is random filler): with `max_len=16` truncation keeps only the
+/// first 14 words and a classifier cannot beat chance, while `stride=4` cuts each text into
+/// overlapping windows that keep their text's label, and `eval` averages the windows' logits
+/// per text. A tiny random BERT (2 layers, hidden 64) trained for a few epochs.
+#[test]
+fn windows_recover_a_label_that_truncation_loses() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let filler: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(filler.iter().cloned())
+        .collect();
+    std::fs::write(dir.path().join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut text = |pos: bool| -> String {
+        let mut words: Vec<&str> =
+            (0..40).map(|_| filler[rng.random_range(0..filler.len())].as_str()).collect();
+        words[36] = if pos { "good" } else { "bad" };
+        words.join(" ")
+    };
+    let lab = |pos: bool| if pos { "pos" } else { "neg" }.to_string();
+    let train: Vec<(String, String)> = (0..240).map(|i| (text(i % 2 == 0), lab(i % 2 == 0))).collect();
+    let test: Vec<(String, String)> = (0..100).map(|i| (text(i % 2 == 1), lab(i % 2 == 1))).collect();
+    let (train_file, test_file) = (dir.path().join("train.jsonl"), dir.path().join("test.jsonl"));
+    write_jsonl(&train_file, &train);
+    write_jsonl(&test_file, &test);
+
+    let run = |stride: &str| -> (f64, String) {
+        let mut s = Session::new();
+        ok(
+            &mut s,
+            &format!(
+                "seed 3; data {} test={} split=1/0 max_len=16 {stride}; load bert config=tiny vocab={} task=classify",
+                train_file.display(),
+                test_file.display(),
+                dir.path().join("vocab.txt").display()
+            ),
+        );
+        let shown = render(&ok(&mut s, "show data"));
+        ok(&mut s, "optimizer adamw lr=1e-3; fit epochs=4 batch=32");
+        let out = render(&ok(&mut s, "eval"));
+        assert!(out.contains("eval on test (100 rows)"), "{out}");
+        let acc: f64 = out.split("accuracy ").nth(1).unwrap()[..6].parse().unwrap();
+        (acc, format!("{shown}\n{out}"))
+    };
+    let (truncated, t_out) = run("");
+    let (windowed, w_out) = run("stride=4");
+    println!("truncated:\n{t_out}\nwindowed:\n{w_out}");
+    println!("test accuracy: truncated to 16 tokens {truncated:.3}, windows (stride 4) {windowed:.3}");
+    assert!(t_out.contains("340 text(s) truncated to max_len=16"), "{t_out}");
+    assert!(
+        w_out.contains(
+            "340 text(s) longer than max_len=16 split into overlapping windows (stride=4): 1360 windows"
+        ),
+        "{w_out}"
+    );
+    assert!(truncated < 0.65, "truncation cannot see the deciding word: {truncated}");
+    assert!(windowed > 0.9, "windows see it: {windowed}");
+    // `predict` shows one row per text, pooled over its windows.
+    let mut s = Session::new();
+    ok(&mut s, &format!("data {} max_len=16 stride=4", train_file.display()));
+    ok(
+        &mut s,
+        &format!("load bert config=tiny vocab={} task=classify", dir.path().join("vocab.txt").display()),
+    );
+    let e = common::err(&mut s, &format!("data {} max_len=16 stride=16", train_file.display()));
+    assert!(e.contains("stride=16 must be below max_len=16"), "{e}");
+    let out = ok(&mut s, "predict split=train rows=5");
+    assert_eq!(tables(&out)[0].rows.len(), 5, "{}", render(&out));
+}

@@ -321,6 +321,13 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "text: tokens kept per text (longer ones are truncated and counted)",
             },
             OptSpec {
+                name: "stride",
+                kind: COUNT,
+                default: None,
+                doc: "text: cut texts longer than max_len into windows sharing this many tokens (instead of \
+                      truncating); eval and predict average the windows' logits per text",
+            },
+            OptSpec {
                 name: "clean",
                 kind: Kind::Bool,
                 default: Some("true"),
@@ -417,6 +424,7 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &[
             "data reviews.csv text=review label=sentiment split=0.8/0.1/0.1",
             "data pos.txt neg.txt max_len=64 augment=1",
+            "data reviews.csv max_len=128 stride=64",
             "data synthetic linear n=1000 w=3 b=2 noise=0.1",
             "data synthetic linear w=1.5,-2 b=0.5",
             "data houses.csv x=area,rooms y=price split=0.8/0.2",

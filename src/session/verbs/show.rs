@@ -260,6 +260,18 @@ impl Session {
             format!("characters per text: {}", length_stats(&chars)),
         ];
         match (data.token_lens(), data.token_stats()) {
+            (Some(lens), Some((_, unknown))) if data.window_stats().is_some() => {
+                let (split, windows) = data.window_stats().unwrap_or_default();
+                let lens: Vec<usize> = lens.iter().map(|l| *l as usize).collect();
+                lines.push(format!("tokens per window: {}", length_stats(&lens)));
+                lines.push(format!(
+                    "{split} text(s) longer than max_len={} split into overlapping windows (stride={}): \
+                     {windows} windows for {} texts; {unknown} unknown token(s)",
+                    data.max_len,
+                    data.stride.unwrap_or(0),
+                    data.len()
+                ));
+            }
             (Some(lens), Some((truncated, unknown))) => {
                 let lens: Vec<usize> = lens.iter().map(|l| *l as usize).collect();
                 lines.push(format!("tokens per text: {}", length_stats(&lens)));
@@ -274,7 +286,7 @@ impl Session {
         // A few samples, tokenized.
         let tok = self.model.as_ref().and_then(|m| m.tokenizer());
         let mut samples = Table::new(["label", "text", "tokens"]).titled("samples");
-        for &i in data.split(Split::Train).iter().take(3) {
+        for &i in data.text_split(Split::Train).iter().take(3) {
             let text = &data.texts[i as usize];
             let tokens = match tok {
                 Some(t) => t.tokens(text)?.join(" "),
