@@ -294,3 +294,69 @@ fn windows_recover_a_label_that_truncation_loses() {
     let out = ok(&mut s, "predict split=train rows=5");
     assert_eq!(tables(&out)[0].rows.len(), 5, "{}", render(&out));
 }
+
+/// The scores of `eval generate`, and the generated column of its table.
+fn generate_scores(s: &mut Session, src: &str) -> (f64, f64, Vec<String>, Vec<String>) {
+    let out = ok(s, src);
+    let t = tables(&out);
+    let generated = t[1].rows.iter().map(|r| r[1].clone()).collect();
+    let references = t[1].rows.iter().map(|r| r[2].clone()).collect();
+    (cell(t[0], "BLEU", 1), cell(t[0], "ROUGE-L F1", 1), generated, references)
+}
+
+/// `eval generate`: BLEU and ROUGE-L of greedy continuations against references are the
+/// metrics (tests/text_overlap.rs checks them against sacrebleu / rouge-score) applied to
+/// the generated texts, and a tiny GPT-2 that memorises the references scores far higher
+/// than before.
+#[test]
+fn eval_generate_scores_continuations_and_rises_when_references_are_learnt() {
+    use tunelab::metrics::{corpus_bleu, mean_rouge_l, Tokenize};
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = [
+        ("The cat sat on", "the mat and slept all day long."),
+        ("In the morning we", "walked to the river to catch fish."),
+        ("My brother likes", "green apples more than red ones."),
+        ("The old train", "left the station two hours late."),
+        ("She opened the", "window and the cold wind came in."),
+        ("After the rain", "the children played in the park."),
+    ];
+    let pairs_file = dir.path().join("pairs.jsonl");
+    let lines: Vec<String> =
+        pairs.iter().map(|(p, r)| serde_json::json!({ "prompt": p, "reference": r }).to_string()).collect();
+    std::fs::write(&pairs_file, lines.join("\n") + "\n").unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    let lines: Vec<String> =
+        pairs.iter().map(|(p, r)| serde_json::json!({ "text": format!("{p} {r}") }).to_string()).collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "seed 7; load gpt2 config=tiny vocab={}; data {} format=text block=16 split=1/0",
+            asset("gpt2_tokenizer").display(),
+            corpus.display()
+        ),
+    );
+    let cmd = format!("eval generate {} max_tokens=12", pairs_file.display());
+    let (bleu0, rouge0, _, _) = generate_scores(&mut s, &cmd);
+    ok(&mut s, "optimizer adamw lr=1e-2; fit epochs=100 batch=8 log=50");
+    let (bleu1, rouge1, generated, references) = generate_scores(&mut s, &cmd);
+    let (hyps, refs): (Vec<&str>, Vec<&str>) =
+        (generated.iter().map(String::as_str).collect(), references.iter().map(String::as_str).collect());
+    let bleu = corpus_bleu(&hyps, &refs, Tokenize::Whitespace).score;
+    let rouge = mean_rouge_l(&hyps, &refs, Tokenize::Rouge);
+    assert!((bleu1 - bleu).abs() < 1e-4 * bleu.max(1.0), "table BLEU {bleu1} vs {bleu}");
+    assert!((rouge1 - rouge).abs() < 1e-5, "table ROUGE-L {rouge1} vs {rouge}");
+    println!("before fine-tuning: BLEU {bleu0:.2}, ROUGE-L {rouge0:.3}; after memorising: BLEU {bleu1:.2}, ROUGE-L {rouge1:.3}");
+    println!("generated after: {generated:?}");
+    assert!(
+        bleu1 > bleu0 + 10.0 && rouge1 > rouge0 + 0.25,
+        "BLEU {bleu0} → {bleu1}, ROUGE-L {rouge0} → {rouge1}"
+    );
+    // Bad input names the fix and changes nothing.
+    let e = common::err(&mut s, &format!("eval generate {} prompt=question", pairs_file.display()));
+    assert!(e.contains("no column 'question'") && e.contains("prompt, reference"), "{e}");
+    let e = common::err(&mut s, "eval generate");
+    assert!(e.contains("needs a file of prompts"), "{e}");
+}

@@ -1002,9 +1002,54 @@ pub static VERBS: &[VerbSpec] = &[
         details: "Classification: accuracy, precision/recall/F1 per class with macro and \
                   weighted averages (as scikit-learn's classification_report) and the confusion \
                   matrix. Regression: the mean squared and mean absolute errors beside those of \
-                  the closed-form least-squares fit. Masked LM: loss and perplexity.",
-        args: &[],
+                  the closed-form least-squares fit. Masked LM: loss and perplexity. \
+                  `eval generate FILE` (causal LMs): continues each prompt of a csv/tsv/jsonl \
+                  file greedily and scores the continuations against the references with corpus \
+                  BLEU-4 (as sacrebleu) and mean ROUGE-L F1 (as rouge-score).",
+        args: &[
+            ArgSpec {
+                name: "WHAT",
+                kind: Kind::Choice(&["generate"]),
+                required: false,
+                many: false,
+                suggest: &["generate"],
+                doc: "generate: score generated text against references",
+            },
+            ArgSpec {
+                name: "FILE",
+                kind: Kind::Path,
+                required: false,
+                many: false,
+                suggest: &[],
+                doc: "eval generate: a csv/tsv/jsonl file of prompts and references",
+            },
+        ],
         options: &[
+            OptSpec {
+                name: "prompt",
+                kind: Kind::Text,
+                default: Some("prompt"),
+                doc: "eval generate: the column of prompts",
+            },
+            OptSpec {
+                name: "reference",
+                kind: Kind::Text,
+                default: Some("reference"),
+                doc: "eval generate: the column of reference continuations",
+            },
+            OptSpec {
+                name: "max_tokens",
+                kind: COUNT,
+                default: Some("64"),
+                doc: "eval generate: tokens to generate at most per prompt (greedy decoding)",
+            },
+            OptSpec {
+                name: "tokenize",
+                kind: Kind::Choice(&["words", "chars"]),
+                default: Some("words"),
+                doc: "eval generate: what BLEU and ROUGE-L count: words, or characters (Chinese)",
+            },
+
             OptSpec {
                 name: "split",
                 kind: Kind::Choice(SPLITS),
@@ -1018,7 +1063,12 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "evaluate on this file instead (same columns as the data)",
             },
         ],
-        examples: &["eval", "eval split=valid", "eval file=heldout.csv"],
+        examples: &[
+            "eval",
+            "eval split=valid",
+            "eval file=heldout.csv",
+            "eval generate pairs.jsonl prompt=prompt reference=reference max_tokens=32",
+        ],
     },
     VerbSpec {
         name: "generate",

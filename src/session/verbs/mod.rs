@@ -2,6 +2,7 @@
 
 mod adapter;
 mod data;
+mod eval_generate;
 mod generate;
 mod lora;
 mod loss;

@@ -44,6 +44,17 @@ impl Session {
 
     pub(crate) fn eval(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         self.model()?;
+        if cmd.arg(0).is_some() {
+            return self.eval_generate(cmd, sink);
+        }
+        for key in ["prompt", "reference", "max_tokens", "tokenize"] {
+            if cmd.given(key).is_some() {
+                return Err(Error::invalid(format!(
+                    "{key}= belongs to `eval generate FILE`; plain `eval` scores the loaded data"
+                ))
+                .at(cmd.span_of(key)));
+            }
+        }
         if let Some(file) = cmd.str("file") {
             if cmd.given("split").is_some() {
                 return Err(Error::invalid("give split= or file=, not both").at(cmd.span_of("file")));
