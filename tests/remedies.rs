@@ -360,3 +360,138 @@ fn eval_generate_scores_continuations_and_rises_when_references_are_learnt() {
     let e = common::err(&mut s, "eval generate");
     assert!(e.contains("needs a file of prompts"), "{e}");
 }
+
+/// A synthetic sentiment task in a tiny vocabulary: 10 words drawn from 4 positive, 4
+/// negative and 12 neutral words; the label says whether positive words outnumber negative
+/// ones (ties are dropped). Returns the rows and the vocab.txt path.
+fn word_task(dir: &Path, n: usize, seed: u64) -> Vec<(String, String)> {
+    use rand::{Rng, SeedableRng};
+    let pos = ["good", "great", "fine", "nice"];
+    let neg = ["bad", "awful", "poor", "dull"];
+    let neutral: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .chain(&pos)
+        .chain(&neg)
+        .map(|s| s.to_string())
+        .chain(neutral.iter().cloned())
+        .collect();
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rows = Vec::new();
+    while rows.len() < n {
+        let (mut p, mut q) = (0, 0);
+        let words: Vec<String> = (0..10)
+            .map(|_| match rng.random_range(0..5) {
+                0 => {
+                    p += 1;
+                    pos[rng.random_range(0..4)].to_string()
+                }
+                1 => {
+                    q += 1;
+                    neg[rng.random_range(0..4)].to_string()
+                }
+                _ => neutral[rng.random_range(0..12)].clone(),
+            })
+            .collect();
+        if p != q {
+            rows.push((words.join(" "), if p > q { "pos" } else { "neg" }.to_string()));
+        }
+    }
+    rows
+}
+
+/// The last training loss a session recorded.
+fn last_loss(s: &Session) -> f64 {
+    s.history().steps.last().expect("a step was taken").loss
+}
+
+/// `distill`: the loss of an update is alpha·T²·KL(teacher ‖ student) + (1−alpha)·CE —
+/// alpha=1 with the teacher's own weights as the student gives 0, alpha=0 gives the plain
+/// cross-entropy of the same batch, and alpha=1 on a fresh student gives the KL that the
+/// teacher's and the student's logits give by hand; bad teachers are refused and change
+/// nothing.
+#[test]
+fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = word_task(dir.path(), 200, 1);
+    let data = dir.path().join("words.jsonl");
+    write_jsonl(&data, &rows);
+    let vocab = dir.path().join("vocab.txt");
+    let teacher = dir.path().join("teacher");
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "seed 1; data {} max_len=16; load bert config=tiny vocab={} task=classify; optimizer adamw lr=3e-3; fit epochs=12 batch=16; save {}",
+            data.display(),
+            vocab.display(),
+            teacher.display()
+        ),
+    );
+    let step_loss = |setup: &str| -> f64 {
+        let mut s = Session::new();
+        ok(
+            &mut s,
+            &format!(
+                "seed 2; data {} max_len=16; load {}; dropout 0; {setup}",
+                data.display(),
+                teacher.display()
+            ),
+        );
+        ok(&mut s, "optimizer sgd lr=1e-9; fit steps=1 batch=16");
+        last_loss(&s)
+    };
+    let plain = step_loss("");
+    let hard_only = step_loss(&format!("distill teacher={} alpha=0", teacher.display()));
+    let soft_only = step_loss(&format!("distill teacher={} alpha=1 temperature=2", teacher.display()));
+    println!("teacher as student: plain CE {plain:.6}, alpha=0 {hard_only:.6}, alpha=1 {soft_only:.2e}");
+    assert!((plain - hard_only).abs() < 1e-6 * plain.max(1.0) && plain > 0.0, "{plain} vs {hard_only}");
+    assert!(soft_only.abs() < 1e-6, "the teacher distilled into itself: {soft_only}");
+
+    // A fresh student: alpha=1 gives T²·KL of the two models' logits on the batch, which
+    // `predict` shows as probabilities (at T=1 only, so here T=1).
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "seed 3; data {} max_len=16 split=1/0; load bert config=tiny vocab={} task=classify; dropout 0",
+            data.display(),
+            vocab.display()
+        ),
+    );
+    let e = common::err(&mut s, &format!("distill teacher={}", dir.path().display()));
+    assert!(e.contains("config.json") || e.contains("not"), "{e}");
+    ok(&mut s, &format!("distill teacher={} alpha=1 temperature=1", teacher.display()));
+    let probs = |s: &mut Session, model: Option<&Path>| -> Vec<[f64; 2]> {
+        let mut t = Session::new();
+        let s = match model {
+            Some(m) => {
+                ok(&mut t, &format!("data {} max_len=16 split=1/0; load {}", data.display(), m.display()));
+                &mut t
+            }
+            None => s,
+        };
+        let texts: Vec<String> = rows.iter().take(4).map(|r| format!("\"{}\"", r.0)).collect();
+        let out = ok(s, &format!("predict {}", texts.join(" ")));
+        tables(&out)[0].rows.iter().map(|r| [r[2].parse().unwrap(), r[3].parse().unwrap()]).collect()
+    };
+    let student_p = probs(&mut s, None);
+    let teacher_p = probs(&mut s, Some(&teacher));
+    let kl: f64 = student_p
+        .iter()
+        .zip(&teacher_p)
+        .map(|(ps, pt)| (0..2).map(|c| pt[c] * (pt[c] / ps[c]).ln()).sum::<f64>())
+        .sum::<f64>()
+        / 4.0;
+    // The first batch of a fit is the first rows of the shuffled epoch: compare on a batch
+    // of exactly the four texts instead, as their own data set.
+    let four = dir.path().join("four.jsonl");
+    write_jsonl(&four, &rows[..4]);
+    ok(&mut s, &format!("data {} max_len=16 split=1/0", four.display()));
+    ok(&mut s, &format!("distill teacher={} alpha=1 temperature=1", teacher.display()));
+    ok(&mut s, "optimizer sgd lr=1e-9; fit steps=1 batch=4");
+    let got = last_loss(&s);
+    println!("fresh student, alpha=1, T=1: step loss {got:.6}, KL from predicted probabilities {kl:.6}");
+    assert!((got - kl).abs() < 2e-4 * kl.max(1.0) + 1e-4, "{got} vs {kl}");
+}

@@ -717,6 +717,47 @@ pub static VERBS: &[VerbSpec] = &[
         ],
     },
     VerbSpec {
+        name: "distill",
+        aliases: &[],
+        group: Group::Training,
+        summary: "train the loaded classifier on a teacher's soft targets as well as the labels",
+        details: "`distill teacher=DIR` loads a saved classifier as the teacher (read-only, never \
+                  trained, run without dropout). Until `distill off` or the next `load`, every \
+                  update of the loaded student minimises alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) \
+                  + (1−alpha)·CE(s, labels), t and s the teacher's and the student's logits on the \
+                  same batch, T the temperature (Hinton et al., 2015). The teacher must have the \
+                  student's labels and tokenizer. Without options it shows the setting.",
+        args: &[ArgSpec {
+            name: "ACTION",
+            kind: Kind::Choice(&["off"]),
+            required: false,
+            many: false,
+            suggest: &["off"],
+            doc: "off: train on the labels alone again",
+        }],
+        options: &[
+            OptSpec {
+                name: "teacher",
+                kind: Kind::Path,
+                default: None,
+                doc: "a saved classifier directory (config.json with its labels, weights, tokenizer)",
+            },
+            OptSpec {
+                name: "temperature",
+                kind: POS_F,
+                default: Some("2"),
+                doc: "softmax temperature T of the soft targets (higher: softer)",
+            },
+            OptSpec {
+                name: "alpha",
+                kind: Kind::Float(Bound::Unit),
+                default: Some("0.5"),
+                doc: "weight of the teacher's term; 1 − alpha weighs the labels' cross-entropy",
+            },
+        ],
+        examples: &["distill teacher=runs/teacher temperature=2 alpha=0.5", "distill", "distill off"],
+    },
+    VerbSpec {
         name: "regularize",
         aliases: &["penalty"],
         group: Group::Training,

@@ -2,6 +2,7 @@
 
 mod adapter;
 mod data;
+mod distill;
 mod eval_generate;
 mod generate;
 mod lora;
