@@ -495,3 +495,74 @@ fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
     println!("fresh student, alpha=1, T=1: step loss {got:.6}, KL from predicted probabilities {kl:.6}");
     assert!((got - kl).abs() < 2e-4 * kl.max(1.0) + 1e-4, "{got} vs {kl}");
 }
+
+/// Distillation against labels alone: a tiny BERT student with 40 labelled texts of the
+/// word task, trained the same way with and without a teacher (a tiny BERT that saw 400
+/// labelled texts, test accuracy 0.973), over three seeds. Measured: alone 0.723 / 0.597 /
+/// 0.673 (mean 0.664), distilled (T=2, alpha=0.7) 0.873 / 0.667 / 0.703 (mean 0.748): better
+/// on every seed, which is what is asserted (with a margin on the mean).
+#[test]
+fn distilled_student_against_labels_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = word_task(dir.path(), 740, 5);
+    let (teacher_rows, rest) = rows.split_at(400);
+    let (student_rows, test_rows) = rest.split_at(40);
+    let (tf, sf, testf) =
+        (dir.path().join("teacher.jsonl"), dir.path().join("student.jsonl"), dir.path().join("test.jsonl"));
+    write_jsonl(&tf, teacher_rows);
+    write_jsonl(&sf, student_rows);
+    write_jsonl(&testf, test_rows);
+    let vocab = dir.path().join("vocab.txt");
+    let teacher = dir.path().join("teacher");
+    let accuracy = |s: &mut Session| -> f64 {
+        let out = render(&ok(s, "eval"));
+        out.split("accuracy ").nth(1).unwrap()[..6].parse().unwrap()
+    };
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "seed 1; data {} test={} split=1/0 max_len=16; load bert config=tiny vocab={} task=classify; \
+             optimizer adamw lr=3e-3; fit epochs=10 batch=16; save {}",
+            tf.display(),
+            testf.display(),
+            vocab.display(),
+            teacher.display()
+        ),
+    );
+    let teacher_acc = accuracy(&mut s);
+    let (mut plain, mut distilled) = (Vec::new(), Vec::new());
+    for seed in [1, 2, 3] {
+        for with in [false, true] {
+            let mut s = Session::new();
+            ok(
+                &mut s,
+                &format!(
+                    "seed {seed}; data {} test={} split=1/0 max_len=16; load bert config=tiny vocab={} task=classify",
+                    sf.display(),
+                    testf.display(),
+                    vocab.display()
+                ),
+            );
+            if with {
+                ok(&mut s, &format!("distill teacher={} temperature=2 alpha=0.7", teacher.display()));
+            }
+            ok(&mut s, "optimizer adamw lr=3e-3; fit epochs=15 batch=8");
+            let acc = accuracy(&mut s);
+            if with {
+                distilled.push(acc)
+            } else {
+                plain.push(acc)
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "teacher (400 labels) {teacher_acc:.3}; student on 40 labels: alone {plain:?} (mean {:.3}), distilled {distilled:?} (mean {:.3})",
+        mean(&plain),
+        mean(&distilled)
+    );
+    assert!(teacher_acc > 0.9, "the teacher learnt the task: {teacher_acc}");
+    assert!(mean(&distilled) > mean(&plain) + 0.03, "{distilled:?} vs {plain:?}");
+    assert!(plain.iter().zip(&distilled).all(|(p, d)| d >= p), "{distilled:?} vs {plain:?}");
+}
