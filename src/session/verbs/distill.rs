@@ -112,9 +112,9 @@ impl Session {
                     "distill: teacher {} ({}); loss = {}·T²·KL(teacher ‖ student at T={}) + {}·cross-entropy",
                     d.source,
                     d.teacher.describe(),
-                    d.alpha,
-                    d.temperature,
-                    1.0 - d.alpha
+                    super::num(d.alpha),
+                    super::num(d.temperature),
+                    super::num(1.0 - d.alpha)
                 )
             }
         }
