@@ -1067,6 +1067,18 @@ pub static VERBS: &[VerbSpec] = &[
         ],
         options: &[
             OptSpec {
+                name: "split",
+                kind: Kind::Choice(SPLITS),
+                default: None,
+                doc: "which split to evaluate (default test, or valid when there is no test split)",
+            },
+            OptSpec {
+                name: "file",
+                kind: Kind::Path,
+                default: None,
+                doc: "evaluate on this file instead (same columns as the data)",
+            },
+            OptSpec {
                 name: "prompt",
                 kind: Kind::Text,
                 default: Some("prompt"),
@@ -1091,18 +1103,6 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "eval generate: what BLEU and ROUGE-L count: words, or characters (Chinese)",
             },
 
-            OptSpec {
-                name: "split",
-                kind: Kind::Choice(SPLITS),
-                default: None,
-                doc: "which split to evaluate (default test, or valid when there is no test split)",
-            },
-            OptSpec {
-                name: "file",
-                kind: Kind::Path,
-                default: None,
-                doc: "evaluate on this file instead (same columns as the data)",
-            },
         ],
         examples: &[
             "eval",
