@@ -931,6 +931,24 @@ pub static VERBS: &[VerbSpec] = &[
             OptSpec { name: "r", kind: COUNT, default: Some("8"), doc: "rank of the update" },
             OptSpec { name: "alpha", kind: POS_F, default: Some("16"), doc: "scale = alpha / r" },
             OptSpec {
+                name: "budget",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: total rank kept over all adapted weights once pruning ends (below r × weights)",
+            },
+            OptSpec {
+                name: "prune_start",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: updates before pruning starts (default 20)",
+            },
+            OptSpec {
+                name: "prune_end",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: the update by which the budget is reached (default 200)",
+            },
+            OptSpec {
                 name: "dropout",
                 kind: Kind::Float(Bound::Unit),
                 default: Some("0"),

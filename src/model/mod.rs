@@ -4,6 +4,7 @@
 //! HF-style `config.json`. The trainable forward passes use only ops with a backward pass
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
+pub mod adalora;
 pub mod bert;
 pub mod bottleneck;
 pub mod causal;

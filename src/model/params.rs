@@ -100,7 +100,11 @@ impl Params {
             if let Some(ad) = lora.adapters.get(name) {
                 let (a, b) = (self.get(&ad.a), self.get(&ad.b));
                 let (Some(a), Some(b)) = (a, b) else { bail!("LoRA adapter of '{name}' lost its tensors") };
-                return merged(&own(p), &own(a), &own(b), lora.config.scale(), ad.fan_in_fan_out);
+                let a = match ad.e.as_ref().and_then(|e| self.get(e)) {
+                    Some(e) => own(a).broadcast_mul(&own(e))?,
+                    None => own(a),
+                };
+                return merged(&own(p), &a, &own(b), lora.config.scale(), ad.fan_in_fan_out);
             }
         }
         Ok(own(p))

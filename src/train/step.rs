@@ -172,6 +172,10 @@ pub fn train_step(
         }
     }
     optimizer.step(model.params(), &grads, lr)?;
+    // AdaLoRA: score the singular values and reallocate the rank budget.
+    if let Some(ada) = model.params().lora().and_then(|l| l.adaptive.as_ref()) {
+        ada.after_update(model.params(), &grads)?;
+    }
     let named = model
         .params()
         .iter()

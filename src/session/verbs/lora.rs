@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 
 use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
+use crate::model::adalora::AdaConfig;
 use crate::model::bert::BertTask;
 use crate::model::lora::{adaptable, target_matches, LoraConfig};
 use crate::model::peft::{read_adapter_config, save_adapter, PEFT_PREFIX};
@@ -187,9 +188,49 @@ impl Session {
             targets: written,
             rslora: false,
         };
+        let adaptive = match cmd.usize("budget") {
+            Some(budget) => {
+                let total = r * chosen.len();
+                if budget >= total {
+                    return Err(Error::invalid(format!(
+                        "budget={budget} must be below r × adapted weights = {r} × {} = {total} for AdaLoRA to prune anything; \
+                         e.g. budget={}",
+                        chosen.len(),
+                        total / 2
+                    ))
+                    .at(cmd.span_of("budget")));
+                }
+                let start = cmd.usize("prune_start").unwrap_or(20) as u64;
+                let end = cmd.usize("prune_end").unwrap_or(200) as u64;
+                if end <= start {
+                    return Err(Error::invalid(format!(
+                        "prune_end={end} must come after prune_start={start} (updates)"
+                    ))
+                    .at(cmd.span_of("prune_end")));
+                }
+                Some(AdaConfig { budget, start, end, beta: 0.85 })
+            }
+            None => {
+                for key in ["prune_start", "prune_end"] {
+                    if cmd.given(key).is_some() {
+                        return Err(Error::invalid(format!(
+                            "{key}= schedules AdaLoRA's pruning; give budget= too"
+                        ))
+                        .at(cmd.span_of(key)));
+                    }
+                }
+                None
+            }
+        };
         let mut rng: StdRng = self.rng.clone();
-        let fresh =
-            params.with_lora(config, &chosen, modules_to_save, self.model_source.clone(), &mut rng)?;
+        let fresh = params.with_lora(
+            config,
+            &chosen,
+            modules_to_save,
+            self.model_source.clone(),
+            adaptive.clone(),
+            &mut rng,
+        )?;
         // Commit.
         self.push_undo(&cmd.text)?;
         let trained = self.history.step() > 0;
@@ -209,6 +250,16 @@ impl Session {
             lora.describe(),
             share(p.trainable_numel(), p.numel())
         )));
+        if let Some(a) = &adaptive {
+            sink.emit(Event::Text(format!(
+                "AdaLoRA: each update B·diag(E)·A; the total rank falls from {} to budget={} between updates {} and {}, \
+                 the least important singular values (smoothed |E·∂L/∂E|) pruned first",
+                lora.config.r * lora.adapters.len(),
+                a.budget,
+                a.start,
+                a.end
+            )));
+        }
         if lora.config.dropout > 0.0 {
             sink.emit(Event::Text(format!(
                 "note: dropout={} is saved for peft (lora_dropout) but not applied by tunelab's merged-weight LoRA; the model's own dropout still applies",
