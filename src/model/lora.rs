@@ -306,7 +306,14 @@ mod tests {
         let p = params();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let l = p
-            .with_lora(config(), &[("enc.query.weight".into(), false)], vec!["head".into()], None, &mut rng)
+            .with_lora(
+                config(),
+                &[("enc.query.weight".into(), false)],
+                vec!["head".into()],
+                None,
+                None,
+                &mut rng,
+            )
             .unwrap();
         let a = l.get("enc.query.lora_A.weight").unwrap().var.as_tensor().to_vec2::<f32>().unwrap();
         assert!(a.iter().flatten().all(|x| x.abs() <= 0.5) && a.iter().flatten().any(|x| *x != 0.0));
@@ -359,7 +366,14 @@ mod tests {
         let p = params();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let l = p
-            .with_lora(config(), &[("enc.query.weight".into(), false)], vec!["head".into()], None, &mut rng)
+            .with_lora(
+                config(),
+                &[("enc.query.weight".into(), false)],
+                vec!["head".into()],
+                None,
+                None,
+                &mut rng,
+            )
             .unwrap();
         let t = l.peft_tensors().unwrap();
         let mut keys: Vec<&String> = t.keys().collect();
