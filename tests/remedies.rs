@@ -622,4 +622,32 @@ fn adalora_reallocates_the_rank_budget_and_still_learns() {
     assert!(lo < hi, "ranks should end unequal: {ranks:?}");
     assert!(last < 0.7 * first, "loss {first} → {last}");
     assert!(acc > 0.7, "{acc}");
+    // `show memory`: the frozen base dominates; AdamW keeps two moments per trainable value.
+    let out = ok(&mut s, "show memory");
+    let t = tables(&out)[0];
+    let values = |what: &str| -> usize {
+        t.rows.iter().filter(|r| r[0] == what).map(|r| r[2].parse::<usize>().unwrap()).sum()
+    };
+    let (trainable, frozen) = (values("trainable weights"), values("frozen weights"));
+    let all: usize = weights.iter().map(|(_, v)| v.len()).sum();
+    println!("{}", render(&out));
+    assert_eq!(trainable + frozen, all);
+    assert!(frozen > 10 * trainable && trainable > 0, "{trainable} / {frozen}");
+    let optimizer = t.rows.iter().find(|r| r[0] == "optimizer state").unwrap()[3].clone();
+    assert_eq!(optimizer, render_bytes(2 * 4 * trainable), "{}", render(&out));
+}
+
+/// Bytes as tunelab prints them (B, KiB, MiB with one decimal).
+fn render_bytes(n: usize) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }

@@ -134,7 +134,7 @@ pub const SCHEDULES: &[&str] = &["constant", "linear", "cosine", "step"];
 pub const PLOTS: &[&str] = &["loss", "lr", "surface", "fit", "confusion"];
 /// What `show` shows.
 pub const SHOWABLE: &[&str] =
-    &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device"];
+    &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device", "memory"];
 /// Data splits.
 pub const SPLITS: &[&str] = &["train", "valid", "test"];
 
@@ -1271,10 +1271,12 @@ pub static VERBS: &[VerbSpec] = &[
         name: "show",
         aliases: &[],
         group: Group::Inspect,
-        summary: "show params, grads, config, history, data, model, optimizer, snapshots, device",
+        summary: "show params, grads, config, history, data, model, optimizer, snapshots, device, memory",
         details: "params: values (or statistics for large tensors) and which are trainable. \
                   grads: the gradients of the last update. config: every setting with its \
-                  meaning. history: epochs and the commands run. Without an argument: a summary.",
+                  meaning. history: epochs and the commands run. memory: bytes held by the \
+                  weights by dtype, trainable and frozen, and by the optimizer state. Without an \
+                  argument: a summary.",
         args: &[ArgSpec {
             name: "WHAT",
             kind: Kind::Choice(SHOWABLE),
@@ -1284,7 +1286,7 @@ pub static VERBS: &[VerbSpec] = &[
             doc: "what to show",
         }],
         options: &[],
-        examples: &["show", "show params", "show grads", "show config", "show history"],
+        examples: &["show", "show params", "show grads", "show config", "show history", "show memory"],
     },
     VerbSpec {
         name: "snapshot",

@@ -55,6 +55,7 @@ impl Session {
             }
             Some("snapshots") => self.show_snapshots(sink),
             Some("device") => self.show_device(sink),
+            Some("memory") => self.show_memory(sink),
             Some(other) => unreachable!("'{other}' is not in the table's choices"),
         }
     }
@@ -330,6 +331,41 @@ impl Session {
         } else {
             sink.emit(Event::Table(t));
         }
+        Ok(())
+    }
+
+    /// Bytes of the weights by dtype, trainable and frozen, and of the optimizer state and
+    /// the last gradients (what LoRA, freezing and quantization save).
+    fn show_memory(&self, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let mut by: std::collections::BTreeMap<(bool, String), (usize, usize)> = Default::default();
+        for p in model.params().iter() {
+            let t = p.var.as_tensor();
+            let e = by.entry((p.trainable, format!("{:?}", t.dtype()).to_lowercase())).or_default();
+            e.0 += t.elem_count();
+            e.1 += t.elem_count() * t.dtype().size_in_bytes();
+        }
+        let mut t = Table::new(["held", "dtype", "values", "bytes"]).titled(format!(
+            "memory of {} on {}",
+            model.family(),
+            device_name(&self.device)
+        ));
+        let mut total = 0;
+        for ((trainable, dtype), (n, b)) in by.iter().rev() {
+            let what = if *trainable { "trainable weights" } else { "frozen weights" };
+            t.row([what.to_string(), dtype.clone(), n.to_string(), bytes(*b)]);
+            total += b;
+        }
+        let grads: usize = self
+            .last_grads
+            .as_ref()
+            .map_or(0, |g| g.iter().map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes()).sum());
+        for (what, b) in [("optimizer state", self.optimizer.state_bytes()), ("last gradients", grads)] {
+            t.row([what.to_string(), "-".into(), "-".into(), bytes(b)]);
+            total += b;
+        }
+        t.row(["total".to_string(), "".into(), "".into(), bytes(total)]);
+        sink.emit(Event::Table(t));
         Ok(())
     }
 
