@@ -931,6 +931,12 @@ pub static VERBS: &[VerbSpec] = &[
             OptSpec { name: "r", kind: COUNT, default: Some("8"), doc: "rank of the update" },
             OptSpec { name: "alpha", kind: POS_F, default: Some("16"), doc: "scale = alpha / r" },
             OptSpec {
+                name: "quantize",
+                kind: Kind::Choice(&["none", "q8_0", "q4_0"]),
+                default: Some("none"),
+                doc: "keep the adapted base weights quantized (8- or 4-bit blocks, dequantized per use), as QLoRA",
+            },
+            OptSpec {
                 name: "budget",
                 kind: COUNT,
                 default: None,

@@ -82,6 +82,8 @@ pub struct Lora {
     pub base_model: Option<String>,
     /// AdaLoRA's rank schedule and state, when the rank is adaptive.
     pub adaptive: Option<super::adalora::Adaptive>,
+    /// The adapted base weights kept quantized (`lora quantize=`), when they are.
+    pub quantized: Option<super::quantized::QuantizedBase>,
 }
 
 impl Lora {
@@ -192,7 +194,8 @@ impl Params {
             adapters.insert(name.clone(), adapter);
         }
         let adaptive = adaptive.map(super::adalora::Adaptive::new);
-        let lora = Lora { config, adapters, enabled: true, modules_to_save, base_model, adaptive };
+        let lora =
+            Lora { config, adapters, enabled: true, modules_to_save, base_model, adaptive, quantized: None };
         self.adding_lora(lora, fresh, HashMap::new())
     }
 
@@ -252,7 +255,8 @@ impl Params {
         for (name, ad) in &lora.adapters {
             let t = |n: &str| self.get(n).map(|p| p.var.as_tensor().clone()).expect("adapter tensors exist");
             let a = lora.effective_a(self, ad, &t(&ad.a))?;
-            merged_values.insert(name, merged(&t(name), &a, &t(&ad.b), scale, ad.fan_in_fan_out)?);
+            let base = self.tensor_at_rest(name)?;
+            merged_values.insert(name, merged(&base, &a, &t(&ad.b), scale, ad.fan_in_fan_out)?);
         }
         let adapter_names: Vec<&str> = lora
             .adapters

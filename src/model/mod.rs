@@ -18,6 +18,7 @@ pub mod lora;
 mod params;
 pub mod peft;
 pub mod prompt;
+pub mod quantized;
 
 pub use io::{
     config_labels, is_causal_family, load_causal_model, load_model, load_text_model, model_type, put_labels,

@@ -131,7 +131,15 @@ impl Params {
             replaced.keys().map(|n| n.rsplit_once('.').map_or(n.as_str(), |(m, _)| m).to_string()).collect();
         modules_to_save.sort();
         modules_to_save.dedup();
-        let lora = Lora { config, adapters, enabled: true, modules_to_save, base_model, adaptive: None };
+        let lora = Lora {
+            config,
+            adapters,
+            enabled: true,
+            modules_to_save,
+            base_model,
+            adaptive: None,
+            quantized: None,
+        };
         self.adding_lora(lora, fresh, replaced)
     }
 }

@@ -223,7 +223,7 @@ impl Session {
             }
         };
         let mut rng: StdRng = self.rng.clone();
-        let fresh = params.with_lora(
+        let mut fresh = params.with_lora(
             config,
             &chosen,
             modules_to_save,
@@ -231,6 +231,31 @@ impl Session {
             adaptive.clone(),
             &mut rng,
         )?;
+        let mut quantized_note = None;
+        if let Some(dtype) = cmd.str("quantize").as_deref().and_then(crate::model::quantized::ggml_dtype) {
+            let f32_bytes: usize = fresh
+                .lora()
+                .map(|l| l.adapters.keys().filter_map(|n| fresh.get(n)).map(|p| p.var.elem_count() * 4).sum())
+                .unwrap_or(0);
+            let (q, skipped) = fresh.with_quantized_base(dtype).map_err(|e| e.at(cmd.span_of("quantize")))?;
+            let qb = q.quantized().expect("just quantized");
+            let mut note = format!(
+                "base weights under the adapters kept {}: {} values in {} instead of {} (f32); dequantized per forward pass",
+                format!("{dtype:?}").to_lowercase(),
+                qb.numel(),
+                super::bytes(qb.bytes()),
+                super::bytes(f32_bytes)
+            );
+            if !skipped.is_empty() {
+                note += &format!(
+                    "; {} weight(s) stay f32 (last dimension not a multiple of {})",
+                    skipped.len(),
+                    dtype.block_size()
+                );
+            }
+            quantized_note = Some(note);
+            fresh = q;
+        }
         // Commit.
         self.push_undo(&cmd.text)?;
         let trained = self.history.step() > 0;
@@ -250,6 +275,9 @@ impl Session {
             lora.describe(),
             share(p.trainable_numel(), p.numel())
         )));
+        if let Some(note) = quantized_note {
+            sink.emit(Event::Text(note));
+        }
         if let Some(a) = &adaptive {
             sink.emit(Event::Text(format!(
                 "AdaLoRA: each update B·diag(E)·A; the total rank falls from {} to budget={} between updates {} and {}, \

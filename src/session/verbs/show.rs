@@ -356,6 +356,11 @@ impl Session {
             t.row([what.to_string(), dtype.clone(), n.to_string(), bytes(*b)]);
             total += b;
         }
+        if let Some(q) = model.params().quantized() {
+            let dtype = format!("{:?}", q.dtype).to_lowercase();
+            t.row(["frozen weights".to_string(), dtype, q.numel().to_string(), bytes(q.bytes())]);
+            total += q.bytes();
+        }
         let grads: usize = self
             .last_grads
             .as_ref()
