@@ -376,7 +376,8 @@ impl Session {
 
     fn show_device(&self, sink: &mut dyn Sink) -> Result<()> {
         let weights = self.model.as_ref().map_or(0, |m| {
-            m.params().iter().map(|p| p.var.elem_count() * p.var.dtype().size_in_bytes()).sum()
+            m.params().iter().map(|p| p.var.elem_count() * p.var.dtype().size_in_bytes()).sum::<usize>()
+                + m.params().quantized().map_or(0, |q| q.bytes())
         });
         let grads = self
             .last_grads
