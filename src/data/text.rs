@@ -124,6 +124,20 @@ struct Encoded {
     unknown: usize,
     /// Packed language-model data: the block rows of each split.
     blocks: Option<Box<[Vec<u32>; 3]>>,
+    /// Long texts cut into windows (`stride=`): which rows belong to which text.
+    windows: Option<Box<Windows>>,
+}
+
+/// Rows of a data set whose long texts were cut into overlapping windows: every row is a
+/// window that keeps its text's label; predictions pool a text's windows.
+#[derive(Clone, Debug)]
+struct Windows {
+    /// The windows of text `i` are rows `starts[i]..starts[i + 1]`.
+    starts: Vec<u32>,
+    /// The text each row (window) belongs to.
+    owner: Vec<u32>,
+    /// The window rows of each split.
+    splits: [Vec<u32>; 3],
 }
 
 /// Labelled texts, split into train/valid/test, tokenized once a model provides a tokenizer.
@@ -146,6 +160,9 @@ pub struct TextData {
     pub columns: Option<(String, String)>,
     /// Language modelling: tokens per packed block (rows become blocks once tokenized).
     pub block: Option<usize>,
+    /// Long texts: tokens shared by consecutive windows of `max_len` tokens; `None`
+    /// truncates instead (rows become windows once tokenized).
+    pub stride: Option<usize>,
     splits: [Vec<u32>; 3],
     encoded: Option<Encoded>,
 }
@@ -350,6 +367,7 @@ impl TextData {
             report,
             columns: None,
             block: opts.block,
+            stride: None,
             splits: [train, val, tst],
             encoded: None,
         })
@@ -365,12 +383,38 @@ impl TextData {
         self.texts.is_empty()
     }
 
-    /// Row indices of a split: texts, or blocks once packed language-model data is tokenized.
+    /// Row indices of a split: texts, or blocks once packed language-model data is
+    /// tokenized, or windows once long texts are cut (`stride=`).
     pub fn split(&self, s: Split) -> &[u32] {
-        match self.encoded.as_ref().and_then(|e| e.blocks.as_ref()) {
-            Some(blocks) => &blocks[s as usize],
+        let enc = self.encoded.as_ref();
+        if let Some(blocks) = enc.and_then(|e| e.blocks.as_ref()) {
+            return &blocks[s as usize];
+        }
+        match enc.and_then(|e| e.windows.as_ref()) {
+            Some(w) => &w.splits[s as usize],
             None => &self.splits[s as usize],
         }
+    }
+
+    /// The text each row belongs to, when long texts were cut into windows (`stride=`).
+    pub fn window_owner(&self) -> Option<&[u32]> {
+        self.encoded.as_ref().and_then(|e| e.windows.as_ref()).map(|w| w.owner.as_slice())
+    }
+
+    /// The rows of `texts`: their windows when texts were cut, else the texts themselves.
+    pub fn rows_of_texts(&self, texts: &[u32]) -> Vec<u32> {
+        match self.encoded.as_ref().and_then(|e| e.windows.as_ref()) {
+            Some(w) => texts.iter().flat_map(|&t| w.starts[t as usize]..w.starts[t as usize + 1]).collect(),
+            None => texts.to_vec(),
+        }
+    }
+
+    /// Texts that were cut into more than one window, and all windows, once tokenized with
+    /// `stride=`.
+    pub fn window_stats(&self) -> Option<(usize, usize)> {
+        let w = self.encoded.as_ref()?.windows.as_ref()?;
+        let split = w.starts.windows(2).filter(|p| p[1] - p[0] > 1).count();
+        Some((split, w.owner.len()))
     }
 
     /// Texts of a split (before any packing into blocks).
@@ -389,7 +433,7 @@ impl TextData {
 
     /// Whether the data is tokenized for `tokenizer`.
     pub fn is_encoded_for(&self, tokenizer: &TextTokenizer) -> bool {
-        self.encoded.as_ref().is_some_and(|e| e.key == key(tokenizer, self.max_len, self.block))
+        self.encoded.as_ref().is_some_and(|e| e.key == key(tokenizer, self.max_len, self.block, self.stride))
     }
 
     /// Tokenizes every text once (truncating to `max_len`, or packing into blocks for
@@ -400,6 +444,9 @@ impl TextData {
         }
         if let Some(block) = self.block {
             return self.encode_blocks(tokenizer, block, device);
+        }
+        if let Some(stride) = self.stride {
+            return self.encode_windows(tokenizer, stride, device);
         }
         let (seqs, truncated) = tokenizer.encode_batch(&self.texts, self.max_len)?;
         let width = seqs.iter().map(Vec::len).max().unwrap_or(1).max(1);
@@ -412,13 +459,52 @@ impl TextData {
         }
         let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         self.encoded = Some(Encoded {
-            key: key(tokenizer, self.max_len, self.block),
+            key: key(tokenizer, self.max_len, self.block, self.stride),
             ids: Tensor::from_vec(flat, (seqs.len(), width), device)?,
             labels: Tensor::from_slice(&self.labels, self.labels.len(), device)?,
             lens,
             truncated,
             unknown,
             blocks: None,
+            windows: None,
+        });
+        Ok(())
+    }
+
+    /// Long texts: every text cut into windows of `max_len` tokens sharing `stride` tokens;
+    /// each window is a row with its text's label.
+    fn encode_windows(&mut self, tokenizer: &TextTokenizer, stride: usize, device: &Device) -> Result<()> {
+        let per_text = tokenizer.encode_windows(&self.texts, self.max_len, stride)?;
+        let mut starts = vec![0u32];
+        let (mut owner, mut labels, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, windows) in per_text.into_iter().enumerate() {
+            for w in windows {
+                owner.push(i as u32);
+                labels.push(self.labels[i]);
+                seqs.push(w);
+            }
+            starts.push(seqs.len() as u32);
+        }
+        let width = seqs.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut flat = vec![tokenizer.pad_id; seqs.len() * width];
+        let mut unknown = 0;
+        for (row, s) in seqs.iter().enumerate() {
+            flat[row * width..row * width + s.len()].copy_from_slice(s);
+            unknown += s.iter().filter(|t| Some(**t) == tokenizer.unk_id).count();
+        }
+        let of = |texts: &[u32]| -> Vec<u32> {
+            texts.iter().flat_map(|&t| starts[t as usize]..starts[t as usize + 1]).collect()
+        };
+        let splits = [of(&self.splits[0]), of(&self.splits[1]), of(&self.splits[2])];
+        self.encoded = Some(Encoded {
+            key: key(tokenizer, self.max_len, self.block, self.stride),
+            ids: Tensor::from_vec(flat, (seqs.len(), width), device)?,
+            labels: Tensor::from_slice(&labels, labels.len(), device)?,
+            lens: seqs.iter().map(|s| s.len() as u32).collect(),
+            truncated: 0,
+            unknown,
+            blocks: None,
+            windows: Some(Box::new(Windows { starts, owner, splits })),
         });
         Ok(())
     }
@@ -451,13 +537,14 @@ impl TextData {
         }
         let n = lens.len();
         self.encoded = Some(Encoded {
-            key: key(tokenizer, self.max_len, self.block),
+            key: key(tokenizer, self.max_len, self.block, self.stride),
             ids: Tensor::from_vec(flat, (n, block), device)?,
             labels: Tensor::zeros(n, DType::U32, device)?,
             lens,
             truncated: 0,
             unknown,
             blocks: Some(Box::new(blocks)),
+            windows: None,
         });
         Ok(())
     }
@@ -507,8 +594,8 @@ impl TextData {
     }
 }
 
-fn key(tokenizer: &TextTokenizer, max_len: usize, block: Option<usize>) -> String {
-    format!("{}#{}#{max_len}#{block:?}", tokenizer.source, tokenizer.vocab_size())
+fn key(tokenizer: &TextTokenizer, max_len: usize, block: Option<usize>, stride: Option<usize>) -> String {
+    format!("{}#{}#{max_len}#{block:?}#{stride:?}", tokenizer.source, tokenizer.vocab_size())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
 
 use crate::error::{bail, Error, Result};
 
@@ -178,6 +178,42 @@ impl TextTokenizer {
             tok.encode_batch(inputs, true).map_err(|e| Error::invalid(format!("tokenizing failed: {e}")))?;
         let truncated = encodings.iter().filter(|e| !e.get_overflowing().is_empty()).count();
         Ok((encodings.iter().map(|e| e.get_ids().to_vec()).collect(), truncated))
+    }
+
+    /// Token ids of each text cut into overlapping windows of at most `max_len` tokens (special
+    /// tokens included in every window); consecutive windows share `stride` tokens, as
+    /// `transformers` does with `return_overflowing_tokens=True, stride=…`. A text that fits
+    /// is one window.
+    pub fn encode_windows(
+        &self,
+        texts: &[String],
+        max_len: usize,
+        stride: usize,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
+        let specials = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        if stride + specials >= max_len {
+            bail!(
+                "stride={stride} must be below max_len={max_len} minus {specials} special token(s): it is the \
+                 overlap between consecutive windows; use e.g. stride={}",
+                max_len.saturating_sub(specials) / 2
+            )
+        }
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams { max_length: max_len, stride, ..Default::default() }))
+            .map_err(|e| {
+                Error::invalid(format!("cannot cut windows of max_len={max_len}, stride={stride}: {e}"))
+            })?;
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings =
+            tok.encode_batch(inputs, true).map_err(|e| Error::invalid(format!("tokenizing failed: {e}")))?;
+        Ok(encodings
+            .iter()
+            .map(|e| {
+                std::iter::once(e.get_ids().to_vec())
+                    .chain(e.get_overflowing().iter().map(|o| o.get_ids().to_vec()))
+                    .collect()
+            })
+            .collect())
     }
 
     /// Token ids of one text without special tokens and without truncation (prompts,

@@ -304,7 +304,10 @@ mod tests {
             hint("fit epochs=3 ", 13).as_deref(),
             Some("[batch=N] [steps=N] [log=N] [accumulate=N] …")
         );
-        assert_eq!(hint("eval ", 5).as_deref(), Some("[split=train|valid|test] [file=PATH]"));
+        assert_eq!(
+            hint("eval ", 5).as_deref(),
+            Some("[split=train|valid|test] [file=PATH] [prompt=TEXT] [reference=TEXT] …")
+        );
         assert_eq!(hint("fit ep", 6).as_deref(), Some("ochs=N"));
         assert_eq!(
             hint("fit epochs=3", 12).as_deref(),

@@ -367,6 +367,17 @@ mod tests {
 
     #[test]
     fn regularize_and_dropout() {
+        let c = one("distill teacher=runs/t temperature=3 alpha=0.25");
+        assert_eq!(
+            (c.str("teacher").as_deref(), c.f64("temperature"), c.f64("alpha")),
+            (Some("runs/t"), Some(3.0), Some(0.25))
+        );
+        assert_eq!(one("distill off").arg(0).and_then(|v| v.as_str()), Some("off"));
+        assert!(parse("distill alpha=1.5").is_err(), "alpha is a fraction");
+        let c = one("eval generate pairs.jsonl prompt=q reference=a max_tokens=8");
+        assert_eq!(c.arg(1).and_then(|v| v.as_str()), Some("pairs.jsonl"));
+        assert_eq!((c.str("prompt").as_deref(), c.usize("max_tokens")), (Some("q"), Some(8)));
+        assert_eq!(one("data x.csv max_len=32 stride=8").usize("stride"), Some(8));
         let c = one("regularize l1=1e-6 l2=1e-4");
         assert_eq!((c.f64("l1"), c.f64("l2")), (Some(1e-6), Some(1e-4)));
         assert_eq!(one("dropout 0.2").arg(0), Some(&Value::Float(0.2)));

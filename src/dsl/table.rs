@@ -134,7 +134,7 @@ pub const SCHEDULES: &[&str] = &["constant", "linear", "cosine", "step"];
 pub const PLOTS: &[&str] = &["loss", "lr", "surface", "fit", "confusion"];
 /// What `show` shows.
 pub const SHOWABLE: &[&str] =
-    &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device"];
+    &["params", "grads", "config", "history", "data", "model", "optimizer", "snapshots", "device", "memory"];
 /// Data splits.
 pub const SPLITS: &[&str] = &["train", "valid", "test"];
 
@@ -321,6 +321,13 @@ pub static VERBS: &[VerbSpec] = &[
                 doc: "text: tokens kept per text (longer ones are truncated and counted)",
             },
             OptSpec {
+                name: "stride",
+                kind: COUNT,
+                default: None,
+                doc: "text: cut texts longer than max_len into windows sharing this many tokens (instead of \
+                      truncating); eval and predict average the windows' logits per text",
+            },
+            OptSpec {
                 name: "clean",
                 kind: Kind::Bool,
                 default: Some("true"),
@@ -417,6 +424,7 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &[
             "data reviews.csv text=review label=sentiment split=0.8/0.1/0.1",
             "data pos.txt neg.txt max_len=64 augment=1",
+            "data reviews.csv max_len=128 stride=64",
             "data synthetic linear n=1000 w=3 b=2 noise=0.1",
             "data synthetic linear w=1.5,-2 b=0.5",
             "data houses.csv x=area,rooms y=price split=0.8/0.2",
@@ -709,6 +717,47 @@ pub static VERBS: &[VerbSpec] = &[
         ],
     },
     VerbSpec {
+        name: "distill",
+        aliases: &[],
+        group: Group::Training,
+        summary: "train the loaded classifier on a teacher's soft targets as well as the labels",
+        details: "`distill teacher=DIR` loads a saved classifier as the teacher (read-only, never \
+                  trained, run without dropout). Until `distill off` or the next `load`, every \
+                  update of the loaded student minimises alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) \
+                  + (1−alpha)·CE(s, labels), t and s the teacher's and the student's logits on the \
+                  same batch, T the temperature (Hinton et al., 2015). The teacher must have the \
+                  student's labels and tokenizer. Without options it shows the setting.",
+        args: &[ArgSpec {
+            name: "ACTION",
+            kind: Kind::Choice(&["off"]),
+            required: false,
+            many: false,
+            suggest: &["off"],
+            doc: "off: train on the labels alone again",
+        }],
+        options: &[
+            OptSpec {
+                name: "teacher",
+                kind: Kind::Path,
+                default: None,
+                doc: "a saved classifier directory (config.json with its labels, weights, tokenizer)",
+            },
+            OptSpec {
+                name: "temperature",
+                kind: POS_F,
+                default: Some("2"),
+                doc: "softmax temperature T of the soft targets (higher: softer)",
+            },
+            OptSpec {
+                name: "alpha",
+                kind: Kind::Float(Bound::Unit),
+                default: Some("0.5"),
+                doc: "weight of the teacher's term; 1 − alpha weighs the labels' cross-entropy",
+            },
+        ],
+        examples: &["distill teacher=runs/teacher temperature=2 alpha=0.5", "distill", "distill off"],
+    },
+    VerbSpec {
         name: "regularize",
         aliases: &["penalty"],
         group: Group::Training,
@@ -882,6 +931,30 @@ pub static VERBS: &[VerbSpec] = &[
             OptSpec { name: "r", kind: COUNT, default: Some("8"), doc: "rank of the update" },
             OptSpec { name: "alpha", kind: POS_F, default: Some("16"), doc: "scale = alpha / r" },
             OptSpec {
+                name: "quantize",
+                kind: Kind::Choice(&["none", "q8_0", "q4_0"]),
+                default: Some("none"),
+                doc: "keep the adapted base weights quantized (8- or 4-bit blocks, dequantized per use), as QLoRA",
+            },
+            OptSpec {
+                name: "budget",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: total rank kept over all adapted weights once pruning ends (below r × weights)",
+            },
+            OptSpec {
+                name: "prune_start",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: updates before pruning starts (default 20)",
+            },
+            OptSpec {
+                name: "prune_end",
+                kind: COUNT,
+                default: None,
+                doc: "AdaLoRA: the update by which the budget is reached (default 200)",
+            },
+            OptSpec {
                 name: "dropout",
                 kind: Kind::Float(Bound::Unit),
                 default: Some("0"),
@@ -994,8 +1067,28 @@ pub static VERBS: &[VerbSpec] = &[
         details: "Classification: accuracy, precision/recall/F1 per class with macro and \
                   weighted averages (as scikit-learn's classification_report) and the confusion \
                   matrix. Regression: the mean squared and mean absolute errors beside those of \
-                  the closed-form least-squares fit. Masked LM: loss and perplexity.",
-        args: &[],
+                  the closed-form least-squares fit. Masked LM: loss and perplexity. \
+                  `eval generate FILE` (causal LMs): continues each prompt of a csv/tsv/jsonl \
+                  file greedily and scores the continuations against the references with corpus \
+                  BLEU-4 (as sacrebleu) and mean ROUGE-L F1 (as rouge-score).",
+        args: &[
+            ArgSpec {
+                name: "WHAT",
+                kind: Kind::Choice(&["generate"]),
+                required: false,
+                many: false,
+                suggest: &["generate"],
+                doc: "generate: score generated text against references",
+            },
+            ArgSpec {
+                name: "FILE",
+                kind: Kind::Path,
+                required: false,
+                many: false,
+                suggest: &[],
+                doc: "eval generate: a csv/tsv/jsonl file of prompts and references",
+            },
+        ],
         options: &[
             OptSpec {
                 name: "split",
@@ -1009,8 +1102,38 @@ pub static VERBS: &[VerbSpec] = &[
                 default: None,
                 doc: "evaluate on this file instead (same columns as the data)",
             },
+            OptSpec {
+                name: "prompt",
+                kind: Kind::Text,
+                default: Some("prompt"),
+                doc: "eval generate: the column of prompts",
+            },
+            OptSpec {
+                name: "reference",
+                kind: Kind::Text,
+                default: Some("reference"),
+                doc: "eval generate: the column of reference continuations",
+            },
+            OptSpec {
+                name: "max_tokens",
+                kind: COUNT,
+                default: Some("64"),
+                doc: "eval generate: tokens to generate at most per prompt (greedy decoding)",
+            },
+            OptSpec {
+                name: "tokenize",
+                kind: Kind::Choice(&["words", "chars"]),
+                default: Some("words"),
+                doc: "eval generate: what BLEU and ROUGE-L count: words, or characters (Chinese)",
+            },
+
         ],
-        examples: &["eval", "eval split=valid", "eval file=heldout.csv"],
+        examples: &[
+            "eval",
+            "eval split=valid",
+            "eval file=heldout.csv",
+            "eval generate pairs.jsonl prompt=prompt reference=reference max_tokens=32",
+        ],
     },
     VerbSpec {
         name: "generate",
@@ -1154,10 +1277,12 @@ pub static VERBS: &[VerbSpec] = &[
         name: "show",
         aliases: &[],
         group: Group::Inspect,
-        summary: "show params, grads, config, history, data, model, optimizer, snapshots, device",
+        summary: "show params, grads, config, history, data, model, optimizer, snapshots, device, memory",
         details: "params: values (or statistics for large tensors) and which are trainable. \
                   grads: the gradients of the last update. config: every setting with its \
-                  meaning. history: epochs and the commands run. Without an argument: a summary.",
+                  meaning. history: epochs and the commands run. memory: bytes held by the \
+                  weights by dtype, trainable and frozen, and by the optimizer state. Without an \
+                  argument: a summary.",
         args: &[ArgSpec {
             name: "WHAT",
             kind: Kind::Choice(SHOWABLE),
@@ -1167,7 +1292,7 @@ pub static VERBS: &[VerbSpec] = &[
             doc: "what to show",
         }],
         options: &[],
-        examples: &["show", "show params", "show grads", "show config", "show history"],
+        examples: &["show", "show params", "show grads", "show config", "show history", "show memory"],
     },
     VerbSpec {
         name: "snapshot",

@@ -61,6 +61,8 @@ pub struct Adapter {
     pub b: String,
     /// The base weight is stored `[in, out]` (peft's `fan_in_fan_out`).
     pub fan_in_fan_out: bool,
+    /// AdaLoRA: name of the singular values `E` (`[r, 1]`); the update is `B·diag(E)·A`.
+    pub e: Option<String>,
 }
 
 /// The LoRA state of a model: settings, adapters by base weight name, and the switch.
@@ -78,6 +80,10 @@ pub struct Lora {
     /// Where the base model comes from (`base_model_name_or_path`); `None` for a model
     /// built at random, which an adapter alone cannot reproduce.
     pub base_model: Option<String>,
+    /// AdaLoRA's rank schedule and state, when the rank is adaptive.
+    pub adaptive: Option<super::adalora::Adaptive>,
+    /// The adapted base weights kept quantized (`lora quantize=`), when they are.
+    pub quantized: Option<super::quantized::QuantizedBase>,
 }
 
 impl Lora {
@@ -93,6 +99,14 @@ impl Lora {
             c.targets.join(", "),
             if self.enabled { "on" } else { "off" }
         )
+    }
+
+    /// `A`, or `diag(E)·A` for an AdaLoRA adapter: the factor `B` multiplies.
+    pub fn effective_a(&self, params: &Params, ad: &Adapter, a: &Tensor) -> Result<Tensor> {
+        match ad.e.as_ref().and_then(|e| params.get(e)) {
+            Some(e) => Ok(a.broadcast_mul(e.var.as_tensor())?),
+            None => Ok(a.clone()),
+        }
     }
 }
 
@@ -143,6 +157,7 @@ impl Params {
         weights: &[(String, bool)],
         modules_to_save: Vec<String>,
         base_model: Option<String>,
+        adaptive: Option<super::adalora::AdaConfig>,
         rng: &mut impl Rng,
     ) -> Result<Params> {
         if self.lora().is_some() {
@@ -169,12 +184,18 @@ impl Params {
                 a: format!("{m}.lora_A.weight"),
                 b: format!("{m}.lora_B.weight"),
                 fan_in_fan_out: *fan_in_fan_out,
+                e: adaptive.is_some().then(|| format!("{m}.lora_E")),
             };
             fresh.push((adapter.a.clone(), a));
             fresh.push((adapter.b.clone(), b));
+            if let Some(e) = &adapter.e {
+                fresh.push((e.clone(), Tensor::ones((config.r, 1), w.dtype(), w.device())?));
+            }
             adapters.insert(name.clone(), adapter);
         }
-        let lora = Lora { config, adapters, enabled: true, modules_to_save, base_model };
+        let adaptive = adaptive.map(super::adalora::Adaptive::new);
+        let lora =
+            Lora { config, adapters, enabled: true, modules_to_save, base_model, adaptive, quantized: None };
         self.adding_lora(lora, fresh, HashMap::new())
     }
 
@@ -200,10 +221,18 @@ impl Params {
         // were found (so a saved and reloaded adapter has the same parameter order).
         let mut fresh = fresh;
         let rank = |n: &str| {
-            lora.adapters
-                .iter()
-                .find(|(_, ad)| ad.a == n || ad.b == n)
-                .map(|(base, ad)| (self.index.get(base).copied().unwrap_or(usize::MAX), ad.b == n))
+            lora.adapters.iter().find(|(_, ad)| ad.a == n || ad.b == n || ad.e.as_deref() == Some(n)).map(
+                |(base, ad)| {
+                    let order = if ad.a == n {
+                        0
+                    } else if ad.b == n {
+                        1
+                    } else {
+                        2
+                    };
+                    (self.index.get(base).copied().unwrap_or(usize::MAX), order)
+                },
+            )
         };
         fresh.sort_by_key(|(n, _)| rank(n));
         for (name, t) in fresh {
@@ -225,10 +254,15 @@ impl Params {
         let mut merged_values: HashMap<&str, Tensor> = HashMap::new();
         for (name, ad) in &lora.adapters {
             let t = |n: &str| self.get(n).map(|p| p.var.as_tensor().clone()).expect("adapter tensors exist");
-            merged_values.insert(name, merged(&t(name), &t(&ad.a), &t(&ad.b), scale, ad.fan_in_fan_out)?);
+            let a = lora.effective_a(self, ad, &t(&ad.a))?;
+            let base = self.tensor_at_rest(name)?;
+            merged_values.insert(name, merged(&base, &a, &t(&ad.b), scale, ad.fan_in_fan_out)?);
         }
-        let adapter_names: Vec<&str> =
-            lora.adapters.values().flat_map(|a| [a.a.as_str(), a.b.as_str()]).collect();
+        let adapter_names: Vec<&str> = lora
+            .adapters
+            .values()
+            .flat_map(|a| [a.a.as_str(), a.b.as_str()].into_iter().chain(a.e.as_deref()))
+            .collect();
         let mut items = Vec::new();
         for p in self.iter().filter(|p| !adapter_names.contains(&p.name.as_str())) {
             let var = match merged_values.get(p.name.as_str()) {
@@ -276,7 +310,14 @@ mod tests {
         let p = params();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let l = p
-            .with_lora(config(), &[("enc.query.weight".into(), false)], vec!["head".into()], None, &mut rng)
+            .with_lora(
+                config(),
+                &[("enc.query.weight".into(), false)],
+                vec!["head".into()],
+                None,
+                None,
+                &mut rng,
+            )
             .unwrap();
         let a = l.get("enc.query.lora_A.weight").unwrap().var.as_tensor().to_vec2::<f32>().unwrap();
         assert!(a.iter().flatten().all(|x| x.abs() <= 0.5) && a.iter().flatten().any(|x| *x != 0.0));
@@ -310,7 +351,9 @@ mod tests {
     fn fan_in_fan_out_weights_get_the_transposed_update() {
         let p = params();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let l = p.with_lora(config(), &[("enc.query.weight".into(), true)], vec![], None, &mut rng).unwrap();
+        let l = p
+            .with_lora(config(), &[("enc.query.weight".into(), true)], vec![], None, None, &mut rng)
+            .unwrap();
         // Stored [in=3, out=4]: A is [r, 3], B [4, r].
         assert_eq!(l.get("enc.query.lora_A.weight").unwrap().var.dims(), [2, 3]);
         assert_eq!(l.get("enc.query.lora_B.weight").unwrap().var.dims(), [4, 2]);
@@ -327,7 +370,14 @@ mod tests {
         let p = params();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let l = p
-            .with_lora(config(), &[("enc.query.weight".into(), false)], vec!["head".into()], None, &mut rng)
+            .with_lora(
+                config(),
+                &[("enc.query.weight".into(), false)],
+                vec!["head".into()],
+                None,
+                None,
+                &mut rng,
+            )
             .unwrap();
         let t = l.peft_tensors().unwrap();
         let mut keys: Vec<&String> = t.keys().collect();

@@ -4,6 +4,7 @@
 //! HF-style `config.json`. The trainable forward passes use only ops with a backward pass
 //! (see shared/CANDLE.md: candle's fused norms, softmax and rope cut the graph).
 
+pub mod adalora;
 pub mod bert;
 pub mod bottleneck;
 pub mod causal;
@@ -17,6 +18,7 @@ pub mod lora;
 mod params;
 pub mod peft;
 pub mod prompt;
+pub mod quantized;
 
 pub use io::{
     config_labels, is_causal_family, load_causal_model, load_model, load_text_model, model_type, put_labels,

@@ -96,14 +96,31 @@ impl Params {
                 p.var.as_tensor().detach()
             }
         };
+        let base = match self.quantized().and_then(|q| q.get(name)) {
+            Some(q) => q.dequantize(p.var.device())?.to_dtype(p.var.dtype())?,
+            None => own(p),
+        };
         if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
             if let Some(ad) = lora.adapters.get(name) {
                 let (a, b) = (self.get(&ad.a), self.get(&ad.b));
                 let (Some(a), Some(b)) = (a, b) else { bail!("LoRA adapter of '{name}' lost its tensors") };
-                return merged(&own(p), &own(a), &own(b), lora.config.scale(), ad.fan_in_fan_out);
+                let a = match ad.e.as_ref().and_then(|e| self.get(e)) {
+                    Some(e) => own(a).broadcast_mul(&own(e))?,
+                    None => own(a),
+                };
+                return merged(&base, &a, &own(b), lora.config.scale(), ad.fan_in_fan_out);
             }
         }
-        Ok(own(p))
+        Ok(base)
+    }
+
+    /// The stored value of `name` (dequantized if the base is quantized), detached.
+    pub fn tensor_at_rest(&self, name: &str) -> Result<Tensor> {
+        let Some(p) = self.get(name) else { bail!("model has no parameter '{name}'") };
+        match self.quantized().and_then(|q| q.get(name)) {
+            Some(q) => Ok(q.dequantize(p.var.device())?.to_dtype(p.var.dtype())?),
+            None => Ok(p.var.as_tensor().detach()),
+        }
     }
 
     /// Replaces a parameter's tensor with a new variable of any shape (a re-sized head),
@@ -116,7 +133,8 @@ impl Params {
 
     /// Number of scalars in all parameters.
     pub fn numel(&self) -> usize {
-        self.items.iter().map(|p| p.var.elem_count()).sum()
+        self.items.iter().map(|p| p.var.elem_count()).sum::<usize>()
+            + self.quantized().map_or(0, |q| q.numel())
     }
 
     /// Number of scalars in trainable parameters.

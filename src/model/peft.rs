@@ -34,12 +34,13 @@ impl Params {
         let Some(lora) = self.lora() else { bail!("the model has no LoRA adapter") };
         let mut out = HashMap::new();
         for ad in lora.adapters.values() {
-            for n in [&ad.a, &ad.b] {
-                out.insert(
-                    format!("{PEFT_PREFIX}{n}"),
-                    self.get(n).expect("adapter tensors exist").var.as_tensor().clone(),
-                );
-            }
+            // AdaLoRA's singular values are folded into A: peft reads a plain LoRA adapter.
+            let a = self.get(&ad.a).expect("adapter tensors exist").var.as_tensor();
+            out.insert(format!("{PEFT_PREFIX}{}", ad.a), lora.effective_a(self, ad, a)?);
+            out.insert(
+                format!("{PEFT_PREFIX}{}", ad.b),
+                self.get(&ad.b).expect("adapter tensors exist").var.as_tensor().clone(),
+            );
         }
         for p in self.iter().filter(|p| lora.modules_to_save.iter().any(|m| name_matches(m, &p.name))) {
             out.insert(format!("{PEFT_PREFIX}{}", p.name), p.var.as_tensor().clone());
@@ -99,6 +100,7 @@ impl Params {
                     a: format!("{module}.lora_A.weight"),
                     b: format!("{module}.lora_B.weight"),
                     fan_in_fan_out: fifo,
+                    e: None,
                 };
                 fresh.push((ad.a.clone(), cast(t)?));
                 fresh.push((ad.b.clone(), cast(b)?));
@@ -129,7 +131,15 @@ impl Params {
             replaced.keys().map(|n| n.rsplit_once('.').map_or(n.as_str(), |(m, _)| m).to_string()).collect();
         modules_to_save.sort();
         modules_to_save.dedup();
-        let lora = Lora { config, adapters, enabled: true, modules_to_save, base_model };
+        let lora = Lora {
+            config,
+            adapters,
+            enabled: true,
+            modules_to_save,
+            base_model,
+            adaptive: None,
+            quantized: None,
+        };
         self.adding_lora(lora, fresh, replaced)
     }
 }

@@ -84,6 +84,8 @@ pub struct Session {
     head_from_checkpoint: bool,
     /// Penalties toward anchored weights (`regularize l2sp=` / `ewc=`); cleared by `load`.
     anchors: Arc<crate::train::Anchors>,
+    /// The teacher of `distill`, if any.
+    distill: Option<crate::train::SharedDistill>,
     /// Rows `step` has yet to visit in the current pass over the training split.
     step_queue: Vec<u32>,
     snapshots: Vec<Snapshot>,
@@ -121,6 +123,7 @@ impl Session {
             last_confusion: None,
             head_from_checkpoint: false,
             anchors: Arc::default(),
+            distill: None,
             step_queue: Vec::new(),
             snapshots: Vec::new(),
             undo: Vec::new(),
@@ -288,6 +291,7 @@ impl Session {
             "lr" => self.lr(cmd, sink)?,
             "fit" => self.fit(cmd, sink)?,
             "regularize" => self.regularize(cmd, sink)?,
+            "distill" => self.distill_cmd(cmd, sink)?,
             "dropout" => self.dropout(cmd, sink)?,
             "loss" => self.loss_cmd(cmd, sink)?,
             "lora" => self.lora(cmd, sink)?,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::{weighted_cross_entropy, Anchors, Optimizer};
+use super::{distill_loss, weighted_cross_entropy, Anchors, Optimizer, SharedDistill};
 use crate::data::Batch;
 use crate::error::Result;
 use crate::model::layers::step_seed;
@@ -32,11 +32,21 @@ pub struct StepConfig {
     /// Penalties toward anchored weights (`regularize l2sp=` / `ewc=`), shared with the
     /// session; `None` when there are none.
     pub anchors: Option<std::sync::Arc<Anchors>>,
+    /// A teacher whose soft targets are mixed into a classifier's loss (`distill`).
+    pub distill: Option<SharedDistill>,
 }
 
 impl Default for StepConfig {
     fn default() -> StepConfig {
-        StepConfig { accumulate: 1, clip: None, l1: 0.0, l2: 0.0, class_weights: None, anchors: None }
+        StepConfig {
+            accumulate: 1,
+            clip: None,
+            l1: 0.0,
+            l2: 0.0,
+            class_weights: None,
+            anchors: None,
+            distill: None,
+        }
     }
 }
 
@@ -101,8 +111,18 @@ pub fn train_step(
     let mut data_loss = 0.0;
     for (i, (batch, &n)) in batches.iter().zip(&sizes).enumerate() {
         let mut pass = Pass::train(step_seed(seed, i as u64));
-        let loss = match (&cfg.class_weights, batch) {
-            (Some(w), Batch::Text { labels: Some(labels), .. }) if model.task() == Task::Classify => {
+        let loss = match (&cfg.class_weights, &cfg.distill, batch) {
+            (w, Some(d), Batch::Text { labels: Some(labels), .. }) if model.task() == Task::Classify => {
+                let logits = model.forward(batch, &mut pass)?;
+                let hard = match w {
+                    Some(w) => weighted_cross_entropy(&logits, labels, w)?,
+                    None => candle_nn::loss::cross_entropy(&logits, labels)?,
+                };
+                let d = d.lock().unwrap_or_else(|e| e.into_inner());
+                let teacher = d.teacher.forward(batch, &mut Pass::eval())?.detach();
+                distill_loss(&logits, &teacher, &hard, d.temperature, d.alpha)?
+            }
+            (Some(w), _, Batch::Text { labels: Some(labels), .. }) if model.task() == Task::Classify => {
                 weighted_cross_entropy(&model.forward(batch, &mut pass)?, labels, w)?
             }
             _ => model.loss(batch, &mut pass)?,
@@ -152,6 +172,10 @@ pub fn train_step(
         }
     }
     optimizer.step(model.params(), &grads, lr)?;
+    // AdaLoRA: score the singular values and reallocate the rank budget.
+    if let Some(ada) = model.params().lora().and_then(|l| l.adaptive.as_ref()) {
+        ada.after_update(model.params(), &grads)?;
+    }
     let named = model
         .params()
         .iter()

@@ -12,10 +12,11 @@ use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
 
 const SYNTHETIC_ONLY: [&str; 4] = ["n", "w", "b", "noise"];
-const TEXT_ONLY: [&str; 12] = [
+const TEXT_ONLY: [&str; 13] = [
     "text",
     "label",
     "max_len",
+    "stride",
     "clean",
     "augment",
     "augment_p",
@@ -223,7 +224,7 @@ impl Session {
                 return Err(Error::invalid("block=1 leaves no next token to predict; use block=128 or so")
                     .at(cmd.span_of("block")));
             }
-            for key in ["label", "max_len", "augment"] {
+            for key in ["label", "max_len", "augment", "stride"] {
                 if cmd.given(key).is_some() {
                     return Err(Error::invalid(format!(
                         "{key}= applies to labelled text; a format=text corpus is packed into block= tokens"
@@ -275,7 +276,18 @@ impl Session {
         } else {
             source.to_string()
         };
+        let stride = cmd.usize("stride");
+        if let Some(stride) = stride.filter(|s| *s >= opts.max_len) {
+            return Err(Error::invalid(format!(
+                "stride={stride} must be below max_len={}: it is the overlap between consecutive windows; \
+                 use e.g. stride={}",
+                opts.max_len,
+                opts.max_len / 2
+            ))
+            .at(cmd.span_of("stride")));
+        }
         let mut data = TextData::new(name, main, valid, test, &opts, rng)?;
+        data.stride = stride;
         if paths.len() == 1 && is_table(Path::new(&paths[0].0)) && !corpus {
             data.columns = Some((
                 cmd.str("text").unwrap_or_else(|| "text".into()),

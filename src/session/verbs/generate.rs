@@ -25,7 +25,7 @@ fn sampling(cmd: &Command) -> Sampling {
 }
 
 /// The language model of the session, or an error naming what to load.
-fn causal(model: &dyn Model) -> Result<&dyn CausalLm> {
+pub(crate) fn causal(model: &dyn Model) -> Result<&dyn CausalLm> {
     model.causal().ok_or_else(|| {
         Error::invalid(format!(
             "`generate` needs a language model (`load gpt2 …`, a GPT-2 directory or a .gguf); the loaded {} model is not one",
@@ -58,21 +58,21 @@ impl Detokenizer {
 impl Session {
     /// Generates one sample after `prompt` with seed `seed`, calling `on_piece` with each
     /// new piece of text. Returns the full continuation and its token count.
-    fn sample(
+    pub(crate) fn sample(
         &self,
         prompt: &[u32],
-        cmd: &Command,
+        max_tokens: usize,
+        sampling: &Sampling,
         seed: u64,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(String, usize)> {
         let model = self.model()?;
         let lm = causal(model)?;
-        let max_tokens = cmd.usize("max_tokens").unwrap_or(64);
         let mut detok = Detokenizer { ids: Vec::new(), shown: 0 };
         let cancel = self.cancel.clone();
         // The end-of-text token that stops a generation is not part of the text.
         let stop = lm.stop_ids();
-        let mut ids = generate(lm, prompt, max_tokens, &sampling(cmd), seed, true, &mut |id| {
+        let mut ids = generate(lm, prompt, max_tokens, sampling, seed, true, &mut |id| {
             if !stop.contains(&id) {
                 if let Some(piece) = detok.push(model, id) {
                     on_piece(&piece);
@@ -117,6 +117,7 @@ impl Session {
     pub(crate) fn generate_cmd(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let (prompt, ids) = self.prompt_ids(cmd, 0)?;
         let n = cmd.usize("n").unwrap_or(1);
+        let max_tokens = cmd.usize("max_tokens").unwrap_or(64);
         let seed = cmd.usize("seed").map_or(self.settings.seed, |s| s as u64);
         let started = Instant::now();
         let mut total = 0;
@@ -126,8 +127,9 @@ impl Session {
             }
             sink.emit(Event::Stream(prompt.clone()));
             let sample_seed = if i == 0 { seed } else { step_seed(seed, i as u64) };
-            let (_, count) =
-                self.sample(&ids, cmd, sample_seed, &mut |piece| sink.emit(Event::Stream(piece.into())))?;
+            let (_, count) = self.sample(&ids, max_tokens, &sampling(cmd), sample_seed, &mut |piece| {
+                sink.emit(Event::Stream(piece.into()))
+            })?;
             sink.emit(Event::Stream("\n".into()));
             total += count;
             if self.cancel.load(Ordering::Relaxed) {
@@ -164,10 +166,11 @@ impl Session {
         let params = self.model()?.params();
         let now = params.copy_values()?;
         params.set_values(snap.values())?;
-        let before = self.sample(&ids, cmd, seed, &mut |_| ());
+        let max_tokens = cmd.usize("max_tokens").unwrap_or(64);
+        let before = self.sample(&ids, max_tokens, &sampling(cmd), seed, &mut |_| ());
         params.set_values(&now)?;
         let (before, _) = before?;
-        let (after, _) = self.sample(&ids, cmd, seed, &mut |_| ())?;
+        let (after, _) = self.sample(&ids, max_tokens, &sampling(cmd), seed, &mut |_| ())?;
         let clip = |t: &str| {
             let t: String = t.chars().take(CELL_CHARS).collect();
             format!("{prompt}{t}")

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 
 use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
+use crate::model::adalora::AdaConfig;
 use crate::model::bert::BertTask;
 use crate::model::lora::{adaptable, target_matches, LoraConfig};
 use crate::model::peft::{read_adapter_config, save_adapter, PEFT_PREFIX};
@@ -187,9 +188,74 @@ impl Session {
             targets: written,
             rslora: false,
         };
+        let adaptive = match cmd.usize("budget") {
+            Some(budget) => {
+                let total = r * chosen.len();
+                if budget >= total {
+                    return Err(Error::invalid(format!(
+                        "budget={budget} must be below r × adapted weights = {r} × {} = {total} for AdaLoRA to prune anything; \
+                         e.g. budget={}",
+                        chosen.len(),
+                        total / 2
+                    ))
+                    .at(cmd.span_of("budget")));
+                }
+                let start = cmd.usize("prune_start").unwrap_or(20) as u64;
+                let end = cmd.usize("prune_end").unwrap_or(200) as u64;
+                if end <= start {
+                    return Err(Error::invalid(format!(
+                        "prune_end={end} must come after prune_start={start} (updates)"
+                    ))
+                    .at(cmd.span_of("prune_end")));
+                }
+                Some(AdaConfig { budget, start, end, beta: 0.85 })
+            }
+            None => {
+                for key in ["prune_start", "prune_end"] {
+                    if cmd.given(key).is_some() {
+                        return Err(Error::invalid(format!(
+                            "{key}= schedules AdaLoRA's pruning; give budget= too"
+                        ))
+                        .at(cmd.span_of(key)));
+                    }
+                }
+                None
+            }
+        };
         let mut rng: StdRng = self.rng.clone();
-        let fresh =
-            params.with_lora(config, &chosen, modules_to_save, self.model_source.clone(), &mut rng)?;
+        let mut fresh = params.with_lora(
+            config,
+            &chosen,
+            modules_to_save,
+            self.model_source.clone(),
+            adaptive.clone(),
+            &mut rng,
+        )?;
+        let mut quantized_note = None;
+        if let Some(dtype) = cmd.str("quantize").as_deref().and_then(crate::model::quantized::ggml_dtype) {
+            let f32_bytes: usize = fresh
+                .lora()
+                .map(|l| l.adapters.keys().filter_map(|n| fresh.get(n)).map(|p| p.var.elem_count() * 4).sum())
+                .unwrap_or(0);
+            let (q, skipped) = fresh.with_quantized_base(dtype).map_err(|e| e.at(cmd.span_of("quantize")))?;
+            let qb = q.quantized().expect("just quantized");
+            let mut note = format!(
+                "base weights under the adapters kept {}: {} values in {} instead of {} (f32); dequantized per forward pass",
+                format!("{dtype:?}").to_lowercase(),
+                qb.numel(),
+                super::bytes(qb.bytes()),
+                super::bytes(f32_bytes)
+            );
+            if !skipped.is_empty() {
+                note += &format!(
+                    "; {} weight(s) stay f32 (last dimension not a multiple of {})",
+                    skipped.len(),
+                    dtype.block_size()
+                );
+            }
+            quantized_note = Some(note);
+            fresh = q;
+        }
         // Commit.
         self.push_undo(&cmd.text)?;
         let trained = self.history.step() > 0;
@@ -209,6 +275,19 @@ impl Session {
             lora.describe(),
             share(p.trainable_numel(), p.numel())
         )));
+        if let Some(note) = quantized_note {
+            sink.emit(Event::Text(note));
+        }
+        if let Some(a) = &adaptive {
+            sink.emit(Event::Text(format!(
+                "AdaLoRA: each update B·diag(E)·A; the total rank falls from {} to budget={} between updates {} and {}, \
+                 the least important singular values (smoothed |E·∂L/∂E|) pruned first",
+                lora.config.r * lora.adapters.len(),
+                a.budget,
+                a.start,
+                a.end
+            )));
+        }
         if lora.config.dropout > 0.0 {
             sink.emit(Event::Text(format!(
                 "note: dropout={} is saved for peft (lora_dropout) but not applied by tunelab's merged-weight LoRA; the model's own dropout still applies",

@@ -2,6 +2,8 @@
 
 mod adapter;
 mod data;
+mod distill;
+mod eval_generate;
 pub(crate) mod export;
 mod generate;
 mod lora;

@@ -217,6 +217,7 @@ impl Session {
         };
         self.model = Some(model);
         self.anchors = Default::default();
+        self.distill = None;
         self.model_source = source;
         self.model_id += 1;
         self.optimizer = optimizer;

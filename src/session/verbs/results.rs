@@ -12,7 +12,7 @@ use crate::metrics::{least_squares, linear_predictions, mae, mse, Confusion, Eva
 use crate::model::bert::forward_probabilities;
 use crate::model::{Pass, Task};
 use crate::session::{Event, Session, Sink, Table};
-use crate::train::{classify_rows, mean_loss_rows};
+use crate::train::{classify_rows, mean_loss_rows, pool_windows};
 
 /// Rows per forward pass when evaluating.
 const EVAL_CHUNK: usize = 64;
@@ -44,6 +44,17 @@ impl Session {
 
     pub(crate) fn eval(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         self.model()?;
+        if cmd.arg(0).is_some() {
+            return self.eval_generate(cmd, sink);
+        }
+        for key in ["prompt", "reference", "max_tokens", "tokenize"] {
+            if cmd.given(key).is_some() {
+                return Err(Error::invalid(format!(
+                    "{key}= belongs to `eval generate FILE`; plain `eval` scores the loaded data"
+                ))
+                .at(cmd.span_of(key)));
+            }
+        }
         if let Some(file) = cmd.str("file") {
             if cmd.given("split").is_some() {
                 return Err(Error::invalid("give split= or file=, not both").at(cmd.span_of("file")));
@@ -53,7 +64,8 @@ impl Session {
         self.prepare_data_announce(sink)?;
         let split = self.chosen_split(cmd)?;
         let (data, rows) = (self.data_set()?, self.data_set()?.split(split).to_vec());
-        let label = format!("{} ({} rows)", split.name(), rows.len());
+        let shown = data.text().map_or(rows.len(), |t| t.text_split(split).len());
+        let label = format!("{} ({shown} rows)", split.name());
         match self.model()?.task() {
             Task::Regression => self.eval_regression(split, sink),
             Task::Classify => {
@@ -94,6 +106,7 @@ impl Session {
             crate::data::TextData::new(file.to_string(), labelled, None, None, &opts, &mut rand::rng())
                 .map_err(|e| e.at(span))?;
         extra.columns = current.columns.clone();
+        extra.stride = current.stride;
         extra.encode(tok, &self.device)?;
         let rows = extra.split(Split::Train).to_vec();
         let data = Dataset::Text(extra);
@@ -256,8 +269,11 @@ impl Session {
         let split = self.chosen_split(cmd)?;
         let model = self.model()?;
         let data = self.data_set()?;
-        let rows: Vec<u32> =
-            data.split(split).iter().take(cmd.usize("rows").unwrap_or(10)).copied().collect();
+        let n = cmd.usize("rows").unwrap_or(10);
+        let rows: Vec<u32> = match data.text() {
+            Some(text) => text.rows_of_texts(&text.text_split(split)[..n.min(text.text_split(split).len())]),
+            None => data.split(split).iter().take(n).copied().collect(),
+        };
         match data {
             Dataset::Numeric(numeric) => {
                 let pred =
@@ -285,10 +301,10 @@ impl Session {
                 let names = &text.label_set.names;
                 let mut table = Table::new(["text", "label", "prediction", ""]).titled(format!(
                     "first {} rows of {}",
-                    rows.len(),
+                    p.rows.len(),
                     split.name()
                 ));
-                for ((&r, t), pr) in rows.iter().zip(&p.truth).zip(&p.predicted) {
+                for ((&r, t), pr) in p.rows.iter().zip(&p.truth).zip(&p.predicted) {
                     let mark = if t == pr { "" } else { "✗" };
                     table.row([
                         short(&text.texts[r as usize], 60),
@@ -364,8 +380,22 @@ impl Session {
                 }
             }
         }
-        let max_len = self.data.as_ref().and_then(|d| d.text()).map_or(128, |d| d.max_len);
-        let (seqs, _) = tok.encode_batch(&texts, max_len)?;
+        let text_data = self.data.as_ref().and_then(|d| d.text());
+        let max_len = text_data.map_or(128, |d| d.max_len);
+        // With `stride=`, each text's windows are classified and their logits averaged.
+        let (seqs, owners): (Vec<Vec<u32>>, Vec<u32>) = match text_data.and_then(|d| d.stride) {
+            Some(stride) => tok
+                .encode_windows(&texts, max_len, stride)?
+                .into_iter()
+                .enumerate()
+                .flat_map(|(i, ws)| ws.into_iter().map(move |w| (w, i as u32)))
+                .unzip(),
+            None => {
+                let (seqs, _) = tok.encode_batch(&texts, max_len)?;
+                let owners = (0..seqs.len() as u32).collect();
+                (seqs, owners)
+            }
+        };
         let width = seqs.iter().map(Vec::len).max().unwrap_or(1);
         let mut ids = vec![tok.pad_id; seqs.len() * width];
         let mut mask = vec![0u32; seqs.len() * width];
@@ -378,7 +408,10 @@ impl Session {
             mask: Tensor::from_vec(mask, (seqs.len(), width), &self.device)?,
             labels: None,
         };
-        let probs = forward_probabilities(&model.forward(&batch, &mut Pass::eval())?)?.to_vec2::<f32>()?;
+        let logits = model.forward(&batch, &mut Pass::eval())?.to_vec2::<f32>()?;
+        let (_, pooled, _) = pool_windows(&logits, &owners);
+        let pooled = Tensor::new(pooled, &self.device)?;
+        let probs = forward_probabilities(&pooled)?.to_vec2::<f32>()?;
         let mut table = Table::new(
             ["text".to_string(), "label".to_string()]
                 .into_iter()

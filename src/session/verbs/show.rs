@@ -55,6 +55,7 @@ impl Session {
             }
             Some("snapshots") => self.show_snapshots(sink),
             Some("device") => self.show_device(sink),
+            Some("memory") => self.show_memory(sink),
             Some(other) => unreachable!("'{other}' is not in the table's choices"),
         }
     }
@@ -260,6 +261,18 @@ impl Session {
             format!("characters per text: {}", length_stats(&chars)),
         ];
         match (data.token_lens(), data.token_stats()) {
+            (Some(lens), Some((_, unknown))) if data.window_stats().is_some() => {
+                let (split, windows) = data.window_stats().unwrap_or_default();
+                let lens: Vec<usize> = lens.iter().map(|l| *l as usize).collect();
+                lines.push(format!("tokens per window: {}", length_stats(&lens)));
+                lines.push(format!(
+                    "{split} text(s) longer than max_len={} split into overlapping windows (stride={}): \
+                     {windows} windows for {} texts; {unknown} unknown token(s)",
+                    data.max_len,
+                    data.stride.unwrap_or(0),
+                    data.len()
+                ));
+            }
             (Some(lens), Some((truncated, unknown))) => {
                 let lens: Vec<usize> = lens.iter().map(|l| *l as usize).collect();
                 lines.push(format!("tokens per text: {}", length_stats(&lens)));
@@ -274,7 +287,7 @@ impl Session {
         // A few samples, tokenized.
         let tok = self.model.as_ref().and_then(|m| m.tokenizer());
         let mut samples = Table::new(["label", "text", "tokens"]).titled("samples");
-        for &i in data.split(Split::Train).iter().take(3) {
+        for &i in data.text_split(Split::Train).iter().take(3) {
             let text = &data.texts[i as usize];
             let tokens = match tok {
                 Some(t) => t.tokens(text)?.join(" "),
@@ -321,9 +334,50 @@ impl Session {
         Ok(())
     }
 
+    /// Bytes of the weights by dtype, trainable and frozen, and of the optimizer state and
+    /// the last gradients (what LoRA, freezing and quantization save).
+    fn show_memory(&self, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
+        let mut by: std::collections::BTreeMap<(bool, String), (usize, usize)> = Default::default();
+        for p in model.params().iter() {
+            let t = p.var.as_tensor();
+            let e = by.entry((p.trainable, format!("{:?}", t.dtype()).to_lowercase())).or_default();
+            e.0 += t.elem_count();
+            e.1 += t.elem_count() * t.dtype().size_in_bytes();
+        }
+        let mut t = Table::new(["held", "dtype", "values", "bytes"]).titled(format!(
+            "memory of {} on {}",
+            model.family(),
+            device_name(&self.device)
+        ));
+        let mut total = 0;
+        for ((trainable, dtype), (n, b)) in by.iter().rev() {
+            let what = if *trainable { "trainable weights" } else { "frozen weights" };
+            t.row([what.to_string(), dtype.clone(), n.to_string(), bytes(*b)]);
+            total += b;
+        }
+        if let Some(q) = model.params().quantized() {
+            let dtype = format!("{:?}", q.dtype).to_lowercase();
+            t.row(["frozen weights".to_string(), dtype, q.numel().to_string(), bytes(q.bytes())]);
+            total += q.bytes();
+        }
+        let grads: usize = self
+            .last_grads
+            .as_ref()
+            .map_or(0, |g| g.iter().map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes()).sum());
+        for (what, b) in [("optimizer state", self.optimizer.state_bytes()), ("last gradients", grads)] {
+            t.row([what.to_string(), "-".into(), "-".into(), bytes(b)]);
+            total += b;
+        }
+        t.row(["total".to_string(), "".into(), "".into(), bytes(total)]);
+        sink.emit(Event::Table(t));
+        Ok(())
+    }
+
     fn show_device(&self, sink: &mut dyn Sink) -> Result<()> {
         let weights = self.model.as_ref().map_or(0, |m| {
-            m.params().iter().map(|p| p.var.elem_count() * p.var.dtype().size_in_bytes()).sum()
+            m.params().iter().map(|p| p.var.elem_count() * p.var.dtype().size_in_bytes()).sum::<usize>()
+                + m.params().quantized().map_or(0, |q| q.bytes())
         });
         let grads = self
             .last_grads

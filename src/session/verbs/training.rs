@@ -242,6 +242,7 @@ impl Session {
             l2: self.settings.l2,
             class_weights: self.class_weights_now()?,
             anchors: (!self.anchors.is_empty()).then(|| self.anchors.clone()),
+            distill: self.distill.clone(),
         })
     }
 
