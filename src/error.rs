@@ -43,6 +43,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The disk, a quota or the process's file-size limit ran out while writing.
+    #[error(
+        "disk full / file too large while saving to '{}': free space or choose another directory",
+        path.display()
+    )]
+    DiskFull {
+        /// What was being saved (the directory of a `save`).
+        path: PathBuf,
+    },
+
+    /// A bug: a command panicked. The session caught it and kept its state.
+    #[error("internal error in {verb}: {message} — the session state is kept; please report this")]
+    Internal {
+        /// The verb whose handler panicked.
+        verb: String,
+        /// The panic message.
+        message: String,
+    },
+
     /// A chart could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

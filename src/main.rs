@@ -158,8 +158,20 @@ fn tune_threads() {
     }
 }
 
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, which by default kills
+/// the process and every unsaved result with it. Ignored, the write fails with EFBIG and
+/// `save` reports a full disk with the session intact.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN at start-up, before other threads.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
     tune_threads();
+    survive_file_size_limit();
     let cli = Cli::parse();
     let mut session = Session::new();
     let mut sink = TerminalSink::new(cli.plots.clone(), None);

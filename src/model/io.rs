@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use super::bert::{Bert, BertTask};
 use super::{Linear, Model};
 use crate::error::{bail, Error, Result};
-use crate::files::{create_dir, write_atomic, write_bytes_atomic};
+use crate::files::{create_dir, write_atomic, write_bytes_atomic, write_file};
 
 /// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed),
 /// and its bottleneck adapters, if any, into `adapters.safetensors`.
@@ -35,9 +35,12 @@ pub fn save_model(model: &dyn Model, dir: &Path) -> Result<()> {
     }
 }
 
-/// Writes named tensors as a safetensors file, atomically.
+/// Writes named tensors as a safetensors file, atomically and flushed to disk.
 pub fn write_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    write_atomic(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| {
+        Error::invalid(format!("cannot serialise tensors for '{}': {e}", path.display()))
+    })?;
+    write_atomic(path, |tmp| write_file(tmp, &bytes))
 }
 
 /// Reads a safetensors file onto `device`.

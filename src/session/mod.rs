@@ -91,6 +91,8 @@ pub struct Session {
     log: Vec<LogEntry>,
     cancel: Arc<AtomicBool>,
     interrupted: bool,
+    /// A verb made to panic by [`Session::inject_panic`] (tests only).
+    panic_in: Option<String>,
 }
 
 impl Default for Session {
@@ -125,6 +127,7 @@ impl Session {
             log: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: false,
+            panic_in: None,
         }
     }
 
@@ -217,9 +220,17 @@ impl Session {
     }
 
     /// Runs one parsed command and records it in the command log.
+    ///
+    /// A panic inside the command (a bug) is caught and returned as [`Error::Internal`]: the
+    /// session keeps its state — handlers assign only complete values, so what a panic
+    /// interrupts is at worst a value under construction — and goes on.
     pub fn execute(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
         self.interrupted = false;
-        let result = self.dispatch(cmd, sink);
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch_or_panic(cmd, sink)));
+        let result = caught.unwrap_or_else(|payload| {
+            Err(Error::Internal { verb: cmd.name().to_string(), message: panic_message(payload.as_ref()) })
+        });
         let outcome = match &result {
             Err(e) => Outcome::Failed(e.to_string()),
             Ok(_) if self.interrupted => Outcome::Interrupted,
@@ -227,6 +238,21 @@ impl Session {
         };
         self.log.push(LogEntry { text: cmd.text.clone(), outcome });
         result
+    }
+
+    /// Makes the next run of `verb` panic, to test that a bug in a command costs the user
+    /// nothing (`None` turns it off). Not part of the language; for tests only.
+    #[doc(hidden)]
+    pub fn inject_panic(&mut self, verb: Option<&str>) {
+        self.panic_in = verb.map(str::to_string);
+    }
+
+    fn dispatch_or_panic(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
+        if self.panic_in.as_deref() == Some(cmd.name()) {
+            self.panic_in = None;
+            panic!("injected fault in '{}'", cmd.name());
+        }
+        self.dispatch(cmd, sink)
     }
 
     fn dispatch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
@@ -376,6 +402,19 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".into(),
+    }
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string()
 }
 
 /// Locates an error in the source that was run: at its own span, else at the failing
