@@ -86,6 +86,19 @@ impl Error {
         Error::Invalid { message: message.into(), span: None }
     }
 
+    /// A file that exists but cannot be used (truncated, damaged, of another kind, or with
+    /// fields of the wrong type): names the file, the first line of `why`, and the fix.
+    pub fn damaged(path: impl Into<PathBuf>, why: impl std::fmt::Display) -> Error {
+        let why = why.to_string();
+        let why = why.lines().next().unwrap_or_default().trim_end_matches('.');
+        Error::Read {
+            path: path.into(),
+            reason: format!(
+                "{why}; the file is truncated, damaged or of another kind: restore it (save again, or copy it from the original model)"
+            ),
+        }
+    }
+
     /// Points the error at `span`, unless it already points somewhere.
     pub fn at(self, span: Span) -> Error {
         match self {

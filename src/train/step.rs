@@ -57,8 +57,9 @@ pub struct Update {
 pub enum StepResult {
     /// The update was applied.
     Applied(Update),
-    /// The loss or the gradients were NaN or infinite: nothing was changed. Holds what
-    /// went wrong (`"loss"` or `"gradient norm"`) and its value.
+    /// The loss, the gradients or an updated weight were NaN or infinite: nothing was
+    /// changed. Holds what went wrong (`"loss"`, `"gradient norm"`, `"an updated weight"`)
+    /// and its value.
     NonFinite(&'static str, f64),
 }
 
@@ -151,7 +152,9 @@ pub fn train_step(
             *g = g.affine(scale, 0.0)?;
         }
     }
-    optimizer.step(model.params(), &grads, lr)?;
+    if !optimizer.step(model.params(), &grads, lr)? {
+        return Ok(StepResult::NonFinite("an updated weight", f64::INFINITY));
+    }
     let named = model
         .params()
         .iter()

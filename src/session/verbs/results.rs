@@ -156,7 +156,8 @@ impl Session {
         sink: &mut dyn Sink,
     ) -> Result<()> {
         let labels = self.model()?.labels().unwrap_or_default().to_vec();
-        let Some(parts) = self.in_chunks(rows, sink, |s, part| classify_rows(s.model()?, data, part, EVAL_CHUNK))?
+        let Some(parts) =
+            self.in_chunks(rows, sink, |s, part| classify_rows(s.model()?, data, part, EVAL_CHUNK))?
         else {
             return Ok(());
         };

@@ -430,7 +430,8 @@ impl Session {
             FitEnd::Diverged { what, step, loss, lr } => {
                 bail!(
                     "{what} became {loss} at step {step} (lr {}): that update was not applied, the weights are those \
-                     of step {}; lower the learning rate (e.g. `lr {}`) or `undo` to return to before this fit",
+                     of step {}; lower the learning rate (e.g. `lr {}`), clip gradients (`fit clip=1`), or `undo` \
+                     to return to before this fit",
                     num(lr),
                     step - 1,
                     num(self.optimizer.config.lr / 10.0)
