@@ -40,6 +40,12 @@ enum Cmd {
         #[arg(short, long)]
         interactive: bool,
     },
+    /// Rebuild the session from an autosave checkpoint (after a crash), then open the REPL.
+    Resume {
+        /// The autosave directory.
+        #[arg(default_value = tunelab::session::AUTOSAVE_DIR)]
+        dir: PathBuf,
+    },
     /// Run the built-in linear-regression demo (no downloads), then open the REPL.
     Demo {
         /// Exit after the demo instead of opening the REPL.
@@ -209,6 +215,14 @@ fn main() -> ExitCode {
                 return code;
             }
             println!("\nThe demo's model, optimizer state and history are still here: try `step`, `lr 0.1`, `fit epochs=5`, `undo`, `plot surface`.");
+            repl(&mut session, &mut sink)
+        }
+        Some(Cmd::Resume { dir }) => {
+            let src = format!("resume \"{}\"", dir.display());
+            let code = run_source(&mut session, &src, &mut sink);
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
             repl(&mut session, &mut sink)
         }
         Some(Cmd::Bench { workload, steps, device, assets }) => {

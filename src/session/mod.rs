@@ -17,6 +17,7 @@ mod verbs;
 
 pub use event::{Diagnostic, Event, Image, Progress, Sink, Table};
 pub use settings::Settings;
+pub use verbs::autosave::{Autosave, Every, DEFAULT_DIR as AUTOSAVE_DIR};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,6 +94,10 @@ pub struct Session {
     interrupted: bool,
     /// A verb made to panic by [`Session::inject_panic`] (tests only).
     panic_in: Option<String>,
+    /// `autosave`: when `fit` writes a session checkpoint, and where.
+    autosave: Option<verbs::autosave::Autosave>,
+    /// The `data` command of the loaded data, for the checkpoint `resume` rebuilds from.
+    data_spec: Option<verbs::autosave::DataSpec>,
 }
 
 impl Default for Session {
@@ -128,6 +133,8 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: false,
             panic_in: None,
+            autosave: None,
+            data_spec: None,
         }
     }
 
@@ -287,6 +294,8 @@ impl Session {
             "snapshot" => self.snapshot(cmd, sink)?,
             "restore" => self.restore(cmd, sink)?,
             "undo" => self.undo_cmd(sink)?,
+            "autosave" => self.autosave_cmd(cmd, sink)?,
+            "resume" => self.resume_cmd(cmd, sink)?,
             other => {
                 return Err(Error::invalid(format!("'{other}' is in the verb table but not implemented")))
             }

@@ -362,6 +362,7 @@ impl Session {
         self.push_undo(&cmd.text)?;
         let started = Instant::now();
         let step_before = self.history.step();
+        let autosave = self.autosave_hook(sink)?;
         let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
             unreachable!("checked")
         };
@@ -373,6 +374,7 @@ impl Session {
             history: &mut self.history,
             cancel: &self.cancel,
             seed: self.settings.seed,
+            autosave,
         };
         let report = fit(trainer, &plan, sink);
         self.step_queue.clear();
