@@ -51,6 +51,10 @@ pub struct FitPlan {
     pub monitor: Monitor,
 }
 
+/// Writes a checkpoint when one is due: called with the model, optimizer and history at a
+/// step boundary, and whether it is an epoch's end.
+pub type AutosaveHook<'a> = Box<dyn FnMut(&dyn Model, &Optimizer, &History, bool) -> Result<()> + 'a>;
+
 /// The state a fit works on, borrowed from the session.
 pub struct Trainer<'a> {
     /// The model (its weights are updated in place).
@@ -71,7 +75,7 @@ pub struct Trainer<'a> {
     /// Called after each update (`false`) and each epoch's record (`true`), at a step
     /// boundary: writes a checkpoint when one is due (`autosave`). A failure is reported
     /// as a warning and ends autosaving for this fit; training goes on.
-    pub autosave: Option<Box<dyn FnMut(&dyn Model, &Optimizer, &History, bool) -> Result<()> + 'a>>,
+    pub autosave: Option<AutosaveHook<'a>>,
 }
 
 /// How a fit ended.

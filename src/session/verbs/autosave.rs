@@ -49,8 +49,8 @@ impl Autosave {
     /// falls on an epoch's last update is written again with the epoch's record.
     pub fn due(&self, history: &History, epoch_end: bool) -> bool {
         match self.every {
-            Every::Steps(n) => history.step() > 0 && history.step() % n.max(1) == 0,
-            Every::Epochs(n) => epoch_end && history.epoch() > 0 && history.epoch() % n.max(1) == 0,
+            Every::Steps(n) => history.step() > 0 && history.step().is_multiple_of(n.max(1)),
+            Every::Epochs(n) => epoch_end && history.epoch() > 0 && history.epoch().is_multiple_of(n.max(1)),
         }
     }
 
@@ -115,7 +115,7 @@ pub(crate) fn write_checkpoint(
 }
 
 /// The checkpoint writer `fit` calls (see [`crate::train::Trainer::autosave`]).
-pub(crate) type Hook = Box<dyn FnMut(&dyn Model, &Optimizer, &History, bool) -> Result<()>>;
+pub(crate) type Hook = crate::train::AutosaveHook<'static>;
 
 impl Session {
     /// The autosave hook for a `fit`, when autosave is on and the model is one `save`
@@ -160,7 +160,7 @@ impl Session {
     /// `autosave every=N [unit=steps|epochs] [dir=DIR]`, `autosave off`, `autosave`.
     pub(crate) fn autosave_cmd(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let word = cmd.arg(0).and_then(Value::as_str);
-        match word.as_deref() {
+        match word {
             Some("off") => {
                 self.autosave = None;
                 sink.emit(Event::Text("autosave off".into()));
