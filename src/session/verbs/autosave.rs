@@ -262,12 +262,21 @@ impl Session {
         Ok(())
     }
 
-    /// Parses and dispatches `src` (commands `resume` replays), without logging them.
+    /// Parses and dispatches `src` (a command `resume` replays), without logging it. Its
+    /// errors name the command, since its text is not what the user typed.
     fn run_quietly(&mut self, src: &str, sink: &mut dyn Sink) -> Result<()> {
-        for cmd in dsl::parse(src)? {
-            self.dispatch(&cmd, sink)?;
-        }
-        Ok(())
+        let replay = |session: &mut Session, sink: &mut dyn Sink| -> Result<()> {
+            for cmd in dsl::parse(src)? {
+                session.dispatch(&cmd, sink)?;
+            }
+            Ok(())
+        };
+        replay(self, sink).map_err(|e| {
+            Error::invalid(format!(
+                "resume could not replay `{src}`: {e}; run it from the directory the session ran in, \
+                 or load the checkpoint with `load DIR/checkpoint` and the data by hand"
+            ))
+        })
     }
 }
 
