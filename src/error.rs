@@ -43,6 +43,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The disk, a quota or the process's file-size limit ran out while writing.
+    #[error(
+        "disk full / file too large while saving to '{}': free space or choose another directory",
+        path.display()
+    )]
+    DiskFull {
+        /// What was being saved (the directory of a `save`).
+        path: PathBuf,
+    },
+
+    /// A bug: a command panicked. The session caught it and kept its state.
+    #[error("internal error in {verb}: {message} — the session state is kept; please report this")]
+    Internal {
+        /// The verb whose handler panicked.
+        verb: String,
+        /// The panic message.
+        message: String,
+    },
+
     /// A chart could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
@@ -65,6 +84,19 @@ impl Error {
     /// A command that cannot run as asked: `message` says why and what to do.
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::Invalid { message: message.into(), span: None }
+    }
+
+    /// A file that exists but cannot be used (truncated, damaged, of another kind, or with
+    /// fields of the wrong type): names the file, the first line of `why`, and the fix.
+    pub fn damaged(path: impl Into<PathBuf>, why: impl std::fmt::Display) -> Error {
+        let why = why.to_string();
+        let why = why.lines().next().unwrap_or_default().trim_end_matches('.');
+        Error::Read {
+            path: path.into(),
+            reason: format!(
+                "{why}; the file is truncated, damaged or of another kind: restore it (save again, or copy it from the original model)"
+            ),
+        }
     }
 
     /// Points the error at `span`, unless it already points somewhere.

@@ -40,6 +40,12 @@ enum Cmd {
         #[arg(short, long)]
         interactive: bool,
     },
+    /// Rebuild the session from an autosave checkpoint (after a crash), then open the REPL.
+    Resume {
+        /// The autosave directory.
+        #[arg(default_value = tunelab::session::AUTOSAVE_DIR)]
+        dir: PathBuf,
+    },
     /// Run the built-in linear-regression demo (no downloads), then open the REPL.
     Demo {
         /// Exit after the demo instead of opening the REPL.
@@ -158,12 +164,24 @@ fn tune_threads() {
     }
 }
 
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, which by default kills
+/// the process and every unsaved result with it. Ignored, the write fails with EFBIG and
+/// `save` reports a full disk with the session intact.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN at start-up, before other threads.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
     // With the evcxr feature this binary is also the child process that runs Rust cells:
     // evcxr starts it again with a marker variable, and the hook never returns then.
     #[cfg(feature = "evcxr")]
     evcxr::runtime_hook();
     tune_threads();
+    survive_file_size_limit();
     let cli = Cli::parse();
     let mut session = Session::new();
     let mut sink = TerminalSink::new(cli.plots.clone(), None);
@@ -201,6 +219,14 @@ fn main() -> ExitCode {
                 return code;
             }
             println!("\nThe demo's model, optimizer state and history are still here: try `step`, `lr 0.1`, `fit epochs=5`, `undo`, `plot surface`.");
+            repl(&mut session, &mut sink)
+        }
+        Some(Cmd::Resume { dir }) => {
+            let src = format!("resume \"{}\"", dir.display());
+            let code = run_source(&mut session, &src, &mut sink);
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
             repl(&mut session, &mut sink)
         }
         Some(Cmd::Bench { workload, steps, device, assets }) => {

@@ -48,7 +48,7 @@ impl std::fmt::Debug for TextTokenizer {
 }
 
 fn tok_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Read { path: path.to_path_buf(), reason: format!("not a usable tokenizer: {e}") }
+    Error::damaged(path, format!("not a usable tokenizer: {e}"))
 }
 
 impl TextTokenizer {

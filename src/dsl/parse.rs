@@ -422,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn autosave_and_resume() {
+        let c = one("autosave every=50 unit=epochs dir=\"runs/a b\"");
+        assert_eq!((c.usize("every"), c.str("unit").as_deref()), (Some(50), Some("epochs")));
+        assert_eq!(c.str("dir").as_deref(), Some("runs/a b"));
+        assert_eq!(one("autosave").str("dir").as_deref(), Some(".tunelab/autosave"));
+        assert_eq!(one("autosave off").arg(0), Some(&s("off")));
+        assert!(parse("autosave unit=minutes").is_err());
+        assert_eq!(one("resume runs/auto").arg(0), Some(&s("runs/auto")));
+        assert_eq!(one("resume").arg(0), None);
+    }
+
+    #[test]
     fn every_verb_has_a_parser_test_above() {
         let src = include_str!("parse.rs");
         let tests = &src[src.find("mod tests").unwrap()..];

@@ -579,8 +579,8 @@ pub static VERBS: &[VerbSpec] = &[
         summary: "write the model (and optimizer state) to a directory",
         details: "Writes config.json and model.safetensors (tensor names as PyTorch's \
                   state_dict), optimizer.safetensors and tunelab.json (the training record). \
-                  Files are written to a temporary name and renamed, so a crash never leaves a \
-                  half-written model.",
+                  The directory is built aside, flushed and swapped in whole, so a crash or a full \
+                  disk mid-save leaves the previous save intact.",
         args: &[ArgSpec {
             name: "DIR",
             kind: Kind::Path,
@@ -1365,6 +1365,61 @@ pub static VERBS: &[VerbSpec] = &[
         args: &[],
         options: &[],
         examples: &["undo"],
+    },
+    VerbSpec {
+        name: "autosave",
+        aliases: &[],
+        group: Group::History,
+        summary: "write a session checkpoint during fit, for `resume` after a crash",
+        details: "With every=N, `fit` writes DIR/checkpoint/ after every N updates (or N epochs with \
+                  unit=epochs): the model, optimizer state, history, seed and the `data` command. \
+                  The checkpoint is replaced whole, so a crash mid-write leaves the previous one. \
+                  `resume DIR` (or `tunelab resume DIR`) rebuilds the session from it; a resumed \
+                  fit restarts the epoch it was in. `autosave off` stops; `autosave` shows the \
+                  setting.",
+        args: &[ArgSpec {
+            name: "off",
+            kind: Kind::Text,
+            required: false,
+            many: false,
+            suggest: &["off"],
+            doc: "`off` turns autosave off",
+        }],
+        options: &[
+            OptSpec { name: "every", kind: COUNT, default: Some("100"), doc: "updates (or epochs) between checkpoints" },
+            OptSpec {
+                name: "unit",
+                kind: Kind::Choice(&["steps", "epochs"]),
+                default: Some("steps"),
+                doc: "what every= counts",
+            },
+            OptSpec {
+                name: "dir",
+                kind: Kind::Path,
+                default: Some(".tunelab/autosave"),
+                doc: "the session directory (the checkpoint is its checkpoint/)",
+            },
+        ],
+        examples: &["autosave every=50", "autosave every=1 unit=epochs dir=runs/auto", "autosave off", "autosave"],
+    },
+    VerbSpec {
+        name: "resume",
+        aliases: &[],
+        group: Group::History,
+        summary: "rebuild the session from an autosave checkpoint",
+        details: "Loads DIR/checkpoint/ as `autosave` wrote it: re-seeds, re-runs the `data` command, \
+                  loads the model with its optimizer state and history, and keeps autosaving there. \
+                  The current session is replaced only if all of it loads.",
+        args: &[ArgSpec {
+            name: "DIR",
+            kind: Kind::Path,
+            required: false,
+            many: false,
+            suggest: &[],
+            doc: "the autosave directory (default .tunelab/autosave)",
+        }],
+        options: &[],
+        examples: &["resume runs/auto", "resume"],
     },
 ];
 

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use super::bert::{Bert, BertTask};
 use super::{Linear, Model};
 use crate::error::{bail, Error, Result};
-use crate::files::{create_dir, write_atomic, write_bytes_atomic};
+use crate::files::{create_dir, write_atomic, write_bytes_atomic, write_file};
 
 /// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed),
 /// and its bottleneck adapters, if any, into `adapters.safetensors`.
@@ -35,17 +35,23 @@ pub fn save_model(model: &dyn Model, dir: &Path) -> Result<()> {
     }
 }
 
-/// Writes named tensors as a safetensors file, atomically.
+/// Writes named tensors as a safetensors file, atomically and flushed to disk.
 pub fn write_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    write_atomic(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
+    let bytes = safetensors::serialize(tensors, None)
+        .map_err(|e| Error::invalid(format!("cannot serialise tensors for '{}': {e}", path.display())))?;
+    write_atomic(path, |tmp| write_file(tmp, &bytes))
 }
 
 /// Reads a safetensors file onto `device`.
 pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(path, device).map_err(|e| Error::Read {
-        path: path.to_path_buf(),
-        reason: format!("{e}; is it a safetensors file?"),
-    })
+    if !path.is_file() {
+        return Err(Error::Read {
+            path: path.to_path_buf(),
+            reason: "no such file; save the model again or copy the file from the original model".into(),
+        });
+    }
+    candle_core::safetensors::load(path, device)
+        .map_err(|e| Error::damaged(path, format!("not a complete safetensors file ({e})")))
 }
 
 /// Reads the weights of a Hugging Face model directory onto `device`: `model.safetensors`,
@@ -91,8 +97,7 @@ pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<HashMap<String, Te
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Read { path: path.to_path_buf(), reason: e.to_string() })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Read { path: path.to_path_buf(), reason: format!("invalid JSON: {e}") })
+    serde_json::from_str(&text).map_err(|e| Error::damaged(path, format!("invalid JSON: {e}")))
 }
 
 /// Writes the model's tokenizer files too, for text models.

@@ -17,6 +17,7 @@ mod verbs;
 
 pub use event::{Diagnostic, Event, Image, Progress, Sink, Table};
 pub use settings::Settings;
+pub use verbs::autosave::{Autosave, Every, DEFAULT_DIR as AUTOSAVE_DIR};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -95,6 +96,12 @@ pub struct Session {
     interrupted: bool,
     /// The evcxr context of `%%rust` cells (started by the first one).
     rust: crate::bridge::RustCells,
+    /// A verb made to panic by [`Session::inject_panic`] (tests only).
+    panic_in: Option<String>,
+    /// `autosave`: when `fit` writes a session checkpoint, and where.
+    autosave: Option<verbs::autosave::Autosave>,
+    /// The `data` command of the loaded data, for the checkpoint `resume` rebuilds from.
+    data_spec: Option<verbs::autosave::DataSpec>,
 }
 
 impl Default for Session {
@@ -131,6 +138,9 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: false,
             rust: crate::bridge::RustCells::default(),
+            panic_in: None,
+            autosave: None,
+            data_spec: None,
         }
     }
 
@@ -261,9 +271,17 @@ impl Session {
     }
 
     /// Runs one parsed command and records it in the command log.
+    ///
+    /// A panic inside the command (a bug) is caught and returned as [`Error::Internal`]: the
+    /// session keeps its state — handlers assign only complete values, so what a panic
+    /// interrupts is at worst a value under construction — and goes on.
     pub fn execute(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
         self.interrupted = false;
-        let result = self.dispatch(cmd, sink);
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch_or_panic(cmd, sink)));
+        let result = caught.unwrap_or_else(|payload| {
+            Err(Error::Internal { verb: cmd.name().to_string(), message: panic_message(payload.as_ref()) })
+        });
         let outcome = match &result {
             Err(e) => Outcome::Failed(e.to_string()),
             Ok(_) if self.interrupted => Outcome::Interrupted,
@@ -271,6 +289,21 @@ impl Session {
         };
         self.log.push(LogEntry { text: cmd.text.clone(), outcome });
         result
+    }
+
+    /// Makes the next run of `verb` panic, to test that a bug in a command costs the user
+    /// nothing (`None` turns it off). Not part of the language; for tests only.
+    #[doc(hidden)]
+    pub fn inject_panic(&mut self, verb: Option<&str>) {
+        self.panic_in = verb.map(str::to_string);
+    }
+
+    fn dispatch_or_panic(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
+        if self.panic_in.as_deref() == Some(cmd.name()) {
+            self.panic_in = None;
+            panic!("injected fault in '{}'", cmd.name());
+        }
+        self.dispatch(cmd, sink)
     }
 
     fn dispatch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
@@ -307,6 +340,8 @@ impl Session {
             "snapshot" => self.snapshot(cmd, sink)?,
             "restore" => self.restore(cmd, sink)?,
             "undo" => self.undo_cmd(sink)?,
+            "autosave" => self.autosave_cmd(cmd, sink)?,
+            "resume" => self.resume_cmd(cmd, sink)?,
             other => {
                 return Err(Error::invalid(format!("'{other}' is in the verb table but not implemented")))
             }
@@ -422,6 +457,19 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".into(),
+    }
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string()
 }
 
 /// Locates an error in the source that was run: at its own span, else at the failing

@@ -51,6 +51,10 @@ pub struct FitPlan {
     pub monitor: Monitor,
 }
 
+/// Writes a checkpoint when one is due: called with the model, optimizer and history at a
+/// step boundary, and whether it is an epoch's end.
+pub type AutosaveHook<'a> = Box<dyn FnMut(&dyn Model, &Optimizer, &History, bool) -> Result<()> + 'a>;
+
 /// The state a fit works on, borrowed from the session.
 pub struct Trainer<'a> {
     /// The model (its weights are updated in place).
@@ -68,6 +72,10 @@ pub struct Trainer<'a> {
     /// Seeds each epoch's shuffle (with the epoch number) and each step's dropout masks
     /// (with the step number).
     pub seed: u64,
+    /// Called after each update (`false`) and each epoch's record (`true`), at a step
+    /// boundary: writes a checkpoint when one is due (`autosave`). A failure is reported
+    /// as a warning and ends autosaving for this fit; training goes on.
+    pub autosave: Option<AutosaveHook<'a>>,
 }
 
 /// How a fit ended.
@@ -128,6 +136,16 @@ fn validate(model: &dyn Model, data: &Dataset, chunk: usize) -> Result<(Option<f
     Ok((mean_loss(model, data, Split::Valid, chunk)?, None))
 }
 
+/// Gives the autosave hook its turn; on failure warns once and turns it off.
+fn autosave(t: &mut Trainer<'_>, epoch_end: bool, sink: &mut dyn Sink) {
+    if let Some(save) = t.autosave.as_mut() {
+        if let Err(e) = save(t.model, t.optimizer, t.history, epoch_end) {
+            sink.emit(Event::Warning(format!("autosave failed, no more autosaves in this fit: {e}")));
+            t.autosave = None;
+        }
+    }
+}
+
 /// The best epoch so far, for early stopping.
 struct Best {
     value: f64,
@@ -139,7 +157,7 @@ struct Best {
 /// Trains `t.model` as `plan` says, emitting per-epoch lines and progress to `sink`.
 /// Every update is complete or not made at all, so on any exit the weights are those of
 /// the last completed step (or, after early stopping, of the best epoch).
-pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitReport> {
+pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitReport> {
     let train_rows = t.data.split(Split::Train);
     let accumulate = plan.step.accumulate.max(1);
     let per_epoch = steps_per_epoch(train_rows.len(), plan.batch, accumulate);
@@ -205,6 +223,7 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             }
             epoch_losses.push(update.loss);
             last_grads = Some(update.grads);
+            autosave(&mut t, false, sink);
             samples += group.iter().map(|g| g.len()).sum::<usize>();
             done += 1;
             // 5. Report.
@@ -235,6 +254,7 @@ pub fn fit(t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<FitRep
             valid_accuracy,
             complete,
         });
+        autosave(&mut t, true, sink);
         if e % plan.log_every.max(1) == 0 || e == plan.epochs || !complete || end != FitEnd::Completed {
             let mut valid = valid_loss.map(|v| format!("  valid loss {v:.6}")).unwrap_or_default();
             if let Some(a) = valid_accuracy {

@@ -13,7 +13,7 @@ mod step;
 pub use anchor::{copy_weights, fisher_diagonal, Anchors, Ewc, L2Sp, FISHER_ROWS};
 pub use distill::{distill_loss, Distill, SharedDistill};
 pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, pool_windows, Predictions};
-pub use fit::{fit, steps_per_epoch, FitEnd, FitPlan, FitReport, Monitor, Trainer};
+pub use fit::{fit, steps_per_epoch, AutosaveHook, FitEnd, FitPlan, FitReport, Monitor, Trainer};
 pub use loss::{inverse_frequency, weighted_cross_entropy, ClassWeights};
 pub use lr_find::{lr_range_test, RangeTest};
 pub use optim::{OptimConfig, OptimKind, Optimizer};

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::Grads;
@@ -163,20 +163,28 @@ impl Optimizer {
 
     /// Applies one update to every trainable parameter that has a gradient in `grads`, at
     /// learning rate `lr`. All new values are computed before any is written, so a failure
-    /// leaves the parameters and state as they were.
-    pub fn step(&mut self, params: &Params, grads: &Grads, lr: f64) -> Result<()> {
+    /// leaves the parameters and state as they were. Returns false, writing nothing, when a
+    /// new value would be NaN or infinite.
+    pub fn step(&mut self, params: &Params, grads: &Grads, lr: f64) -> Result<bool> {
         let mut updates = Vec::new();
+        let mut sums = Vec::new();
         for p in params.iter().filter(|p| p.trainable) {
             let Some(g) = grads.get(&p.name) else { continue };
             let slot = self.slots.get(&p.name).cloned().unwrap_or_default();
             let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr)?;
+            sums.push(value.sum_all()?.to_dtype(DType::F32)?);
             updates.push((p, value, slot));
+        }
+        // A finite gradient times a huge learning rate can still overflow: write nothing
+        // unless every new value is finite (one sum, one transfer to the host).
+        if !sums.is_empty() && !Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f32>()?.is_finite() {
+            return Ok(false);
         }
         for (p, value, slot) in updates {
             p.var.set(&value)?;
             self.slots.insert(p.name.clone(), slot);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The update rule for one parameter: returns its new value and state.
@@ -319,7 +327,7 @@ mod tests {
         for _ in 0..steps {
             let p = params.tensor("p", true).unwrap();
             let loss = p.affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
-            opt.step(&params, &grads_of(&params, &loss), opt.config.lr).unwrap();
+            assert!(opt.step(&params, &grads_of(&params, &loss), opt.config.lr).unwrap());
         }
         params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap()
     }
@@ -376,7 +384,7 @@ mod tests {
             .sum_all()
             .unwrap();
         let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
-        opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap();
+        assert!(opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap());
         assert_eq!(params.get("b").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), [1.0]);
         assert_eq!(opt.tracked(), 1);
         let _ = Var::new(&[0f32], &Device::Cpu);
@@ -388,7 +396,7 @@ mod tests {
             Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0], &Device::Cpu).unwrap())]).unwrap();
         let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
         let loss = params.tensor("p", true).unwrap().sqr().unwrap().sum_all().unwrap();
-        opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap();
+        assert!(opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap());
         let (t, s) = opt.state();
         assert_eq!(t.len(), 2);
         let mut other = Optimizer::new(opt.config.clone());

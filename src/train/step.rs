@@ -67,8 +67,9 @@ pub struct Update {
 pub enum StepResult {
     /// The update was applied.
     Applied(Update),
-    /// The loss or the gradients were NaN or infinite: nothing was changed. Holds what
-    /// went wrong (`"loss"` or `"gradient norm"`) and its value.
+    /// The loss, the gradients or an updated weight were NaN or infinite: nothing was
+    /// changed. Holds what went wrong (`"loss"`, `"gradient norm"`, `"an updated weight"`)
+    /// and its value.
     NonFinite(&'static str, f64),
 }
 
@@ -171,7 +172,9 @@ pub fn train_step(
             *g = g.affine(scale, 0.0)?;
         }
     }
-    optimizer.step(model.params(), &grads, lr)?;
+    if !optimizer.step(model.params(), &grads, lr)? {
+        return Ok(StepResult::NonFinite("an updated weight", f64::INFINITY));
+    }
     // AdaLoRA: score the singular values and reallocate the rank budget.
     if let Some(ada) = model.params().lora().and_then(|l| l.adaptive.as_ref()) {
         ada.after_update(model.params(), &grads)?;

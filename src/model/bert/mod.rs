@@ -59,10 +59,8 @@ impl Bert {
     /// parameters the checkpoint lacks are initialised from `rng`.
     pub fn load(dir: &Path, task: BertTask, rng: &mut impl rand::Rng, device: &Device) -> Result<Bert> {
         let raw_config = super::read_json(&dir.join("config.json"))?;
-        let config = BertConfig::from_json(&raw_config).map_err(|e| crate::error::Error::Read {
-            path: dir.join("config.json"),
-            reason: e.to_string(),
-        })?;
+        let config = BertConfig::from_json(&raw_config)
+            .map_err(|e| crate::error::Error::damaged(dir.join("config.json"), e))?;
         config.validate()?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
         let tensors = weights::read_checkpoint(dir, config.flavour, device)?;

@@ -50,10 +50,8 @@ impl Gpt2 {
         device: &Device,
     ) -> Result<Gpt2> {
         let raw_config = super::read_json(&dir.join("config.json"))?;
-        let config: Gpt2Config = serde_json::from_value(raw_config.clone()).map_err(|e| Error::Read {
-            path: dir.join("config.json"),
-            reason: format!("not a GPT-2 config: {e}"),
-        })?;
+        let config: Gpt2Config = serde_json::from_value(raw_config.clone())
+            .map_err(|e| Error::damaged(dir.join("config.json"), format!("not a GPT-2 config: {e}")))?;
         config.validate()?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
         let mut tensors = weights::read_checkpoint(dir, device)?;

@@ -43,10 +43,8 @@ impl Llama {
     /// A model from a directory with `config.json`, `model.safetensors` and `tokenizer.json`.
     pub fn load(dir: &Path, device: &Device) -> Result<Llama> {
         let raw_config = super::read_json(&dir.join("config.json"))?;
-        let config: LlamaConfig = serde_json::from_value(raw_config.clone()).map_err(|e| Error::Read {
-            path: dir.join("config.json"),
-            reason: format!("not a llama config: {e}"),
-        })?;
+        let config: LlamaConfig = serde_json::from_value(raw_config.clone())
+            .map_err(|e| Error::damaged(dir.join("config.json"), format!("not a llama config: {e}")))?;
         config.validate()?;
         let mut tokenizer = TextTokenizer::from_dir(dir)?;
         special_ids_from_config(&mut tokenizer, dir, &config);

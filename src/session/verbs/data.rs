@@ -65,6 +65,7 @@ fn is_table(path: &Path) -> bool {
 impl Session {
     pub(crate) fn data(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let source = cmd.arg(0).and_then(Value::as_str).unwrap_or_default().to_string();
+        let spec = super::autosave::DataSpec::new(cmd, &self.rng, self.settings.seed);
         let mut rng = self.rng.clone();
         let data = if source == "synthetic" {
             self.build_synthetic(cmd, &mut rng)?
@@ -81,6 +82,7 @@ impl Session {
         }
         self.rng = rng;
         self.step_queue.clear();
+        self.data_spec = Some(spec);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Command handlers, one file per group of verbs. Each is an `impl Session` block.
 
 mod adapter;
+pub(crate) mod autosave;
 mod data;
 mod distill;
 mod eval_generate;

@@ -409,13 +409,28 @@ impl Session {
     }
 
     pub(crate) fn save(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
-        let model = self.model()?;
+        self.model()?;
         let dir_text = cmd.arg(0).and_then(Value::as_str).unwrap_or_default();
         let dir = Path::new(dir_text);
         if dir.is_file() {
             return Err(Error::invalid(format!("'{dir_text}' is a file; `save` writes a directory"))
                 .at(cmd.args[0].span));
         }
+        // The directory is built aside and swapped in whole (files::write_dir_atomic), so a
+        // crash or a full disk mid-save leaves the previous save intact; the report waits
+        // until the new one is in place.
+        let mut report: Vec<Event> = Vec::new();
+        crate::files::write_dir_atomic(dir, |stage| self.write_save_dir(stage, dir_text, &mut report))?;
+        for event in report {
+            sink.emit(event);
+        }
+        Ok(())
+    }
+
+    /// Writes everything `save` writes into `dir` (a staging directory); `dir_text` is the
+    /// destination as the user typed it, for the report.
+    pub(crate) fn write_save_dir(&self, dir: &Path, dir_text: &str, sink: &mut dyn Sink) -> Result<()> {
+        let model = self.model()?;
         if model.params().lora().is_some() {
             return self.save_lora(dir, dir_text, sink);
         }

@@ -1,6 +1,7 @@
 //! `eval`, `predict`.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use candle_core::Tensor;
 
@@ -11,13 +12,57 @@ use crate::error::{bail, Error, Result};
 use crate::metrics::{least_squares, linear_predictions, mae, mse, Confusion, EvalRecord};
 use crate::model::bert::forward_probabilities;
 use crate::model::{Pass, Task};
-use crate::session::{Event, Session, Sink, Table};
-use crate::train::{classify_rows, mean_loss_rows, pool_windows};
+use crate::session::{Event, Progress, Session, Sink, Table};
+use crate::train::{classify_rows, mean_loss_rows, pool_windows, Predictions};
 
 /// Rows per forward pass when evaluating.
 const EVAL_CHUNK: usize = 64;
 
+/// Rows between two checks of the interrupt flag in `eval` (and progress reports).
+const EVAL_PART: usize = 8 * EVAL_CHUNK;
+
 impl Session {
+    /// Runs `f` over `rows` in parts of [`EVAL_PART`], reporting progress (when there is
+    /// more than one part) and checking the interrupt flag between parts. `None` when interrupted: then a warning says so and
+    /// nothing is recorded.
+    fn in_chunks<T>(
+        &mut self,
+        rows: &[u32],
+        part_len: usize,
+        sink: &mut dyn Sink,
+        mut f: impl FnMut(&Session, &[u32]) -> Result<T>,
+    ) -> Result<Option<Vec<T>>> {
+        let mut out = Vec::new();
+        let mut done = 0;
+        let report = rows.len() > EVAL_PART;
+        let progress = |sink: &mut dyn Sink, done: usize, finished: bool| {
+            if report {
+                sink.emit(Event::Progress(Progress {
+                    task: "eval".into(),
+                    done: done as u64,
+                    total: rows.len() as u64,
+                    message: format!("{done}/{} rows", rows.len()),
+                    finished,
+                }));
+            }
+        };
+        for part in rows.chunks(part_len.max(1)) {
+            if self.cancel.load(Ordering::SeqCst) {
+                self.interrupted = true;
+                progress(sink, done, true);
+                sink.emit(Event::Warning(format!(
+                    "eval interrupted after {done} of {} rows: nothing recorded",
+                    rows.len()
+                )));
+                return Ok(None);
+            }
+            out.push(f(self, part)?);
+            done += part.len();
+            progress(sink, done, done == rows.len());
+        }
+        Ok(Some(out))
+    }
+
     /// The split a command names, or `test` (falling back to `valid` when there is no test
     /// split and none was asked for).
     fn chosen_split(&self, cmd: &Command) -> Result<Split> {
@@ -124,9 +169,23 @@ impl Session {
         label: &str,
         sink: &mut dyn Sink,
     ) -> Result<()> {
-        let model = self.model()?;
-        let labels = model.labels().unwrap_or_default().to_vec();
-        let p = classify_rows(model, data, rows, EVAL_CHUNK)?;
+        let labels = self.model()?.labels().unwrap_or_default().to_vec();
+        // A windowed text's windows are pooled within one part, so they are not cut apart.
+        let windowed = data.text().and_then(|t| t.window_owner()).is_some();
+        let part_len = if windowed { rows.len() } else { EVAL_PART };
+        let Some(parts) = self
+            .in_chunks(rows, part_len, sink, |s, part| classify_rows(s.model()?, data, part, EVAL_CHUNK))?
+        else {
+            return Ok(());
+        };
+        let mut p = Predictions { rows: Vec::new(), truth: Vec::new(), predicted: Vec::new(), loss: 0.0 };
+        for part in parts {
+            p.loss += part.loss * part.truth.len() as f64;
+            p.rows.extend(part.rows);
+            p.truth.extend(part.truth);
+            p.predicted.extend(part.predicted);
+        }
+        p.loss /= p.truth.len().max(1) as f64;
         let confusion = Confusion::new(labels.clone(), &p.truth, &p.predicted);
         let mut report = Table::new(["", "precision", "recall", "f1-score", "support"]).titled(format!(
             "eval on {label} at step {}: accuracy {:.4}, loss {}",
@@ -162,7 +221,14 @@ impl Session {
             Task::CausalLm => ("next-token loss", "lm_loss"),
             _ => ("masked-LM loss", "mlm_loss"),
         };
-        let loss = mean_loss_rows(self.model()?, data, rows, EVAL_CHUNK)?.unwrap_or(f64::NAN);
+        let Some(parts) = self.in_chunks(rows, EVAL_PART, sink, |s, part| {
+            Ok(mean_loss_rows(s.model()?, data, part, EVAL_CHUNK)?.map(|l| l * part.len() as f64))
+        })?
+        else {
+            return Ok(());
+        };
+        let loss = parts.into_iter().flatten().sum::<f64>() / rows.len() as f64;
+        let loss = if rows.is_empty() { f64::NAN } else { loss };
         let mut t =
             Table::new(["", "value"]).titled(format!("eval on {label} at step {}", self.history.step()));
         t.row([name.to_string(), num(loss)]);

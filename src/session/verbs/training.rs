@@ -363,6 +363,7 @@ impl Session {
         self.push_undo(&cmd.text)?;
         let started = Instant::now();
         let step_before = self.history.step();
+        let autosave = self.autosave_hook(sink)?;
         let (Some(model), Some(data)) = (self.model.as_deref(), self.data.as_ref()) else {
             unreachable!("checked")
         };
@@ -374,6 +375,7 @@ impl Session {
             history: &mut self.history,
             cancel: &self.cancel,
             seed: self.settings.seed,
+            autosave,
         };
         let report = fit(trainer, &plan, sink);
         self.step_queue.clear();
@@ -431,7 +433,8 @@ impl Session {
             FitEnd::Diverged { what, step, loss, lr } => {
                 bail!(
                     "{what} became {loss} at step {step} (lr {}): that update was not applied, the weights are those \
-                     of step {}; lower the learning rate (e.g. `lr {}`) or `undo` to return to before this fit",
+                     of step {}; lower the learning rate (e.g. `lr {}`), clip gradients (`fit clip=1`), or `undo` \
+                     to return to before this fit",
                     num(lr),
                     step - 1,
                     num(self.optimizer.config.lr / 10.0)
