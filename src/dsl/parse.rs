@@ -434,6 +434,14 @@ mod tests {
     }
 
     #[test]
+    fn export() {
+        assert_eq!(one("export history").arg(0), Some(&s("history")));
+        assert_eq!(one("export history file=a.csv").str("file").as_deref(), Some("a.csv"));
+        assert!(parse("export weights").is_err());
+        assert!(parse("export").is_err());
+    }
+
+    #[test]
     fn every_verb_has_a_parser_test_above() {
         let src = include_str!("parse.rs");
         let tests = &src[src.find("mod tests").unwrap()..];

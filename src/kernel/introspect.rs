@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(matches("optimizer ad"), ["adam", "adamw"]);
         assert!(matches("fit ep").contains(&"epochs=".to_string()));
         assert_eq!(matches("%ti"), ["%time"]);
-        assert_eq!(matches("%%"), ["%%time"]);
+        assert_eq!(matches("%%"), ["%%time", "%%rust"]);
         assert_eq!(matches("%time fi"), ["fit"]);
         let r = complete("lr 0.1 schedule=co", 18);
         assert_eq!((r.cursor_start, r.cursor_end), (16, 18));
