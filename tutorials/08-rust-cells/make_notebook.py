@@ -96,6 +96,7 @@ CELLS = [
 def main():
     nb = nbformat.v4.new_notebook()
     nb.cells = CELLS
+    nb.metadata["kernelspec"] = {"display_name": "tunelab", "language": "tunelab", "name": "tunelab"}
     nb.metadata["tunelab"] = {"requires": "evcxr"}
     NotebookClient(nb, kernel_name="tunelab", timeout=600, resources={"metadata": {"path": str(HERE)}}).execute()
     nbformat.write(nb, HERE / "08-rust-cells.ipynb")
