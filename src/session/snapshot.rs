@@ -75,6 +75,11 @@ impl Snapshot {
         &self.values
     }
 
+    /// The training record when it was taken (what `plot loss compare=` draws).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// The update count when it was taken.
     pub fn step(&self) -> u64 {
         self.history.step()
