@@ -169,3 +169,62 @@ fn tutorial_03_light_fine_tuning_of_smollm2_on_poems_halves_perplexity() {
     assert!(out.contains("model: GPT-2 4 layers") && ppl[2].is_finite(), "{out}");
     assert_png(dir.path().join("plots/loss.png"));
 }
+
+/// Each classification `eval` line of a script's output, in order: (accuracy, loss).
+fn classification_evals(out: &str) -> Vec<(f64, f64)> {
+    out.lines()
+        .filter(|l| l.starts_with("eval on ") && l.contains(": accuracy "))
+        .map(|l| {
+            let tail = l.split(": accuracy ").nth(1).unwrap();
+            let (acc, loss) = tail.split_once(", loss ").unwrap();
+            (acc.trim().parse().unwrap(), loss.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn tutorial_04_minilm_on_movie_reviews_reports_per_class_and_runs_the_demos() {
+    let (dir, out) = run_tutorial("04-bert-imdb-sentiment");
+    let evals = classification_evals(&out);
+    assert_eq!(evals.len(), 1, "{out}");
+    let (acc, loss) = evals[0];
+    println!("MiniLM, quick setting: test accuracy {acc:.4}, loss {loss:.4} (bar 0.65; majority class 0.53)");
+    // 270 held-out reviews, 53% positive: well above the majority class, loss below log 2.
+    assert!(acc >= 0.65 && loss < 0.66, "test accuracy {acc}, loss {loss}");
+    for row in ["neg ", "pos ", "macro avg", "weighted avg"] {
+        assert!(out.lines().any(|l| l.starts_with(row)), "report row {row}: {out}");
+    }
+    // Warm-up then linear decay, AdamW's decoupled weight decay.
+    assert!(out.contains("lr 0.0002 schedule=linear warmup=0.1") && out.contains("weight_decay=0.01"), "{out}");
+    // Gradient accumulation, undone; LoRA trains a third of a percent.
+    assert!(out.contains("undid `fit steps=2 batch=8 accumulate=2`: back to step 34"), "{out}");
+    assert!(out.contains("(0.33%) parameters trainable") && out.contains("fit: 4 steps"), "{out}");
+    for plot in ["loss", "lr", "confusion"] {
+        assert_png(dir.path().join("plots").join(format!("{plot}.png")));
+    }
+}
+
+#[test]
+fn tutorial_02_full_fine_tuning_beats_head_only_and_the_saved_model_predicts_the_same() {
+    let (dir, out) = run_tutorial("02-bert-full-vs-partial");
+    let evals = classification_evals(&out);
+    assert_eq!(evals.len(), 3, "full, head-only, the deployed model: {out}");
+    let ((full, _), (head, _), deployed) = (evals[0], evals[1], evals[2]);
+    println!("test accuracy: full fine-tuning {full:.4}, head only {head:.4}");
+    assert!(full >= 0.65 && full > head + 0.1, "full {full} vs head-only {head}");
+    // Only the classifier trained in the second run.
+    assert!(out.contains("trainable 770/22713986 parameters"), "{out}");
+    // The side-by-side table and the overlay.
+    assert!(out.contains("the runs side by side"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("head ") && l.contains("770 (0.0%)")), "{out}");
+    assert_png(dir.path().join("plots/loss-compare.png"));
+    // Deploy: the saved model, loaded back, gives the same test results and predicts.
+    assert_eq!(deployed, evals[0], "save → load changed the model");
+    assert!(dir.path().join("reviews-classifier/config.json").exists());
+    let predicted: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("a gripping") || l.starts_with("dull, lifeless"))
+        .map(|l| l.split_whitespace().rev().nth(2).unwrap())
+        .collect();
+    assert_eq!(predicted, ["pos", "neg"], "{out}");
+}

@@ -80,6 +80,11 @@ impl Snapshot {
         &self.history
     }
 
+    /// Trainable and total parameter counts of its layout (frozen ones and LoRA included).
+    pub fn trainable(&self) -> (usize, usize) {
+        (self.layout.trainable_numel(), self.layout.numel())
+    }
+
     /// The update count when it was taken.
     pub fn step(&self) -> u64 {
         self.history.step()

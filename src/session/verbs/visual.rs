@@ -10,7 +10,8 @@ use crate::plot::{
     heatmap, line_chart, loss_surface, scatter_chart, Figure, HeatmapChart, LineChart, ScatterChart, Series,
     SeriesStyle, SurfaceChart,
 };
-use crate::session::{Event, Image, Session, Sink};
+use crate::session::snapshot::Snapshot;
+use crate::session::{Event, Image, Session, Sink, Table};
 
 /// Sums that give the MSE of y ≈ w·x + b for any (w, b) in O(1), for the surface grid.
 struct Moments {
@@ -52,7 +53,7 @@ impl Session {
             .at(given.span));
         }
         let figure = match what {
-            "loss" => self.plot_loss(cmd)?,
+            "loss" => self.plot_loss(cmd, sink)?,
             "lr" => self.plot_lr()?,
             "surface" => self.plot_surface()?,
             "fit" => self.plot_fit()?,
@@ -74,9 +75,9 @@ impl Session {
         Error::invalid("nothing to plot yet: run `fit` or `step` first")
     }
 
-    fn plot_loss(&self, cmd: &Command) -> Result<Figure> {
+    fn plot_loss(&self, cmd: &Command, sink: &mut dyn Sink) -> Result<Figure> {
         if let Some(names) = cmd.value("compare") {
-            return self.plot_loss_compare(cmd, &names);
+            return self.plot_loss_compare(cmd, &names, sink);
         }
         let h = &self.history;
         if h.steps.is_empty() {
@@ -120,14 +121,26 @@ impl Session {
         })?)
     }
 
-    /// `plot loss compare=a,b,…`: one smoothed training-loss curve per snapshot.
-    fn plot_loss_compare(&self, cmd: &Command, names: &Value) -> Result<Figure> {
+    /// `plot loss compare=a,b,…`: a table of the runs side by side (trainable parameters,
+    /// last losses, validation and the last `eval` accuracy), then one smoothed
+    /// training-loss curve per snapshot.
+    fn plot_loss_compare(&self, cmd: &Command, names: &Value, sink: &mut dyn Sink) -> Result<Figure> {
         let names: Vec<&str> = match names {
             Value::List(items) => items.iter().filter_map(Value::as_str).collect(),
             other => other.as_str().into_iter().collect(),
         };
         let span = cmd.given("compare").map(|c| c.span).unwrap_or(cmd.span);
         let mut series = Vec::new();
+        let mut table = Table::new([
+            "run",
+            "steps",
+            "trainable",
+            "train loss",
+            "valid loss",
+            "valid accuracy",
+            "last eval accuracy",
+        ])
+        .titled("the runs side by side");
         for name in &names {
             let Some(snap) = self.snapshots.iter().find(|s| s.name == *name) else {
                 let known: Vec<&str> = self.snapshots.iter().map(|s| s.name.as_str()).collect();
@@ -147,12 +160,14 @@ impl Session {
                 .at(span));
             }
             let losses: Vec<f64> = steps.iter().map(|s| s.loss).collect();
+            table.row(compare_row(name, snap));
             series.push(Series {
                 label: format!("{name} (train loss, smoothed)"),
                 points: steps.iter().map(|s| s.step as f64).zip(smoothed(&losses)).collect(),
                 style: SeriesStyle::Bold,
             });
         }
+        sink.emit(Event::Table(table));
         let (lo, hi) = series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -268,6 +283,28 @@ impl Session {
             lines,
         })?)
     }
+}
+
+/// One run's row of the `plot loss compare=` table.
+fn compare_row(name: &str, snap: &Snapshot) -> Vec<String> {
+    let h = snap.history();
+    let (trainable, total) = snap.trainable();
+    let last_epoch = h.epochs.last();
+    let tail = &h.steps[h.steps.len().saturating_sub(10)..];
+    let train = last_epoch
+        .map(|e| e.train_loss)
+        .unwrap_or_else(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64);
+    let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
+    let eval = h.evals.iter().rev().find(|e| e.metric == "accuracy");
+    vec![
+        name.to_string(),
+        h.step().to_string(),
+        format!("{trainable} ({:.1}%)", 100.0 * trainable as f64 / total.max(1) as f64),
+        format!("{train:.4}"),
+        opt(last_epoch.and_then(|e| e.valid_loss)),
+        opt(last_epoch.and_then(|e| e.valid_accuracy)),
+        eval.map_or("—".to_string(), |e| format!("{:.4} ({})", e.value, e.split)),
+    ]
 }
 
 /// A trailing mean over a window of a tenth of the run (1 to 50 steps), so curves of
