@@ -202,3 +202,28 @@ fn remedy_options_reject_bad_values() {
     rejects(&mut s, "regularize ewc=10 data=test", "the test split is empty", None);
     ok(&mut s, "loss weights=[1,2]; regularize l2sp=0.1 ewc=10 data=train");
 }
+
+/// `plot loss compare=`: snapshots side by side (a table, then one chart), and the names it
+/// cannot use rejected with the fix.
+#[test]
+fn plot_loss_compare_overlays_snapshots_and_rejects_what_it_cannot_draw() {
+    let mut s = Session::new();
+    ok(&mut s, "seed 1; data synthetic linear n=200; load linear init=zeros; snapshot start");
+    ok(&mut s, "optimizer sgd lr=0.01; fit epochs=2; snapshot slow; restore start");
+    ok(&mut s, "optimizer sgd lr=0.1; fit epochs=2; snapshot fast");
+    rejects(&mut s, "plot loss compare=slow,fsat", "no snapshot 'fsat' (did you mean 'fast'?)", Some(19));
+    rejects(&mut s, "plot loss compare=start", "snapshot 'start' holds no training steps", None);
+    rejects(&mut s, "plot lr compare=slow", "use `plot loss compare=…`", None);
+    let out = ok(&mut s, "plot loss compare=slow,fast");
+    let table = out
+        .iter()
+        .find_map(|e| match e {
+            Event::Table(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("the side-by-side table");
+    assert_eq!(table.rows.len(), 2);
+    let train_loss = |row: usize| table.rows[row][3].parse::<f64>().unwrap();
+    assert!(train_loss(1) < train_loss(0), "lr 0.1 ends lower than lr 0.01: {:?}", table.rows);
+    assert!(out.iter().any(|e| matches!(e, Event::Image(_))), "the overlay chart");
+}

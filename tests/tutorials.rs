@@ -204,3 +204,102 @@ fn tutorial_07_remedies_each_run_and_show_their_effect() {
     assert!(bleu.len() == 2 && bleu[1] > bleu[0] + 10.0, "{bleu:?}");
     assert!(out.contains("test MAE"), "{out}");
 }
+
+/// Each classification `eval` line of a script's output, in order: (accuracy, loss).
+fn classification_evals(out: &str) -> Vec<(f64, f64)> {
+    out.lines()
+        .filter(|l| l.starts_with("eval on ") && l.contains(": accuracy "))
+        .map(|l| {
+            let tail = l.split(": accuracy ").nth(1).unwrap();
+            let (acc, loss) = tail.split_once(", loss ").unwrap();
+            (acc.trim().parse().unwrap(), loss.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn tutorial_04_minilm_on_movie_reviews_reports_per_class_and_runs_the_demos() {
+    let (dir, out) = run_tutorial("04-bert-imdb-sentiment");
+    let evals = classification_evals(&out);
+    assert_eq!(evals.len(), 1, "{out}");
+    let (acc, loss) = evals[0];
+    println!("MiniLM, quick setting: test accuracy {acc:.4}, loss {loss:.4} (bar 0.65; majority class 0.53)");
+    // 270 held-out reviews, 53% positive: well above the majority class, loss below log 2.
+    assert!(acc >= 0.65 && loss < 0.66, "test accuracy {acc}, loss {loss}");
+    for row in ["neg ", "pos ", "macro avg", "weighted avg"] {
+        assert!(out.lines().any(|l| l.starts_with(row)), "report row {row}: {out}");
+    }
+    // Warm-up then linear decay, AdamW's decoupled weight decay.
+    assert!(
+        out.contains("lr 0.0002 schedule=linear warmup=0.1") && out.contains("weight_decay=0.01"),
+        "{out}"
+    );
+    // Gradient accumulation, undone; LoRA trains a third of a percent.
+    assert!(out.contains("undid `fit steps=2 batch=8 accumulate=2`: back to step 34"), "{out}");
+    assert!(out.contains("(0.33%) parameters trainable") && out.contains("fit: 4 steps"), "{out}");
+    for plot in ["loss", "lr", "confusion"] {
+        assert_png(dir.path().join("plots").join(format!("{plot}.png")));
+    }
+}
+
+#[test]
+fn tutorial_02_full_fine_tuning_beats_head_only_and_the_saved_model_predicts_the_same() {
+    let (dir, out) = run_tutorial("02-bert-full-vs-partial");
+    let evals = classification_evals(&out);
+    assert_eq!(evals.len(), 3, "full, head-only, the deployed model: {out}");
+    let ((full, _), (head, _), deployed) = (evals[0], evals[1], evals[2]);
+    println!("test accuracy: full fine-tuning {full:.4}, head only {head:.4}");
+    assert!(full >= 0.65 && full > head + 0.1, "full {full} vs head-only {head}");
+    // Only the classifier trained in the second run.
+    assert!(out.contains("trainable 770/22713986 parameters"), "{out}");
+    // The side-by-side table and the overlay.
+    assert!(out.contains("the runs side by side"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("head ") && l.contains("770 (0.0%)")), "{out}");
+    assert_png(dir.path().join("plots/loss-compare.png"));
+    // Deploy: the saved model, loaded back, gives the same test results and predicts.
+    assert_eq!(deployed, evals[0], "save → load changed the model");
+    assert!(dir.path().join("reviews-classifier/config.json").exists());
+    let predicted: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("a gripping") || l.starts_with("dull, lifeless"))
+        .map(|l| l.split_whitespace().rev().nth(2).unwrap())
+        .collect();
+    assert_eq!(predicted, ["pos", "neg"], "{out}");
+}
+
+/// The masked-LM `eval` losses of a script's output, in order.
+fn mlm_losses(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("masked-LM loss"))
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("masked-LM loss {v}")))
+        .collect()
+}
+
+#[test]
+fn tutorial_01_chinese_bert_pretrains_by_masked_lm_and_the_faq_runs_tell_their_story() {
+    let (dir, out) = run_tutorial("01-bert-chinese");
+    // Cleaning (duplicates dropped and counted), labels from the file names, augmentation.
+    assert!(out.contains("labels neg → 0, pos → 1") && out.contains("duplicate text"), "{out}");
+    assert!(out.contains("700 augmented copies"), "{out}");
+    // Masked-LM pretraining with the bert-base-chinese vocabulary lowers the loss by 3 nats.
+    let mlm = mlm_losses(&out);
+    assert_eq!(mlm.len(), 2, "{out}");
+    println!("masked-LM valid loss {:.3} → {:.3}", mlm[0], mlm[1]);
+    assert!(mlm[0] > 9.5 && mlm[0] - mlm[1] >= 3.0, "{mlm:?}");
+    let evals = classification_evals(&out);
+    let acc: Vec<f64> = evals.iter().map(|e| e.0).collect();
+    println!("test accuracies: {acc:?}");
+    // frozen (pretrained), unfrozen (pretrained), Adam 1e-3, Adam 1e-4, early stopping,
+    // L2 + dropout, SGD, RMSProp.
+    assert_eq!(acc.len(), 8, "{out}");
+    let (adam, adam_small, early, sgd) = (acc[2], acc[3], acc[4], acc[6]);
+    assert!(acc[0] < 0.6, "frozen lower layers of a barely-pretrained model stay near chance: {acc:?}");
+    assert!(adam >= 0.65, "Adam 1e-3 from random weights: {adam} (bar 0.65, 200 test reviews)");
+    assert!(adam > adam_small + 0.1 && adam > sgd + 0.1, "Adam 1e-3 {adam} vs 1e-4 {adam_small}, SGD {sgd}");
+    // Early stopping stopped before the 4 epochs and kept the best epoch's weights.
+    assert!(out.contains("early stopping after") && out.contains("restored the weights of epoch"), "{out}");
+    assert!(early >= 0.65, "early stopping {early}");
+    assert!(out.contains("regularize l1=0 l2=0.0001") && out.contains("dropout 0.3"), "{out}");
+    assert_eq!(out.matches("the runs side by side").count(), 2, "{out}");
+    assert_png(dir.path().join("plots/loss-compare.png"));
+}

@@ -1248,7 +1248,10 @@ pub static VERBS: &[VerbSpec] = &[
                   lr: the learning rate per step. surface: the loss over (w, b) as filled \
                   contours with the descent path and the least-squares optimum (1-input linear \
                   model). fit: the data with the learned and closed-form lines. confusion: the \
-                  confusion matrix of the last classification `eval`.",
+                  confusion matrix of the last classification `eval`. `plot loss \
+                  compare=a,b` overlays the training loss of snapshots instead, one smoothed \
+                  curve each (take a `snapshot` after each run: full vs head-only fine-tuning, \
+                  SGD vs Adam).",
         args: &[ArgSpec {
             name: "WHAT",
             kind: Kind::Choice(PLOTS),
@@ -1270,8 +1273,19 @@ pub static VERBS: &[VerbSpec] = &[
                 default: None,
                 doc: "logarithmic y axis (default: when the values span 100×)",
             },
+            OptSpec {
+                name: "compare",
+                kind: Kind::List(&TEXT),
+                default: None,
+                doc: "loss: snapshots whose training losses to overlay, one curve each",
+            },
         ],
-        examples: &["plot loss", "plot surface", "plot loss file=runs/loss log=true"],
+        examples: &[
+            "plot loss",
+            "plot surface",
+            "plot loss file=runs/loss log=true",
+            "plot loss compare=full,head",
+        ],
     },
     VerbSpec {
         name: "show",

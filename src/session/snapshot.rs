@@ -75,6 +75,16 @@ impl Snapshot {
         &self.values
     }
 
+    /// The training record when it was taken (what `plot loss compare=` draws).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Trainable and total parameter counts of its layout (frozen ones and LoRA included).
+    pub fn trainable(&self) -> (usize, usize) {
+        (self.layout.trainable_numel(), self.layout.numel())
+    }
+
     /// The update count when it was taken.
     pub fn step(&self) -> u64 {
         self.history.step()

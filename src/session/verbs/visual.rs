@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 
 use crate::data::Split;
-use crate::dsl::{Command, Value};
+use crate::dsl::{suggestion, Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::metrics::least_squares;
 use crate::plot::{
     heatmap, line_chart, loss_surface, scatter_chart, Figure, HeatmapChart, LineChart, ScatterChart, Series,
     SeriesStyle, SurfaceChart,
 };
-use crate::session::{Event, Image, Session, Sink};
+use crate::session::snapshot::Snapshot;
+use crate::session::{Event, Image, Session, Sink, Table};
 
 /// Sums that give the MSE of y ≈ w·x + b for any (w, b) in O(1), for the surface grid.
 struct Moments {
@@ -45,8 +46,14 @@ impl Moments {
 impl Session {
     pub(crate) fn plot(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let what = cmd.arg(0).and_then(Value::as_str).unwrap_or("loss");
+        if let (Some(given), true) = (cmd.given("compare"), what != "loss") {
+            return Err(Error::invalid(format!(
+                "compare= overlays loss curves: use `plot loss compare=…`, not `plot {what}`"
+            ))
+            .at(given.span));
+        }
         let figure = match what {
-            "loss" => self.plot_loss(cmd)?,
+            "loss" => self.plot_loss(cmd, sink)?,
             "lr" => self.plot_lr()?,
             "surface" => self.plot_surface()?,
             "fit" => self.plot_fit()?,
@@ -68,7 +75,10 @@ impl Session {
         Error::invalid("nothing to plot yet: run `fit` or `step` first")
     }
 
-    fn plot_loss(&self, cmd: &Command) -> Result<Figure> {
+    fn plot_loss(&self, cmd: &Command, sink: &mut dyn Sink) -> Result<Figure> {
+        if let Some(names) = cmd.value("compare") {
+            return self.plot_loss_compare(cmd, &names, sink);
+        }
         let h = &self.history;
         if h.steps.is_empty() {
             return Err(self.nothing_yet());
@@ -108,6 +118,68 @@ impl Session {
             y_label: "loss".into(),
             series,
             log_y,
+        })?)
+    }
+
+    /// `plot loss compare=a,b,…`: a table of the runs side by side (trainable parameters,
+    /// last losses, validation and the last `eval` accuracy), then one smoothed
+    /// training-loss curve per snapshot.
+    fn plot_loss_compare(&self, cmd: &Command, names: &Value, sink: &mut dyn Sink) -> Result<Figure> {
+        let names: Vec<&str> = match names {
+            Value::List(items) => items.iter().filter_map(Value::as_str).collect(),
+            other => other.as_str().into_iter().collect(),
+        };
+        let span = cmd.given("compare").map(|c| c.span).unwrap_or(cmd.span);
+        let mut series = Vec::new();
+        let mut table = Table::new([
+            "run",
+            "steps",
+            "trainable",
+            "train loss",
+            "valid loss",
+            "valid accuracy",
+            "last eval accuracy",
+        ])
+        .titled("the runs side by side");
+        for name in &names {
+            let Some(snap) = self.snapshots.iter().find(|s| s.name == *name) else {
+                let known: Vec<&str> = self.snapshots.iter().map(|s| s.name.as_str()).collect();
+                let dym = suggestion(name, known.iter().copied());
+                let there = if known.is_empty() {
+                    "there are none yet: take a `snapshot NAME` after each run".to_string()
+                } else {
+                    format!("there are: {}", known.join(", "))
+                };
+                return Err(Error::invalid(format!("no snapshot '{name}'{dym}; {there}")).at(span));
+            };
+            let steps = &snap.history().steps;
+            if steps.is_empty() {
+                return Err(Error::invalid(format!(
+                    "snapshot '{name}' holds no training steps: take it after `fit`"
+                ))
+                .at(span));
+            }
+            let losses: Vec<f64> = steps.iter().map(|s| s.loss).collect();
+            table.row(compare_row(name, snap));
+            series.push(Series {
+                label: format!("{name} (train loss, smoothed)"),
+                points: steps.iter().map(|s| s.step as f64).zip(smoothed(&losses)).collect(),
+                style: SeriesStyle::Bold,
+            });
+        }
+        sink.emit(Event::Table(table));
+        let (lo, hi) = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .fold((f64::MAX, 0.0f64), |(a, b), l| (a.min(l), b.max(l)));
+        Ok(line_chart(&LineChart {
+            name: "loss-compare".into(),
+            title: format!("training loss — {}", names.join(" vs ")),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            log_y: cmd.bool("log").unwrap_or(hi > 100.0 * lo),
         })?)
     }
 
@@ -213,9 +285,53 @@ impl Session {
     }
 }
 
+/// One run's row of the `plot loss compare=` table.
+fn compare_row(name: &str, snap: &Snapshot) -> Vec<String> {
+    let h = snap.history();
+    let (trainable, total) = snap.trainable();
+    let last_epoch = h.epochs.last();
+    let tail = &h.steps[h.steps.len().saturating_sub(10)..];
+    let train = last_epoch
+        .map(|e| e.train_loss)
+        .unwrap_or_else(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64);
+    let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
+    let eval = h.evals.iter().rev().find(|e| e.metric == "accuracy");
+    vec![
+        name.to_string(),
+        h.step().to_string(),
+        format!("{trainable} ({:.1}%)", 100.0 * trainable as f64 / total.max(1) as f64),
+        format!("{train:.4}"),
+        opt(last_epoch.and_then(|e| e.valid_loss)),
+        opt(last_epoch.and_then(|e| e.valid_accuracy)),
+        eval.map_or("—".to_string(), |e| format!("{:.4} ({})", e.value, e.split)),
+    ]
+}
+
+/// A trailing mean over a window of a tenth of the run (1 to 50 steps), so curves of
+/// noisy per-step losses can be told apart when several share a chart.
+fn smoothed(values: &[f64]) -> Vec<f64> {
+    let window = (values.len() / 10).clamp(1, 50);
+    (0..values.len())
+        .map(|i| {
+            let from = (i + 1).saturating_sub(window);
+            values[from..=i].iter().sum::<f64>() / (i + 1 - from) as f64
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Moments;
+    use super::{smoothed, Moments};
+
+    #[test]
+    fn smoothing_averages_a_trailing_window() {
+        let v: Vec<f64> = (0..20).map(|i| if i % 2 == 0 { 1.0 } else { 3.0 }).collect();
+        let s = smoothed(&v);
+        assert_eq!(s.len(), 20);
+        assert_eq!(s[0], 1.0); // the first point is itself
+        assert!(s[2..].iter().all(|x| (x - 2.0).abs() < 0.34), "{s:?}"); // a window of 2 or 3
+        assert_eq!(smoothed(&[5.0]), vec![5.0]);
+    }
 
     #[test]
     fn moments_give_the_mse() {
