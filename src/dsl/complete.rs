@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(hint("see", 3).as_deref(), Some("d [N]"));
         assert_eq!(
             hint("plo", 3).as_deref(),
-            Some("t loss|lr|surface|fit|confusion [file=PATH] [log=true|false]")
+            Some("t loss|lr|surface|fit|confusion [file=PATH] [log=true|false] [compare=TEXT,…]")
         );
         assert_eq!(
             hint("fit epochs=3 ", 13).as_deref(),
