@@ -109,6 +109,7 @@ fn update<T: Real>(
         })
     });
     let Some(Some(Some(Some((np, nm, nv))))) = out else { return Ok(None) };
+    super::count_call();
     let (shape, device) = (p.shape(), p.device());
     Ok(Some((
         Tensor::from_vec(np, shape, device)?,
