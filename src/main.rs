@@ -48,7 +48,7 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg, minilm or gpt2.
+        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite) or gpt2.
         #[arg(default_value = "linreg")]
         workload: String,
         /// Timed updates.
@@ -158,7 +158,27 @@ fn tune_threads() {
     }
 }
 
+/// glibc's malloc hands every block above 128 KiB–32 MiB (an adaptive threshold) to a fresh
+/// `mmap` and gives freed heap back to the system past 128 KiB: a training step allocates
+/// and frees the same multi-megabyte activations and gradients every time, so each one came
+/// back as new pages the kernel had to fault in and zero (~14% of a CPU profile of MiniLM
+/// fine-tuning). Keeping blocks up to 32 MiB (glibc's largest allowed threshold) on the heap
+/// and not trimming it reuses those pages. `TUNELAB_MALLOC=default` keeps glibc's settings
+/// (for measuring the difference; benches/RESULTS.md has the numbers).
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("TUNELAB_MALLOC").is_none_or(|v| v != "default") {
+        // SAFETY: mallopt only changes allocator parameters; it runs first thing in main,
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     tune_threads();
     let cli = Cli::parse();
     let mut session = Session::new();
