@@ -33,6 +33,9 @@ step "tests"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
+step "model families with the fused kernels (a debug build defaults to the composite ops)"
+TUNELAB_KERNELS=fused cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
+
 step "jupyter kernel (real clients from PyPI)"
 # A venv with jupyter_client, jupyter_kernel_test, nbclient, … pinned in tests/kernel/
 # requirements.txt, cached under ~/.cache/tunelab and rebuilt only when that file changes.

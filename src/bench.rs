@@ -115,6 +115,67 @@ pub fn gpt2(assets: &std::path::Path, device: &str, steps: usize) -> Result<serd
     }))
 }
 
+/// The small-BERT CPU workload: the real all-MiniLM-L6-v2 (`DIR/minilm`) fine-tuned on 384
+/// real movie reviews (`DIR/movie_reviews/reviews.csv`, a seeded sample), AdamW 5e-5,
+/// batch 32, at most 64 tokens, `steps` updates after one warm-up step, in whichever kernel
+/// mode is on (`TUNELAB_KERNELS=composite` or `kernels::set_enabled`). Returns training
+/// samples/s and the per-step losses.
+pub fn minilm_small(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
+    const BATCH: usize = 32;
+    let mut s = Session::new();
+    let setup = format!(
+        "device {device}; seed 3; data {} split=1/0 max_len=64 clean=false limit=384; load {} task=classify; \
+         optimizer adamw lr=5e-5 weight_decay=0.01",
+        assets.join("movie_reviews").join("reviews.csv").display(),
+        assets.join("minilm").display()
+    );
+    s.run(&setup, &mut Quiet)?;
+    s.run(&format!("fit steps=1 batch={BATCH}"), &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("fit steps={steps} batch={BATCH} log=1"), &mut Quiet)?;
+    let secs = t.elapsed().as_secs_f64();
+    let losses: Vec<f64> = s.history().steps.iter().map(|r| r.loss).collect();
+    Ok(json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        "threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        "kernels": if crate::model::kernels::enabled() { "fused" } else { "composite" },
+        "minilm_b32_l64_train_samples_per_s": (steps as f64 * BATCH as f64 / secs * 10.0).round() / 10.0,
+        "losses": losses,
+    }))
+}
+
+/// [`minilm_small`] with the fused kernels, then with the composite ops, in one process:
+/// both throughputs, their ratio, and the largest difference between the two runs' losses
+/// (the same seed, data and dropout masks, so only rounding separates them).
+pub fn kernels(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
+    let was = crate::model::kernels::enabled();
+    crate::model::kernels::set_enabled(true);
+    let fused = minilm_small(assets, device, steps);
+    crate::model::kernels::set_enabled(false);
+    let composite = minilm_small(assets, device, steps);
+    crate::model::kernels::set_enabled(was);
+    let (fused, composite) = (fused?, composite?);
+    let key = "minilm_b32_l64_train_samples_per_s";
+    let rate = |v: &serde_json::Value| v[key].as_f64().unwrap_or(f64::NAN);
+    let losses = |v: &serde_json::Value| -> Vec<f64> {
+        v["losses"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default()
+    };
+    let max_loss_diff =
+        losses(&fused).iter().zip(losses(&composite)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    Ok(json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        "threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        "fused_samples_per_s": rate(&fused),
+        "composite_samples_per_s": rate(&composite),
+        "speedup": (rate(&fused) / rate(&composite) * 1000.0).round() / 1000.0,
+        "max_loss_diff": max_loss_diff,
+        "fused_losses": fused["losses"],
+        "composite_losses": composite["losses"],
+    }))
+}
+
 /// A fresh directory under the system temp dir.
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("tunelab-bench-{}", std::process::id()));
@@ -123,8 +184,18 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Runs the named workload: `linreg` (the teaching case) or `minilm` (text classification
-/// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`).
+/// `~/.cache/tunelab/assets`, where `scripts/fetch_assets.py` puts the real models and data.
+fn default_assets() -> Result<std::path::PathBuf> {
+    match std::env::var_os("HOME") {
+        Some(home) => Ok(std::path::Path::new(&home).join(".cache/tunelab/assets")),
+        None => bail!("no HOME to find ~/.cache/tunelab/assets; pass --assets DIR"),
+    }
+}
+
+/// Runs the named workload: `linreg` (the teaching case), `minilm` (text classification
+/// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`), `minilm-small` (a few
+/// MiniLM steps in the current kernel mode; `--assets` defaults to ~/.cache/tunelab/assets),
+/// `kernels` (`minilm-small` fused, then composite, and the ratio) or `gpt2`.
 pub fn run(
     workload: &str,
     steps: usize,
@@ -141,6 +212,18 @@ pub fn run(
             Some(dir) => gpt2(dir, device, steps.min(1000)),
             None => bail!("`tunelab bench gpt2` needs --assets DIR (with gpt2_tokenizer/); usually ~/.cache/tunelab/assets"),
         },
-        other => bail!("unknown benchmark '{other}': available: linreg, minilm, gpt2"),
+        "minilm-small" | "kernels" => {
+            let dir = match assets {
+                Some(dir) => dir.to_path_buf(),
+                None => default_assets()?,
+            };
+            let steps = steps.min(100);
+            if workload == "kernels" {
+                kernels(&dir, device, steps)
+            } else {
+                minilm_small(&dir, device, steps)
+            }
+        }
+        other => bail!("unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2"),
     }
 }

@@ -54,7 +54,7 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg, minilm or gpt2.
+        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite) or gpt2.
         #[arg(default_value = "linreg")]
         workload: String,
         /// Timed updates.
@@ -175,11 +175,31 @@ fn survive_file_size_limit() {
     }
 }
 
+/// glibc's malloc hands every block above 128 KiB–32 MiB (an adaptive threshold) to a fresh
+/// `mmap` and gives freed heap back to the system past 128 KiB: a training step allocates
+/// and frees the same multi-megabyte activations and gradients every time, so each one came
+/// back as new pages the kernel had to fault in and zero (~14% of a CPU profile of MiniLM
+/// fine-tuning). Keeping blocks up to 32 MiB (glibc's largest allowed threshold) on the heap
+/// and not trimming it reuses those pages. `TUNELAB_MALLOC=default` keeps glibc's settings
+/// (for measuring the difference; benches/RESULTS.md has the numbers).
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("TUNELAB_MALLOC").is_none_or(|v| v != "default") {
+        // SAFETY: mallopt only changes allocator parameters; it runs first thing in main,
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // With the evcxr feature this binary is also the child process that runs Rust cells:
     // evcxr starts it again with a marker variable, and the hook never returns then.
     #[cfg(feature = "evcxr")]
     evcxr::runtime_hook();
+    tune_malloc();
     tune_threads();
     survive_file_size_limit();
     let cli = Cli::parse();

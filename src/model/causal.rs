@@ -72,7 +72,7 @@ pub fn lm_loss(logits: &Tensor, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let device = logits.device();
     let picked = logits.reshape((b * l, v))?.index_select(&Tensor::from_vec(rows, n, device)?, 0)?;
     let targets = Tensor::from_vec(targets, n, device)?;
-    Ok(candle_nn::loss::cross_entropy(&picked.to_dtype(promote(picked.dtype()))?, &targets)?)
+    super::kernels::cross_entropy(&picked.to_dtype(promote(picked.dtype()))?, &targets)
 }
 
 /// The flat rows of `[b · len]` positions that predict a next token, and those tokens.

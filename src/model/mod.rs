@@ -11,6 +11,7 @@ pub mod causal;
 pub mod gpt2;
 pub mod hub;
 mod io;
+pub mod kernels;
 pub mod layers;
 mod linear;
 pub mod llama;

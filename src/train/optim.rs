@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Grads;
 use crate::error::{bail, Result};
+use crate::model::kernels::{self, AdamStep};
 use crate::model::Params;
 
 /// Which update rule.
@@ -171,7 +172,7 @@ impl Optimizer {
         for p in params.iter().filter(|p| p.trainable) {
             let Some(g) = grads.get(&p.name) else { continue };
             let slot = self.slots.get(&p.name).cloned().unwrap_or_default();
-            let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr)?;
+            let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr, kernels::enabled())?;
             sums.push(value.sum_all()?.to_dtype(DType::F32)?);
             updates.push((p, value, slot));
         }
@@ -187,12 +188,19 @@ impl Optimizer {
         Ok(true)
     }
 
-    /// The update rule for one parameter: returns its new value and state.
-    fn update(&self, p: &Tensor, g: &Tensor, mut slot: Slot, lr: f64) -> Result<(Tensor, Slot)> {
+    /// The update rule for one parameter: returns its new value and state. With `fused`,
+    /// Adam(W) on contiguous CPU tensors takes the one-pass kernel (`kernels::adam_update`).
+    fn update(&self, p: &Tensor, g: &Tensor, mut slot: Slot, lr: f64, fused: bool) -> Result<(Tensor, Slot)> {
         let c = &self.config;
         slot.step += 1;
         let t = slot.step as i32;
         let first = slot.tensors.is_empty();
+        if fused && matches!(c.kind, OptimKind::Adam | OptimKind::AdamW) {
+            if let Some((value, m, v)) = self.fused_adam(p, g, &slot, lr)? {
+                slot.tensors = vec![m, v];
+                return Ok((value, slot));
+            }
+        }
         let value = match c.kind {
             OptimKind::Sgd => {
                 let mut g =
@@ -242,6 +250,32 @@ impl Optimizer {
             }
         };
         Ok((value, slot))
+    }
+
+    /// Adam(W) through the fused kernel: the new value and moments, or `None` when the
+    /// tensors do not fit the kernel (the composite rule runs instead).
+    fn fused_adam(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        slot: &Slot,
+        lr: f64,
+    ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+        let c = &self.config;
+        let step = AdamStep {
+            lr,
+            beta1: c.betas.0,
+            beta2: c.betas.1,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.kind == OptimKind::AdamW,
+            t: slot.step as i32,
+        };
+        let moments = match slot.tensors.as_slice() {
+            [m, v] => Some((m, v)),
+            _ => None,
+        };
+        kernels::adam_update(p, g, moments, &step)
     }
 
     /// The state as named tensors, `{param}.{slot}` (e.g. `weight.exp_avg`), plus each
@@ -358,6 +392,64 @@ mod tests {
         for (name, config, want) in cases {
             let got = run(config, 2);
             assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 2e-6), "{name}: {got:?} vs {want:?}");
+        }
+    }
+
+    /// The fused Adam(W) kernel against the composite rule: five updates of a small
+    /// least-squares problem, same losses and parameters.
+    #[test]
+    fn fused_adam_matches_the_composite_update() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[1f32, 2.0, -1.0], [0.5, -1.5, 2.0], [3.0, 0.0, 1.0], [-2.0, 1.0, 0.5]], &dev)
+            .unwrap();
+        let y = Tensor::new(&[1f32, -2.0, 0.5, 3.0], &dev).unwrap();
+        for kind in [OptimKind::Adam, OptimKind::AdamW] {
+            let mut config = OptimConfig::defaults(kind, 0.05);
+            config.weight_decay = 0.1;
+            let mut losses = [Vec::new(), Vec::new()];
+            let mut finals = Vec::new();
+            for (path, fused) in [(0, false), (1, true)] {
+                let params =
+                    Params::new(vec![("w".into(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev).unwrap())])
+                        .unwrap();
+                let opt = Optimizer::new(config.clone());
+                let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+                kernels::set_enabled(true);
+                let calls = kernels::fused_calls();
+                for _ in 0..5 {
+                    let w = params.tensor("w", true).unwrap();
+                    let pred = x.matmul(&w.unsqueeze(1).unwrap()).unwrap().squeeze(1).unwrap();
+                    let loss = (pred - &y).unwrap().sqr().unwrap().mean_all().unwrap();
+                    losses[path].push(loss.to_scalar::<f32>().unwrap());
+                    let grads = grads_of(&params, &loss);
+                    let p = params.get("w").unwrap();
+                    let slot = slots.remove("w").unwrap_or_default();
+                    let (value, slot) =
+                        opt.update(p.var.as_tensor(), &grads["w"], slot, 0.05, fused).unwrap();
+                    p.var.set(&value).unwrap();
+                    slots.insert("w".into(), slot);
+                }
+                finals.push(params.get("w").unwrap().var.as_tensor().to_vec1::<f32>().unwrap());
+                if fused {
+                    assert!(kernels::fused_calls() >= calls + 5, "{kind:?}: the fused update did not run");
+                }
+            }
+            assert!(
+                losses[0][4] < losses[0][0] * 0.9,
+                "{kind:?}: the loss does not go down: {:?}",
+                losses[0]
+            );
+            for (a, b) in losses[0].iter().zip(&losses[1]) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                    "{kind:?}: losses {:?} vs {:?}",
+                    losses[0],
+                    losses[1]
+                );
+            }
+            for (a, b) in finals[0].iter().zip(&finals[1]) {
+                assert!((a - b).abs() < 1e-6, "{kind:?}: parameters {:?} vs {:?}", finals[0], finals[1]);
+            }
         }
     }
 

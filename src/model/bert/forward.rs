@@ -11,7 +11,16 @@ use crate::error::{bail, Result};
 use crate::model::layers::{
     attention, attention_bias, embedding, layer_norm, linear, merge_heads, split_heads,
 };
-use crate::model::{Params, Pass};
+use crate::model::{kernels, Params, Pass};
+
+/// `act(x · wᵀ + b)`: the GELUs take the bias into their fused kernel.
+fn dense_act(x: &Tensor, w: &Tensor, b: &Tensor, name: &str) -> Result<Tensor> {
+    match name {
+        "gelu" => kernels::bias_gelu(&linear(x, w, None)?, b),
+        "gelu_new" | "gelu_pytorch_tanh" => kernels::bias_gelu_tanh(&linear(x, w, None)?, b),
+        _ => act(&linear(x, w, Some(b))?, name),
+    }
+}
 
 fn act(x: &Tensor, name: &str) -> Result<Tensor> {
     Ok(match name {
@@ -90,10 +99,8 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
             c.layer_norm_eps,
         )?;
         // Feed-forward.
-        let h = act(
-            &linear(&x, &l("intermediate.dense.weight")?, Some(&l("intermediate.dense.bias")?))?,
-            &c.hidden_act,
-        )?;
+        let h =
+            dense_act(&x, &l("intermediate.dense.weight")?, &l("intermediate.dense.bias")?, &c.hidden_act)?;
         let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
         let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
         let o = p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.output")), &o, pass.train)?;
@@ -137,12 +144,12 @@ pub fn classify(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) ->
 /// Masked-LM logits over the vocabulary for every position `[batch, len, vocab]`.
 pub fn mlm_logits(p: &Params, c: &BertConfig, hidden: &Tensor, pass: &mut Pass) -> Result<Tensor> {
     let t = |name: &str| p.tensor(&c.flavour.name(name), pass.train);
-    let h = linear(
+    let h = dense_act(
         hidden,
         &t("cls.predictions.transform.dense.weight")?,
-        Some(&t("cls.predictions.transform.dense.bias")?),
+        &t("cls.predictions.transform.dense.bias")?,
+        &c.hidden_act,
     )?;
-    let h = act(&h, &c.hidden_act)?;
     let h = layer_norm(
         &h,
         &t("cls.predictions.transform.LayerNorm.weight")?,
@@ -218,7 +225,7 @@ pub fn mlm_loss(
     let picked = hidden.reshape((b * l, h))?.index_select(&pos, 0)?;
     let logits = mlm_logits(p, c, &picked, pass)?;
     let targets = Tensor::from_vec(targets, (pos.dim(0)?,), &device)?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    kernels::cross_entropy(&logits, &targets)
 }
 
 /// Softmax probabilities of logits over the last dimension (for `predict`).

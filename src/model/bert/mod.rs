@@ -213,7 +213,7 @@ impl Model for Bert {
             BertTask::Classify(_) => {
                 let Some(labels) = labels else { bail!("this batch has no labels, so there is no loss") };
                 let logits = self.forward(batch, pass)?;
-                Ok(candle_nn::loss::cross_entropy(&logits, labels)?)
+                crate::model::kernels::cross_entropy(&logits, labels)
             }
             BertTask::MaskedLm => {
                 forward::mlm_loss(&self.params, &self.config, &self.tokenizer, ids, mask, pass)

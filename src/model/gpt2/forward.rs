@@ -7,16 +7,18 @@ use candle_core::Tensor;
 use super::Gpt2Config;
 use crate::error::{bail, Result};
 use crate::model::causal::{causal_attention, KvCache};
-use crate::model::layers::{conv1d, embedding, layer_norm, linear, merge_heads, split_heads};
+use crate::model::kernels;
+use crate::model::layers::{conv1d, conv1d_no_bias, embedding, layer_norm, linear, merge_heads, split_heads};
 use crate::model::{Params, Pass};
 
-fn act(x: &Tensor, name: &str) -> Result<Tensor> {
-    Ok(match name {
-        "gelu" => x.gelu_erf()?,
-        "relu" => x.relu()?,
+/// `act(x · w + b)` (GPT-2's `Conv1D` layout), the GELUs with the bias add fused in.
+fn dense_act(x: &Tensor, w: &Tensor, b: &Tensor, name: &str) -> Result<Tensor> {
+    match name {
+        "gelu" => kernels::bias_gelu(&conv1d_no_bias(x, w)?, b),
+        "relu" => Ok(conv1d(x, w, b)?.relu()?),
         // gelu_new / gelu_pytorch_tanh: the tanh approximation.
-        _ => x.gelu()?,
-    })
+        _ => kernels::bias_gelu_tanh(&conv1d_no_bias(x, w)?, b),
+    }
 }
 
 /// Final hidden states `[batch, len, n_embd]` for token `ids` `[batch, len]` placed after
@@ -58,8 +60,10 @@ pub fn hidden(
         let a = conv1d(&a, &l("attn.c_proj.weight")?, &l("attn.c_proj.bias")?)?;
         x = (&x + pass.dropout.apply(&a, c.resid_pdrop)?)?;
         // Feed-forward.
-        let h = act(
-            &conv1d(&ln(&x, "ln_2")?, &l("mlp.c_fc.weight")?, &l("mlp.c_fc.bias")?)?,
+        let h = dense_act(
+            &ln(&x, "ln_2")?,
+            &l("mlp.c_fc.weight")?,
+            &l("mlp.c_fc.bias")?,
             &c.activation_function,
         )?;
         let m = conv1d(&h, &l("mlp.c_proj.weight")?, &l("mlp.c_proj.bias")?)?;

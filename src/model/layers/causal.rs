@@ -16,13 +16,10 @@ pub fn causal_bias(len: usize, past: usize, dtype: DType, device: &Device) -> Re
 }
 
 /// RMS normalisation over the last dimension, `x / sqrt(mean(x²) + eps) · w`, computed in
-/// f32 (f64 stays f64) as transformers' `LlamaRMSNorm` does.
+/// f32 (f64 stays f64) as transformers' `LlamaRMSNorm` does: the fused kernel on CPU,
+/// `kernels::rms_norm_composite` elsewhere.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
-    Ok(normed.to_dtype(dtype)?.broadcast_mul(w)?)
+    crate::model::kernels::rms_norm(x, w, eps)
 }
 
 /// The `cos` and `sin` tables `[len, head_dim / 2]` of rotary embeddings for positions
@@ -90,10 +87,15 @@ pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
 /// GPT-2's `Conv1D`: `x · w + b` over the last dimension with `w` stored `[in, out]`
 /// (transposed relative to `torch.nn.Linear`).
 pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    conv1d_no_bias(x, w)?.broadcast_add(b).map_err(Into::into)
+}
+
+/// GPT-2's `Conv1D` without its bias, `x · w` (for a bias fused into what follows).
+pub fn conv1d_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (inner, last) = dims.split_at(dims.len() - 1);
     let rows: usize = inner.iter().product();
-    let y = x.reshape((rows, last[0]))?.matmul(w)?.broadcast_add(b)?;
+    let y = x.reshape((rows, last[0]))?.matmul(w)?;
     let mut out = inner.to_vec();
     out.push(w.dim(1)?);
     Ok(y.reshape(out)?)

@@ -1,12 +1,15 @@
-//! Building blocks of the trainable models, written only with candle ops that have a
-//! backward pass (the fused `candle_nn` norms and `softmax_last_dim` cut the graph; see
-//! shared/CANDLE.md). Each is a plain function over tensors so a reader sees the math.
+//! Building blocks of the trainable models, written only with ops that have a backward pass
+//! (the fused `candle_nn` norms and `softmax_last_dim` cut the graph; see shared/CANDLE.md):
+//! candle's elementwise ops, or tunelab's own fused kernels (`model::kernels`), which have
+//! fused backward passes. Each is a plain function over tensors so a reader sees the math.
 
 mod causal;
 mod dropout;
 
+pub use crate::model::kernels::layer_norm_composite;
 pub use causal::{
-    causal_bias, conv1d, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables, unpermute_rotary,
+    causal_bias, conv1d, conv1d_no_bias, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables,
+    unpermute_rotary,
 };
 pub use dropout::{step_seed, Dropout};
 
@@ -30,15 +33,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) · w + b`,
-/// computed in f32.
+/// computed in f32 (the fused kernel on CPU, [`layer_norm_composite`] elsewhere).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
-    Ok(normed.to_dtype(dtype)?.broadcast_mul(w)?.broadcast_add(b)?)
+    crate::model::kernels::layer_norm(x, w, b, eps)
 }
 
 /// Rows of the embedding matrix `table` for integer `ids` of any shape.
@@ -58,7 +55,8 @@ pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
 }
 
 /// Scaled dot-product attention of `[batch, heads, len, head_dim]` tensors with an additive
-/// bias broadcast over heads and queries; attention probabilities pass through `dropout`.
+/// bias broadcast over heads and queries (scale, mask and softmax in one fused kernel on
+/// CPU); attention probabilities pass through `dropout`.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -68,8 +66,7 @@ pub fn attention(
     p: f64,
 ) -> Result<Tensor> {
     let head_dim = q.dim(D::Minus1)? as f64;
-    let scores = (q.matmul(&k.t()?)? / head_dim.sqrt())?.broadcast_add(bias)?;
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let probs = crate::model::kernels::softmax(&q.matmul(&k.t()?)?, 1.0 / head_dim.sqrt(), Some(bias))?;
     let probs = dropout.apply(&probs, p)?;
     Ok(probs.matmul(v)?)
 }

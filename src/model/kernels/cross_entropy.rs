@@ -1,0 +1,137 @@
+//! Mean cross-entropy of logits against class ids, fused: a stable log-sum-exp per row
+//! forward, and `(softmax - onehot) / n · dloss` backward in one pass, without
+//! materialising the log-probabilities.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::{contiguous, fusable, with_real, KernelError, Real};
+use crate::error::Result;
+
+const OP: &str = "cross-entropy";
+
+/// Mean over rows of `-log softmax(logits)[target]`, for `logits` `[n, classes]` and `u32`
+/// `targets` `[n]` (as `candle_nn::loss::cross_entropy`). Fused on CPU for f32/f64;
+/// other inputs take [`cross_entropy_composite`].
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let shapes_ok = logits.rank() == 2 && targets.dims() == [logits.dim(0)?];
+    if !(fusable(logits) && shapes_ok && targets.dtype() == DType::U32 && logits.dim(0)? > 0) {
+        return cross_entropy_composite(logits, targets);
+    }
+    Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy)?)
+}
+
+/// The same loss from candle's ops (log-softmax, gather, mean).
+pub fn cross_entropy_composite(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::loss::cross_entropy(logits, targets)?)
+}
+
+/// Row `r`'s target, checked against the number of classes.
+fn target(t: &[u32], r: usize, k: usize) -> candle_core::Result<usize> {
+    let c = t[r] as usize;
+    if c >= k {
+        let what = format!("target {c} in row {r} is not a class of {k}; labels must be 0..{k}");
+        return Err(KernelError::Shape { op: OP, what }.into());
+    }
+    Ok(c)
+}
+
+/// Max and log Σ exp(x - max) of a row.
+fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
+    let max = row.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
+    let mut sum = T::zero();
+    for &v in row {
+        sum += (v - max).exp();
+    }
+    (max, sum.ln())
+}
+
+/// The u32 targets of a storage.
+fn targets_of<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
+    let CpuStorage::U32(all) = s else {
+        return Err(KernelError::DType {
+            op: OP,
+            arg: "targets",
+            dtype: candle_core::backend::BackendStorage::dtype(s),
+        }
+        .into());
+    };
+    let (start, end) = l.contiguous_offsets().ok_or(KernelError::NotContiguous { op: OP, arg: "targets" })?;
+    Ok(&all[start..end])
+}
+
+/// The forward op: `(logits, targets) → mean loss` (a scalar).
+struct CrossEntropy;
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "tunelab-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        super::count_call();
+        with_real!(s1, OP, "logits", |T| {
+            let x = contiguous::<T>(s1, l1, OP, "logits")?;
+            let t = targets_of(s2, l2)?;
+            let k = l1.dims()[1];
+            let mut total = T::zero();
+            for (r, row) in x.chunks_exact(k).enumerate() {
+                let (max, lse) = log_sum_exp(row);
+                total += lse - (row[target(t, r, k)?] - max);
+            }
+            Ok((T::wrap(vec![total / T::of(t.len() as f64)]), Shape::from(())))
+        })
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.to_dtype(logits.dtype())?.contiguous()?;
+        Ok((Some(logits.apply_op3_no_bwd(targets, &grad, &CrossEntropyBackward)?), None))
+    }
+}
+
+/// The backward op: `(logits, targets, dloss) → (softmax - onehot) · dloss / n`.
+struct CrossEntropyBackward;
+
+impl CustomOp3 for CrossEntropyBackward {
+    fn name(&self) -> &'static str {
+        "tunelab-cross-entropy-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        with_real!(s1, OP, "logits", |T| {
+            let x = contiguous::<T>(s1, l1, OP, "logits")?;
+            let t = targets_of(s2, l2)?;
+            let g = contiguous::<T>(s3, l3, OP, "grad")?[0];
+            let k = l1.dims()[1];
+            let scale = g / T::of(t.len() as f64);
+            let mut dx = vec![T::zero(); x.len()];
+            for (r, (row, dr)) in x.chunks_exact(k).zip(dx.chunks_exact_mut(k)).enumerate() {
+                let (max, lse) = log_sum_exp(row);
+                for j in 0..k {
+                    dr[j] = (row[j] - max - lse).exp() * scale;
+                }
+                dr[target(t, r, k)?] -= scale;
+            }
+            Ok((T::wrap(dx), l1.shape().clone()))
+        })
+    }
+}

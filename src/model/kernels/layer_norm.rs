@@ -1,0 +1,176 @@
+//! Layer normalisation over the last dimension, fused: one pass per row forward, and one
+//! kernel for the whole backward (dx, dγ and dβ together).
+//!
+//! Forward keeps nothing but its output; the backward recomputes each row's mean and
+//! 1/σ from `x`, which costs one read of the row and saves storing two extra tensors.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
+
+use super::{contiguous, fusable, with_real, KernelError, Real};
+use crate::error::Result;
+
+const OP: &str = "layer-norm";
+
+/// `(x - mean) / sqrt(var + eps) · w + b` over the last dimension (`w`, `b`: `[hidden]`),
+/// fused on CPU for contiguous f32/f64; other inputs take [`layer_norm_composite`].
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let hidden = x.dim(D::Minus1)?;
+    let same = |t: &Tensor| t.dtype() == x.dtype() && t.dims() == [hidden];
+    if !(fusable(x) && same(w) && same(b)) {
+        return layer_norm_composite(x, w, b, eps);
+    }
+    let (w, b) = (w.contiguous()?, b.contiguous()?);
+    Ok(x.contiguous()?.apply_op3(&w, &b, LayerNorm { eps })?)
+}
+
+/// The same function as [`layer_norm`] from candle's elementwise ops (computed in f32,
+/// f64 stays f64): the reference the kernel is tested against, and the path for other
+/// dtypes and devices.
+pub fn layer_norm_composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = if dtype == candle_core::DType::F64 { x.clone() } else { x.to_dtype(candle_core::DType::F32)? };
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.to_dtype(dtype)?.broadcast_mul(w)?.broadcast_add(b)?)
+}
+
+/// Mean and 1/sqrt(var + eps) of one row (two passes, as the composite computes them).
+fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
+    let n = T::of(row.len() as f64);
+    let mut sum = T::zero();
+    for &v in row {
+        sum += v;
+    }
+    let mean = sum / n;
+    let mut sq = T::zero();
+    for &v in row {
+        let c = v - mean;
+        sq += c * c;
+    }
+    (mean, (sq / n + eps).sqrt().recip())
+}
+
+/// The forward op: `(x, w, b) → y`.
+struct LayerNorm {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "tunelab-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        super::count_call();
+        with_real!(s1, OP, "x", |T| {
+            let x = contiguous::<T>(s1, l1, OP, "x")?;
+            let w = contiguous::<T>(s2, l2, OP, "weight")?;
+            let b = contiguous::<T>(s3, l3, OP, "bias")?;
+            let d = w.len();
+            if d == 0 || x.len() % d != 0 || b.len() != d {
+                let what = format!(
+                    "x {:?}, weight {:?}, bias {:?}: w and b must be [last dim of x]",
+                    l1.dims(),
+                    l2.dims(),
+                    l3.dims()
+                );
+                return Err(KernelError::Shape { op: OP, what }.into());
+            }
+            let eps = T::of(self.eps);
+            let mut y = vec![T::zero(); x.len()];
+            for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+                let (mean, rstd) = moments(xr, eps);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                }
+            }
+            Ok((T::wrap(y), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let n = x.elem_count();
+        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormBackward { eps: self.eps })?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, n, d)?;
+        let db = packed.narrow(0, n + d, d)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// The backward op: `(x, w, dy) → [dx | dw | db]` flattened into one vector.
+///
+/// With x̂ = (x - mean)·r and g = dy·w: `dx = r · (g - mean(g) - x̂ · mean(g·x̂))`,
+/// `dw = Σ_rows dy·x̂`, `db = Σ_rows dy`.
+struct LayerNormBackward {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "tunelab-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        with_real!(s1, OP, "x", |T| {
+            let x = contiguous::<T>(s1, l1, OP, "x")?;
+            let w = contiguous::<T>(s2, l2, OP, "weight")?;
+            let dy = contiguous::<T>(s3, l3, OP, "grad")?;
+            let (n, d) = (x.len(), w.len());
+            if dy.len() != n {
+                let what = format!("grad {:?} differs from x {:?}", l3.dims(), l1.dims());
+                return Err(KernelError::Shape { op: OP, what }.into());
+            }
+            let eps = T::of(self.eps);
+            let inv_d = T::of(1.0 / d as f64);
+            let mut out = vec![T::zero(); n + 2 * d];
+            let (dx, rest) = out.split_at_mut(n);
+            let (dw, db) = rest.split_at_mut(d);
+            let mut xhat = vec![T::zero(); d];
+            for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+                let (mean, rstd) = moments(xr, eps);
+                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                for i in 0..d {
+                    let h = (xr[i] - mean) * rstd;
+                    xhat[i] = h;
+                    let g = dyr[i] * w[i];
+                    sum_g += g;
+                    sum_gx += g * h;
+                    dw[i] += dyr[i] * h;
+                    db[i] += dyr[i];
+                }
+                let (mean_g, mean_gx) = (sum_g * inv_d, sum_gx * inv_d);
+                for i in 0..d {
+                    dxr[i] = rstd * (dyr[i] * w[i] - mean_g - xhat[i] * mean_gx);
+                }
+            }
+            Ok((T::wrap(out), Shape::from(n + 2 * d)))
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Fused CPU kernels with fused backward passes: layer norm, RMS norm, the attention softmax
+//! (scale + additive mask bias), bias + GELU, cross-entropy, and the Adam/AdamW update.
+//!
+//! Each op is a candle `CustomOp` whose `bwd` is itself one fused op, so training keeps its
+//! graph (candle's own fused norms and softmax have no backward: shared/CANDLE.md) while a
+//! layer norm costs one pass forward and one backward instead of a dozen elementwise ops,
+//! each with its own temporary tensor.
+//!
+//! The fast paths cover contiguous f32/f64 tensors on the CPU. Anything else (bf16, CUDA,
+//! a mask bias that needs a gradient) goes through the composite ops, which compute the same
+//! function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
+//! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
+//! optimised builds only), which is how the tests and `tunelab bench` compare the two.
+
+mod adamw;
+mod cross_entropy;
+mod gelu;
+mod layer_norm;
+mod rms_norm;
+mod softmax;
+#[cfg(test)]
+mod tests;
+
+pub use adamw::{adam_update, AdamStep};
+pub use cross_entropy::{cross_entropy, cross_entropy_composite};
+pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
+pub use layer_norm::{layer_norm, layer_norm_composite};
+pub use rms_norm::{rms_norm, rms_norm_composite};
+pub use softmax::{softmax, softmax_composite};
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+
+/// 0: not decided yet (read the environment), 1: fused, 2: composite.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the fused kernels are used. `TUNELAB_KERNELS=fused|composite` or
+/// [`set_enabled`] decide; otherwise they are on in optimised builds and off in
+/// unoptimised (debug) ones, where their loops, compiled without optimisation, lose to
+/// candle's optimised composite ops (MiniLM fine-tuning in `cargo test`: 1.37× slower fused).
+pub fn enabled() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = match std::env::var("TUNELAB_KERNELS").as_deref() {
+                Ok("composite") => false,
+                Ok("fused") => true,
+                _ => !cfg!(debug_assertions),
+            };
+            MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Turns the fused kernels on or off for the whole process (off: every op takes its
+/// composite path).
+pub fn set_enabled(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// How many fused forward kernels have run in this process.
+static FUSED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many fused forward kernels have run in this process: tests read it before and after
+/// a forward pass to check that the fused path was taken, not the composite fallback.
+pub fn fused_calls() -> usize {
+    FUSED_CALLS.load(Ordering::Relaxed)
+}
+
+/// Counts one fused forward kernel.
+pub(crate) fn count_call() {
+    FUSED_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why a fused kernel refused its input. The public functions check before they call a
+/// kernel, so seeing one of these means a kernel was called directly with input it does not
+/// handle.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The kernel reads its input as one contiguous slice.
+    #[error(
+        "fused kernel {op}: input {arg} is not contiguous; call .contiguous() first or use the composite op"
+    )]
+    NotContiguous {
+        /// The kernel.
+        op: &'static str,
+        /// Which input.
+        arg: &'static str,
+    },
+    /// The kernel has f32 and f64 versions only (integer targets for cross-entropy: u32).
+    #[error("fused kernel {op}: dtype {dtype:?} of {arg} is not supported; use f32/f64 or the composite op")]
+    DType {
+        /// The kernel.
+        op: &'static str,
+        /// Which input.
+        arg: &'static str,
+        /// What it got.
+        dtype: DType,
+    },
+    /// The inputs' shapes do not fit together.
+    #[error("fused kernel {op}: {what}")]
+    Shape {
+        /// The kernel.
+        op: &'static str,
+        /// Which shapes, and what they should be.
+        what: String,
+    },
+}
+
+impl From<KernelError> for candle_core::Error {
+    fn from(e: KernelError) -> Self {
+        candle_core::Error::wrap(e)
+    }
+}
+
+/// The float types the kernels are written for (f32, f64): arithmetic, conversions, and
+/// getting a slice out of / a vector into candle's CPU storage.
+pub trait Real:
+    candle_core::WithDType
+    + num_traits::Float
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// The storage's elements if they are of this type.
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// A storage holding `v`.
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// `x` converted (constants, hyper-parameters).
+    fn of(x: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn slice(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl Real for f64 {
+    fn slice(s: &CpuStorage) -> Option<&[f64]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f64>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+    fn of(x: f64) -> f64 {
+        x
+    }
+}
+
+/// The contiguous elements of `s` under layout `l`, as `T`.
+pub(crate) fn contiguous<'a, T: Real>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &'static str,
+    arg: &'static str,
+) -> Result<&'a [T], KernelError> {
+    let all = T::slice(s).ok_or(KernelError::DType {
+        op,
+        arg,
+        dtype: candle_core::backend::BackendStorage::dtype(s),
+    })?;
+    let (start, end) = l.contiguous_offsets().ok_or(KernelError::NotContiguous { op, arg })?;
+    Ok(&all[start..end])
+}
+
+/// Whether `t` can take a fused path: kernels on, CPU, f32 or f64.
+pub(crate) fn fusable(t: &Tensor) -> bool {
+    enabled() && matches!(t.device(), Device::Cpu) && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Runs `$body` with `$T` bound to the element type of storage `$s` (f32 or f64).
+macro_rules! with_real {
+    ($s:expr, $op:expr, $arg:expr, |$T:ident| $body:expr) => {{
+        #[allow(unused_imports)]
+        use num_traits::{Float as _, One as _, Zero as _};
+        match candle_core::backend::BackendStorage::dtype($s) {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            candle_core::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            dtype => Err(crate::model::kernels::KernelError::DType { op: $op, arg: $arg, dtype }.into()),
+        }
+    }};
+}
+pub(crate) use with_real;

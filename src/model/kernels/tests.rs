@@ -1,0 +1,233 @@
+//! Each fused op against its composite: forward values and the gradients candle's backprop
+//! gets through the composite graph, on random shapes, in f32 and f64; and that the fused
+//! path really ran (the kernel counter moved).
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::*;
+
+/// Random normal tensor of `shape` and `dtype`; the seed follows from the shape and `std`,
+/// so every run draws the same numbers.
+fn randn(shape: &[usize], dtype: DType, std: f64) -> Tensor {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let seed = shape.iter().fold(std.to_bits(), |h, &d| h.wrapping_mul(31).wrapping_add(d as u64));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(0.0, std).unwrap();
+    let n = shape.iter().product::<usize>();
+    let v: Vec<f64> = (0..n).map(|_| normal.sample(&mut rng)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+/// The largest absolute value in `t`, at least 1 (the scale tolerances are relative to).
+fn scale_of(t: &Tensor) -> f64 {
+    let m = t.to_dtype(DType::F64).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    m.to_scalar::<f64>().unwrap().max(1.0)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
+    d.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// Runs `f` on fresh variables holding `inputs`, backpropagates `Σ f(..) · r` for a fixed
+/// random `r`, and returns the output and every input's gradient.
+fn value_and_grads(
+    inputs: &[Tensor],
+    r: Option<&Tensor>,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) -> (Tensor, Vec<Tensor>) {
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts);
+    let loss = match r {
+        Some(r) => (&y * r).unwrap().sum_all().unwrap(),
+        None => y.sum_all().unwrap(),
+    };
+    let store = loss.backward().unwrap();
+    let grads = ts.iter().map(|t| store.get(t).expect("every input gets a gradient").clone()).collect();
+    (y, grads)
+}
+
+/// Fused vs composite: forward within `fwd_tol` and every gradient within `grad_tol`
+/// (both relative to the largest value, when that is above 1), and the fused kernel ran.
+fn compare(
+    what: &str,
+    inputs: &[Tensor],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    composite: impl Fn(&[Tensor]) -> Tensor,
+    fwd_tol: f64,
+    grad_tol: f64,
+) {
+    // Debug builds default to the composite ops (kernels/mod.rs): these tests are about the
+    // fused ones.
+    super::set_enabled(true);
+    let before = fused_calls();
+    let probe = fused(inputs);
+    assert!(fused_calls() > before, "{what}: the fused kernel did not run");
+    let r = randn(probe.dims(), probe.dtype(), 1.0);
+    let r = if probe.rank() == 0 { None } else { Some(&r) };
+    let (y1, g1) = value_and_grads(inputs, r, &fused);
+    let (y2, g2) = value_and_grads(inputs, r, &composite);
+    let d = max_diff(&y1, &y2) / scale_of(&y2);
+    assert!(d < fwd_tol, "{what}: forward differs by {d:e}");
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        let d = max_diff(a, b) / scale_of(b);
+        assert!(d < grad_tol, "{what}: gradient of input {i} differs by {d:e} (relative)");
+    }
+}
+
+#[test]
+fn layer_norm_matches_the_composite() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
+        for shape in [[2usize, 3, 8], [4, 5, 33], [1, 7, 384]] {
+            let d = shape[2];
+            let inputs = [randn(&shape, dtype, 2.0), randn(&[d], dtype, 1.0), randn(&[d], dtype, 1.0)];
+            compare(
+                &format!("layer_norm {dtype:?} {shape:?}"),
+                &inputs,
+                |t| layer_norm(&(&t[0] + 1.0).unwrap(), &t[1], &t[2], 1e-5).unwrap(),
+                |t| layer_norm_composite(&(&t[0] + 1.0).unwrap(), &t[1], &t[2], 1e-5).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+}
+
+#[test]
+fn rms_norm_matches_the_composite() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
+        for shape in [[2usize, 3, 8], [3, 4, 64]] {
+            let inputs = [randn(&shape, dtype, 2.0), randn(&[shape[2]], dtype, 1.0)];
+            compare(
+                &format!("rms_norm {dtype:?} {shape:?}"),
+                &inputs,
+                |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+                |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_with_padding_and_causal_masks_matches_the_composite() {
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-6), (DType::F64, 1e-12)] {
+        let (b, h, q) = (3usize, 2usize, 5usize);
+        // Padding bias [b, 1, 1, q]: row i has i padded keys at the end.
+        let pad: Vec<f32> =
+            (0..b).flat_map(|i| (0..q).map(move |j| if j + i >= q { -1e9 } else { 0.0 })).collect();
+        let pad = Tensor::from_vec(pad, (b, 1, 1, q), &dev).unwrap().to_dtype(dtype).unwrap();
+        // Causal + padding [b, 1, q, q], as llama builds it.
+        let causal = crate::model::layers::causal_bias(q, 0, dtype, &dev).unwrap();
+        let both = causal.broadcast_add(&pad).unwrap();
+        let scale = 1.0 / (8f64).sqrt();
+        for (name, bias) in [("no mask", None), ("padding", Some(&pad)), ("causal+padding", Some(&both))] {
+            let inputs = [randn(&[b, h, q, q], dtype, 3.0)];
+            compare(
+                &format!("softmax {dtype:?} {name}"),
+                &inputs,
+                |t| softmax(&t[0], scale, bias).unwrap(),
+                |t| softmax_composite(&t[0], scale, bias).unwrap(),
+                tol,
+                tol * 10.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn bias_gelu_matches_candles_gelus() {
+    for (dtype, fwd_tol) in [(DType::F32, 1e-6), (DType::F64, 1e-6)] {
+        for shape in [[2usize, 3, 16], [4, 6, 1536]] {
+            let inputs = [randn(&shape, dtype, 3.0), randn(&[shape[2]], dtype, 1.0)];
+            compare(
+                &format!("bias_gelu {dtype:?} {shape:?}"),
+                &inputs,
+                |t| bias_gelu(&t[0], &t[1]).unwrap(),
+                |t| bias_gelu_composite(&t[0], &t[1]).unwrap(),
+                fwd_tol,
+                1e-5,
+            );
+            // candle's backward of its tanh GELU rounds the constants to six digits, so the
+            // gradients agree to ~1e-7 even in f64.
+            compare(
+                &format!("bias_gelu_tanh {dtype:?} {shape:?}"),
+                &inputs,
+                |t| bias_gelu_tanh(&t[0], &t[1]).unwrap(),
+                |t| bias_gelu_tanh_composite(&t[0], &t[1]).unwrap(),
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_erf_is_within_its_bound() {
+    // erf values from the standard tables (Abramowitz & Stegun table 7.1).
+    for (x, want) in [
+        (0.0f64, 0.0f64),
+        (0.5, 0.520_499_877_8),
+        (1.0, 0.842_700_792_9),
+        (2.0, 0.995_322_265_0),
+        (-1.5, -0.966_105_146_5),
+    ] {
+        let got: f64 = gelu::erf(x);
+        assert!((got - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
+    }
+}
+
+#[test]
+fn cross_entropy_matches_the_composite() {
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-6), (DType::F64, 1e-12)] {
+        for (n, k) in [(5usize, 2usize), (17, 300)] {
+            let targets: Vec<u32> = (0..n).map(|i| ((i * 7 + 3) % k) as u32).collect();
+            let targets = Tensor::from_vec(targets, n, &dev).unwrap();
+            let inputs = [randn(&[n, k], dtype, 4.0)];
+            compare(
+                &format!("cross_entropy {dtype:?} {n}x{k}"),
+                &inputs,
+                |t| (cross_entropy(&t[0], &targets).unwrap() * 3.0).unwrap(),
+                |t| (cross_entropy_composite(&t[0], &targets).unwrap() * 3.0).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_rejects_a_target_outside_the_classes() {
+    super::set_enabled(true);
+    let logits = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
+    let err = cross_entropy(&logits, &targets).unwrap_err().to_string();
+    assert!(err.contains("target 3") && err.contains("0..3"), "{err}");
+}
+
+#[test]
+fn adam_update_matches_the_composite_rule() {
+    super::set_enabled(true);
+    // One coordinate by hand: p=1, g=0.5, AdamW lr 0.1, wd 0.01, first step (m̂ = g,
+    // v̂ = g², so the step is lr·g/(|g| + eps)).
+    let dev = Device::Cpu;
+    let p = Tensor::new(&[1f32, -2.0], &dev).unwrap();
+    let g = Tensor::new(&[0.5f32, -0.25], &dev).unwrap();
+    let s =
+        AdamStep { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true, t: 1 };
+    let (np, m, v) = adam_update(&p, &g, None, &s).unwrap().expect("f32 on CPU is fused");
+    let np = np.to_vec1::<f32>().unwrap();
+    assert!((np[0] - (1.0 * (1.0 - 0.001) - 0.1)).abs() < 1e-6, "{np:?}");
+    assert!((np[1] - (-2.0 * (1.0 - 0.001) + 0.1)).abs() < 1e-6, "{np:?}");
+    assert!((m.to_vec1::<f32>().unwrap()[0] - 0.05).abs() < 1e-7);
+    assert!((v.to_vec1::<f32>().unwrap()[0] - 0.00025).abs() < 1e-9);
+    // Not fusable: a bf16 parameter falls back to the caller.
+    let p16 = p.to_dtype(DType::BF16).unwrap();
+    assert!(adam_update(&p16, &g.to_dtype(DType::BF16).unwrap(), None, &s).unwrap().is_none());
+}
