@@ -4,7 +4,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
 
-use super::{contiguous, fusable, with_real, KernelError, Real};
+use super::{contiguous, fusable, same_len, with_real, KernelError, Real};
 use crate::error::Result;
 
 const OP: &str = "bias-gelu";
@@ -164,10 +164,7 @@ impl CustomOp3 for BiasGeluBackward {
             let b = contiguous::<T>(s2, l2, OP, "bias")?;
             let dy = contiguous::<T>(s3, l3, OP, "grad")?;
             let (n, d) = (x.len(), b.len());
-            if dy.len() != n {
-                let what = format!("grad {:?} differs from x {:?}", l3.dims(), l1.dims());
-                return Err(KernelError::Shape { op: OP, what }.into());
-            }
+            same_len(OP, dy.len(), l3, ("x", n, l1))?;
             let mut out = vec![T::zero(); n + d];
             let (dx, db) = out.split_at_mut(n);
             for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {

@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 
-use super::{contiguous, fusable, with_real, KernelError, Real};
+use super::{contiguous, fusable, same_len, with_real, KernelError, Real};
 use crate::error::Result;
 
 const OP: &str = "layer-norm";
@@ -143,10 +143,7 @@ impl CustomOp3 for LayerNormBackward {
             let w = contiguous::<T>(s2, l2, OP, "weight")?;
             let dy = contiguous::<T>(s3, l3, OP, "grad")?;
             let (n, d) = (x.len(), w.len());
-            if dy.len() != n {
-                let what = format!("grad {:?} differs from x {:?}", l3.dims(), l1.dims());
-                return Err(KernelError::Shape { op: OP, what }.into());
-            }
+            same_len(OP, dy.len(), l3, ("x", n, l1))?;
             let eps = T::of(self.eps);
             let inv_d = T::of(1.0 / d as f64);
             let mut out = vec![T::zero(); n + 2 * d];

@@ -167,6 +167,21 @@ impl Real for f64 {
 }
 
 /// The contiguous elements of `s` under layout `l`, as `T`.
+/// Checks that a backward op's upstream gradient (`grad`, laid out as `lg`) has as many
+/// elements (`got`) as the forward value it belongs to (`of`, laid out as `lo`).
+pub(crate) fn same_len(
+    op: &'static str,
+    got: usize,
+    lg: &Layout,
+    of: (&str, usize, &Layout),
+) -> Result<(), KernelError> {
+    let (name, want, lo) = of;
+    if got == want {
+        return Ok(());
+    }
+    Err(KernelError::Shape { op, what: format!("grad {:?} differs from {name} {:?}", lg.dims(), lo.dims()) })
+}
+
 pub(crate) fn contiguous<'a, T: Real>(
     s: &'a CpuStorage,
     l: &Layout,

@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 
-use super::{contiguous, fusable, with_real, KernelError, Real};
+use super::{contiguous, fusable, same_len, with_real, KernelError, Real};
 use crate::error::Result;
 
 const OP: &str = "softmax";
@@ -167,10 +167,7 @@ impl CustomOp2 for SoftmaxBackward {
         with_real!(s1, OP, "y", |T| {
             let y = contiguous::<T>(s1, l1, OP, "y")?;
             let dy = contiguous::<T>(s2, l2, OP, "grad")?;
-            if dy.len() != y.len() {
-                let what = format!("grad {:?} differs from y {:?}", l2.dims(), l1.dims());
-                return Err(KernelError::Shape { op: OP, what }.into());
-            }
+            same_len(OP, dy.len(), l2, ("y", y.len(), l1))?;
             let k = l1.dims().last().copied().unwrap_or(1).max(1);
             let scale = T::of(self.scale);
             let mut dx = vec![T::zero(); y.len()];
