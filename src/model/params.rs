@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::lora::{merged, Lora};
+use super::quantized::{merged_frozen, merges_in_one_op, FrozenBase};
 use crate::error::{bail, Result};
 
 /// One named weight tensor.
@@ -96,9 +97,12 @@ impl Params {
                 p.var.as_tensor().detach()
             }
         };
-        let base = match self.quantized().and_then(|q| q.get(name)) {
-            Some(q) => q.dequantize(p.var.device())?.to_dtype(p.var.dtype())?,
-            None => own(p),
+        let quantized = self.quantized().and_then(|q| q.shared(name));
+        let base = || -> Result<Tensor> {
+            match &quantized {
+                Some(q) => Ok(q.dequantize(p.var.device())?.to_dtype(p.var.dtype())?),
+                None => Ok(own(p)),
+            }
         };
         if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
             if let Some(ad) = lora.adapters.get(name) {
@@ -108,10 +112,20 @@ impl Params {
                     Some(e) => own(a).broadcast_mul(&own(e))?,
                     None => own(a),
                 };
-                return merged(&base, &a, &own(b), lora.config.scale(), ad.fan_in_fan_out);
+                let (b, scale) = (own(b), lora.config.scale());
+                // A frozen base (no gradient to it) merges in one op that keeps less alive.
+                let frozen = match &quantized {
+                    Some(q) => Some(FrozenBase::Quantized(q.clone())),
+                    None if !(train && p.trainable) => Some(FrozenBase::Dense(own(p))),
+                    None => None,
+                };
+                if let Some(base) = frozen.filter(|_| merges_in_one_op(&a, &b)) {
+                    return merged_frozen(base, &a, &b, scale, ad.fan_in_fan_out);
+                }
+                return merged(&base()?, &a, &b, scale, ad.fan_in_fan_out);
             }
         }
-        Ok(base)
+        base()
     }
 
     /// The stored value of `name` (dequantized if the base is quantized), detached.

@@ -4,13 +4,20 @@
 //! (`Params::tensor`), so at rest they take a quarter (q8_0) to an eighth (q4_0) of the
 //! memory. Their `Var` keeps an empty placeholder. Nothing is trained through them: the
 //! adapters on top are, exactly as with an f32 base. `lora merge` dequantizes.
+//!
+//! A training step keeps the memory low too: on the CPU, `base + scale·B·A` is one op
+//! ([`merged_frozen`]) whose backward needs only A and B, so a dequantized copy of the base
+//! lives only while that op runs, not until the backward pass is done (the same op serves a
+//! frozen f32 base, sparing `B·A` and `scale·B·A` per adapted layer).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var};
 
+use super::kernels::contiguous;
+use super::lora::merged;
 use super::{Param, Params};
 use crate::error::{bail, Result};
 
@@ -42,6 +49,11 @@ impl QuantizedBase {
         self.tensors.get(name).map(|q| q.as_ref())
     }
 
+    /// The quantized weight `name`, shared (for an op that dequantizes it later).
+    pub fn shared(&self, name: &str) -> Option<Arc<QTensor>> {
+        self.tensors.get(name).cloned()
+    }
+
     /// Values held.
     pub fn numel(&self) -> usize {
         self.tensors.values().map(|q| q.shape().elem_count()).sum()
@@ -59,6 +71,81 @@ pub fn ggml_dtype(name: &str) -> Option<GgmlDType> {
         "q8_0" => Some(GgmlDType::Q8_0),
         "q4_0" => Some(GgmlDType::Q4_0),
         _ => None,
+    }
+}
+
+/// The frozen base of a [`merged_frozen`] weight: quantized blocks, or an f32 tensor.
+#[derive(Clone)]
+pub(crate) enum FrozenBase {
+    /// Dequantized when the op runs.
+    Quantized(Arc<QTensor>),
+    /// Used as it is (detached).
+    Dense(Tensor),
+}
+
+/// Whether [`merged_frozen`] takes adapters `a` and `b`: f32 on the CPU (elsewhere the
+/// composite `merged` runs).
+pub(crate) fn merges_in_one_op(a: &Tensor, b: &Tensor) -> bool {
+    [a, b].iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// `base + scale·B·A` (transposed for `[in, out]` weights) as one op, tracked for gradients
+/// to `a` (`[r, in]`) and `b` (`[out, r]`) only: its backward needs A and B, so the step
+/// keeps neither a dequantized copy of the base nor `B·A` and `scale·B·A` alive.
+pub(crate) fn merged_frozen(
+    base: FrozenBase,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    fan_in_fan_out: bool,
+) -> Result<Tensor> {
+    let op = MergeFrozen { base, scale, fan_in_fan_out };
+    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, op)?)
+}
+
+/// The op of [`merged_frozen`].
+struct MergeFrozen {
+    base: FrozenBase,
+    scale: f64,
+    fan_in_fan_out: bool,
+}
+
+impl CustomOp2 for MergeFrozen {
+    fn name(&self) -> &'static str {
+        "merge-frozen"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let cpu = Device::Cpu;
+        let a = Tensor::from_slice(contiguous::<f32>(a, la, self.name(), "a")?, la.shape(), &cpu)?;
+        let b = Tensor::from_slice(contiguous::<f32>(b, lb, self.name(), "b")?, lb.shape(), &cpu)?;
+        let base = match &self.base {
+            FrozenBase::Quantized(q) => q.dequantize(&cpu)?,
+            FrozenBase::Dense(w) => w.detach(),
+        };
+        let w = merged(&base, &a, &b, self.scale, self.fan_in_fan_out).map_err(candle_core::Error::wrap)?;
+        let shape = w.shape().clone();
+        Ok((CpuStorage::F32(w.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    /// With G the merged weight's gradient (as `[out, in]`): ∂A = scale·Bᵀ·G, ∂B = scale·G·Aᵀ.
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _merged: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = if self.fan_in_fan_out { grad.t()? } else { grad.clone() };
+        let ga = b.t()?.matmul(&g)?.affine(self.scale, 0.0)?;
+        let gb = g.matmul(&a.t()?)?.affine(self.scale, 0.0)?;
+        Ok((Some(ga), Some(gb)))
     }
 }
 
@@ -137,5 +224,43 @@ mod tests {
         assert!(err < 0.01, "q8_0 round trip error {err}");
         let merged = q.merge_lora().unwrap();
         assert_eq!(merged.get("l.query.weight").unwrap().var.dims(), [64, 64]);
+    }
+
+    /// The one-op merge equals `merged` on the dequantized base, forward and backward, for
+    /// `[out, in]` and `[in, out]` (GPT-2's Conv1D) weights.
+    #[test]
+    fn the_one_op_merge_matches_the_composite_one_with_gradients() {
+        let cpu = Device::Cpu;
+        for fan_in_fan_out in [false, true] {
+            let (n_in, n_out, r) = (64, 32, 4);
+            let shape = if fan_in_fan_out { (n_in, n_out) } else { (n_out, n_in) };
+            let w: Vec<f32> = (0..n_in * n_out).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
+            let q = Arc::new(
+                QTensor::quantize(&Tensor::from_vec(w, shape, &cpu).unwrap(), GgmlDType::Q8_0).unwrap(),
+            );
+            let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (r, n_in), &cpu).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n_out, r), &cpu).unwrap()).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (3, n_out), &cpu).unwrap();
+            let loss = |w: &Tensor| {
+                let w = if fan_in_fan_out { w.t().unwrap() } else { w.clone() };
+                x.matmul(&w).unwrap().sqr().unwrap().sum_all().unwrap()
+            };
+            let one = merged_frozen(FrozenBase::Quantized(q.clone()), &a, &b, 0.5, fan_in_fan_out).unwrap();
+            let composite = merged(&q.dequantize(&cpu).unwrap(), &a, &b, 0.5, fan_in_fan_out).unwrap();
+            let diff = |x: &Tensor, y: &Tensor| {
+                (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+            };
+            let dense = FrozenBase::Dense(q.dequantize(&cpu).unwrap());
+            let one_dense = merged_frozen(dense, &a, &b, 0.5, fan_in_fan_out).unwrap();
+            assert!(diff(&one_dense, &composite) < 1e-6, "dense base differs ({fan_in_fan_out})");
+            assert_eq!(one.dims(), composite.dims());
+            assert!(diff(&one, &composite) < 1e-5, "forward differs ({fan_in_fan_out})");
+            let (g1, g2) = (loss(&one).backward().unwrap(), loss(&composite).backward().unwrap());
+            for v in [&a, &b] {
+                let (x, y) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                let tol = 1e-4 * y.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff(x, y) < tol, "gradient of {:?} differs ({fan_in_fan_out})", v.dims());
+            }
+        }
     }
 }

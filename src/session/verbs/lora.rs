@@ -256,8 +256,16 @@ impl Session {
             quantized_note = Some(note);
             fresh = q;
         }
-        // Commit.
-        self.push_undo(&cmd.text)?;
+        // Commit. Quantizing frees the f32 base only if no undo entry keeps it: the undo
+        // history goes (a named `snapshot` taken before is the way back).
+        if quantized_note.is_some() {
+            self.undo.clear();
+            if let Some(note) = quantized_note.as_mut() {
+                *note += "; the undo history is cleared so the f32 base is freed (`snapshot NAME` before `lora` keeps a way back)";
+            }
+        } else {
+            self.push_undo(&cmd.text)?;
+        }
         let trained = self.history.step() > 0;
         let model = self.model.as_deref_mut().expect("checked");
         *model.params_mut() = fresh;
