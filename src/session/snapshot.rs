@@ -61,7 +61,10 @@ impl Snapshot {
         } else {
             let values = match &device {
                 Some(d) => {
-                    self.values.iter().map(|v| v.to_device(d)).collect::<candle_core::Result<Vec<_>>>()?
+                    self.values
+                        .iter()
+                        .map(|v| crate::uploads::to_device(v, d, crate::uploads::Upload::Weights))
+                        .collect::<candle_core::Result<Vec<_>>>()?
                 }
                 None => self.values.clone(),
             };

@@ -1,0 +1,2 @@
+//! GPU done-means tests (issue 7); written below.
+#![cfg(feature = "cuda")]
