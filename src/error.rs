@@ -155,8 +155,12 @@ impl Error {
 /// `CublasError(CUBLAS_STATUS_ALLOC_FAILED)`, cuRAND's as
 /// `CurandError(CURAND_STATUS_ALLOCATION_FAILED)`; candle adds context around them.
 fn is_out_of_device_memory(text: &str) -> bool {
-    const CODES: [&str; 4] =
-        ["CUDA_ERROR_OUT_OF_MEMORY", "CUBLAS_STATUS_ALLOC_FAILED", "CURAND_STATUS_ALLOCATION_FAILED", "out of memory"];
+    const CODES: [&str; 4] = [
+        "CUDA_ERROR_OUT_OF_MEMORY",
+        "CUBLAS_STATUS_ALLOC_FAILED",
+        "CURAND_STATUS_ALLOCATION_FAILED",
+        "out of memory",
+    ];
     CODES.iter().any(|code| text.contains(code))
 }
 
@@ -205,7 +209,9 @@ mod tests {
         assert!(matches!(panic.device_memory("eval"), Error::OutOfDeviceMemory { .. }));
         let located = cuda_error("CublasError(CUBLAS_STATUS_ALLOC_FAILED)").at(Span::new(4, 9));
         let mapped = located.device_memory("fit");
-        assert!(matches!(&mapped, Error::At { source, .. } if matches!(**source, Error::OutOfDeviceMemory { .. })));
+        assert!(
+            matches!(&mapped, Error::At { source, .. } if matches!(**source, Error::OutOfDeviceMemory { .. }))
+        );
         assert_eq!(mapped.span(), Some(Span::new(4, 9)));
     }
 

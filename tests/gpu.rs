@@ -40,8 +40,8 @@ const LINEAR: &str = "seed 5; data synthetic linear n=512 w=[3,-1] b=2 noise=0.1
 /// WordPiece vocabulary of whole words, so the test needs no downloaded asset.
 fn bert_setup(dir: &Path) -> String {
     let words = [
-        "good", "great", "fine", "love", "nice", "bad", "awful", "poor", "hate", "dull", "the", "film", "was",
-        "very", "a", "plot", "and", "acting",
+        "good", "great", "fine", "love", "nice", "bad", "awful", "poor", "hate", "dull", "the", "film",
+        "was", "very", "a", "plot", "and", "acting",
     ];
     let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
     let vocab: Vec<&str> = specials.iter().chain(&words).copied().collect();
@@ -83,7 +83,10 @@ fn losses_agree(setup: &str, what: &str) {
     let (a, b) = (last_losses(&cpu, 10), last_losses(&gpu, 10));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!(x.is_finite() && y.is_finite(), "{what} step {i}: cpu {x}, cuda {y}");
-        assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{what} step {i}: cpu {x} vs cuda {y}\ncpu {a:?}\ncuda {b:?}");
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "{what} step {i}: cpu {x} vs cuda {y}\ncpu {a:?}\ncuda {b:?}"
+        );
     }
     println!("{what}: cpu and cuda losses agree over 10 steps (cpu {:.6} → {:.6})", a[0], a[9]);
 }
@@ -102,7 +105,11 @@ fn cpu_and_cuda_losses_agree_on_a_tiny_bert() {
 /// Each parameter's tensor id, and whether it lives on CUDA.
 fn var_ids(s: &Session) -> Vec<(String, candle_core::TensorId, bool)> {
     let model = s.loaded_model().expect("a model is loaded");
-    model.params().iter().map(|p| (p.name.clone(), p.var.as_tensor().id(), p.var.device().is_cuda())).collect()
+    model
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), p.var.as_tensor().id(), p.var.device().is_cuda()))
+        .collect()
 }
 
 #[test]
@@ -174,7 +181,11 @@ fn moving_cpu_cuda_cpu_keeps_weights_and_adamw_moments() {
         }
         assert_eq!(m0.len(), back.len());
         for (name, a) in &m0 {
-            assert!(max_diff(a, &back[name]) <= 1e-6, "optimizer {name} changed by {}", max_diff(a, &back[name]));
+            assert!(
+                max_diff(a, &back[name]) <= 1e-6,
+                "optimizer {name} changed by {}",
+                max_diff(a, &back[name])
+            );
         }
     }
     // Training goes on from the moved state: the next losses match a session that never moved.
