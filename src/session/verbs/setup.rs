@@ -23,8 +23,8 @@ pub(crate) fn device_name(d: &Device) -> String {
 fn open_device(name: &str) -> Result<Device> {
     let no_cuda = || {
         Error::invalid(format!(
-            "cannot use '{name}': this tunelab was built without CUDA; rebuild with \
-             `cargo build --release --features cuda` (README: GPU), or use `device cpu`"
+            "cannot use '{name}': this tunelab was built without CUDA; build the CUDA binary \
+             with `scripts/cuda-toolchain.sh build` (README: GPU), or use `device cpu`"
         ))
     };
     match name {
