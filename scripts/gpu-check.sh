@@ -45,9 +45,11 @@ stage "tunelab run on device cuda"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 moods=(good great fine nice lovely bad awful poor dull boring)
+things=(plot acting music)
 for i in $(seq 0 63); do
-  echo "the film was ${moods[$((i % 5))]} and ${moods[$(((i / 5) % 5))]}" >>"$work/pos.txt"
-  echo "the film was ${moods[$((5 + i % 5))]} and ${moods[$((5 + (i / 5) % 5))]}" >>"$work/neg.txt"
+  a=$((i % 5)) b=$(((i / 5) % 5)) c=${things[$(((i / 25) % 3))]}
+  echo "the $c was ${moods[$a]} and ${moods[$b]}" >>"$work/pos.txt"
+  echo "the $c was ${moods[$((5 + a))]} and ${moods[$((5 + b))]}" >>"$work/neg.txt"
 done
 cat >"$work/check.tune" <<EOF
 device cuda
