@@ -4,7 +4,8 @@
 //! Compiled only with `--features cuda` (scripts/cuda-toolchain.sh builds it and copies
 //! the binary to target/cuda/gpu-tests; scripts/gpu-check.sh runs it on a GPU machine).
 //! Each test prints one line and returns when no CUDA device opens. Every session is set
-//! up on the CPU with the same seed and then moved, so both devices start from the same
+//! up on the CPU (`device cpu` first: a CUDA build starts on the GPU) with the same seed
+//! and then moved, so both devices start from the same
 //! weights, data and split; dropout masks come from a host generator, so they agree too.
 #![cfg(feature = "cuda")]
 
@@ -33,7 +34,7 @@ fn cuda() -> Option<Device> {
     }
 }
 
-const LINEAR: &str = "seed 5; data synthetic linear n=512 w=[3,-1] b=2 noise=0.1; load linear; \
+const LINEAR: &str = "device cpu; seed 5; data synthetic linear n=512 w=[3,-1] b=2 noise=0.1; load linear; \
                       optimizer adamw lr=0.05; batch 32";
 
 /// A tiny random BERT classifier on a small two-label text set written to `dir`: a
@@ -54,7 +55,7 @@ fn bert_setup(dir: &Path) -> String {
     std::fs::write(dir.join("pos.txt"), pos.join("\n") + "\n").unwrap();
     std::fs::write(dir.join("neg.txt"), neg.join("\n") + "\n").unwrap();
     format!(
-        "seed 9; data {} {} max_len=16; load bert config=tiny vocab={} task=classify; \
+        "device cpu; seed 9; data {} {} max_len=16; load bert config=tiny vocab={} task=classify; \
          optimizer adamw lr=1e-3 weight_decay=0.01; batch 8",
         dir.join("pos.txt").display(),
         dir.join("neg.txt").display(),

@@ -29,7 +29,6 @@ fn open_device(name: &str) -> Result<Device> {
     };
     match name {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         _ => {
             let ordinal = match name.strip_prefix("cuda") {
                 Some("") => 0,
@@ -49,6 +48,22 @@ fn open_device(name: &str) -> Result<Device> {
     }
 }
 
+/// `device auto`: the first GPU when this build has CUDA and one opens, else the CPU,
+/// with a one-line warning when a CUDA build finds no usable GPU.
+fn auto_device() -> (Device, Option<String>) {
+    if !candle_core::utils::cuda_is_available() {
+        return (Device::Cpu, None);
+    }
+    match Device::new_cuda(0) {
+        Ok(d) => (d, None),
+        Err(e) => {
+            let why = e.to_string();
+            let why = why.lines().next().unwrap_or_default().to_string();
+            (Device::Cpu, Some(format!("no CUDA device opens ({why}); using cpu — check `nvidia-smi`")))
+        }
+    }
+}
+
 impl Session {
     pub(crate) fn help(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let text = match cmd.arg(0).and_then(|v| v.as_str()) {
@@ -64,7 +79,16 @@ impl Session {
             sink.emit(Event::Text(format!("device {}", device_name(&self.device))));
             return Ok(());
         };
-        let device = open_device(&name.to_ascii_lowercase()).map_err(|e| e.at(cmd.args[0].span))?;
+        let name = name.to_ascii_lowercase();
+        let device = if name == "auto" {
+            let (device, warning) = auto_device();
+            if let Some(w) = warning {
+                sink.emit(Event::Warning(w));
+            }
+            device
+        } else {
+            open_device(&name).map_err(|e| e.at(cmd.args[0].span))?
+        };
         if device.same_device(&self.device) {
             sink.emit(Event::Text(format!("device {} (unchanged)", device_name(&device))));
             return Ok(());
