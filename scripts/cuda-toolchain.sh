@@ -78,26 +78,30 @@ link_libraries() {
   ln -sfn libcurand.so.10 "$CU/lib/libcurand.so"
 }
 
-# A libcuda.so.1 to link against: one empty function per driver symbol cudarc declares.
-# Never loaded at run time; the GPU machine's driver provides the real one.
+# A libcuda.so.1 to link against: one function per driver symbol cudarc declares, each
+# returning CUDA_ERROR_NO_DEVICE (100). The GPU machine's driver provides the real one; put
+# on LD_LIBRARY_PATH here, the stub lets the CUDA binaries start and find no GPU, which is
+# how the skip paths are tried on a machine without one.
 build_stub() {
-  local stub="$CU/lib/stubs/libcuda.so" src sys
+  local stub="$CU/lib/stubs/libcuda.so" src sys stamp
   sys="$(cudarc_dir)/src/driver/sys/mod.rs"
-  if [ -f "$stub" ] && [ "$stub" -nt "$sys" ] && [ -f "$stub.from" ] && [ "$(cat "$stub.from")" = "$sys" ]; then
+  stamp="no-device-v2 $sys"
+  if [ -f "$stub" ] && [ -f "$stub.from" ] && [ "$(cat "$stub.from")" = "$stamp" ]; then
     return
   fi
   log "building the libcuda.so stub from $sys"
   mkdir -p "$CU/lib/stubs"
   src="$CU/lib/stubs/libcuda_stub.c"
   grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+\(' "$sys" | sed -E 's/^pub unsafe fn (cu[A-Za-z0-9_]+)\(/\1/' \
-    | sort -u | sed 's/.*/void &(void) {}/' >"$src"
+    | sort -u | sed 's/.*/int &(void) { return 100; }/' >"$src"
   if [ ! -s "$src" ]; then
     log "no driver symbols found in $sys"
     exit 1
   fi
-  gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub" "$src"
+  gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub.tmp" "$src"
+  mv -f "$stub.tmp" "$stub"
   ln -sfn libcuda.so "$CU/lib/stubs/libcuda.so.1"
-  echo "$sys" >"$stub.from"
+  echo "$stamp" >"$stub.from"
 }
 
 print_env() {
