@@ -28,7 +28,8 @@ fn cuda() -> Option<Device> {
     match Device::new_cuda(0) {
         Ok(d) => Some(d),
         Err(e) => {
-            println!("skipped: no CUDA device opens ({e})");
+            // One line: with RUST_BACKTRACE set, candle appends a backtrace to the error.
+            println!("skipped: no CUDA device opens ({})", e.to_string().lines().next().unwrap_or_default());
             None
         }
     }

@@ -42,6 +42,7 @@ fn open_device(name: &str) -> Result<Device> {
                 return Err(no_cuda());
             }
             Device::new_cuda(ordinal).map_err(|e| {
+                let e = first_line(&e);
                 Error::invalid(format!("cannot open {name}: {e}; check `nvidia-smi`, or use `device cpu`"))
             })
         }
@@ -57,11 +58,15 @@ fn auto_device() -> (Device, Option<String>) {
     match Device::new_cuda(0) {
         Ok(d) => (d, None),
         Err(e) => {
-            let why = e.to_string();
-            let why = why.lines().next().unwrap_or_default().to_string();
+            let why = first_line(&e);
             (Device::Cpu, Some(format!("no CUDA device opens ({why}); using cpu — check `nvidia-smi`")))
         }
     }
+}
+
+/// The first line of a candle error: with `RUST_BACKTRACE` set, candle appends a backtrace.
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 impl Session {
