@@ -36,14 +36,21 @@ if ldd "$DIR/release/tunelab" | grep 'not found'; then
   failed=$((failed + 1))
 fi
 
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
 stage "tests/gpu.rs"
 start=$SECONDS
-"$DIR/gpu-tests" --nocapture --test-threads=1 || failed=$((failed + 1))
+"$DIR/gpu-tests" --nocapture --test-threads=1 2>&1 | tee "$work/gpu-tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=$((failed + 1))
+# On a GPU machine a skipped test is a failure: the tests skip only when no device opens.
+if grep -q 'skipped: ' "$work/gpu-tests.log"; then
+  echo "gpu-check: tests skipped — no CUDA device opened"
+  failed=$((failed + 1))
+fi
 echo "gpu tests: $((SECONDS - start)) s"
 
 stage "tunelab run on device cuda"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 moods=(good great fine nice lovely bad awful poor dull boring)
 things=(plot acting music)
 for i in $(seq 0 63); do
