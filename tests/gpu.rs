@@ -146,8 +146,11 @@ fn a_second_fit_after_eval_and_plot_uploads_no_weights() {
     println!("resident: 8 updates, eval and plot, no weight or optimizer upload, same {} tensors", ids.len());
 }
 
-/// Every weight and optimizer tensor, as f32 values on the host.
-fn state_on_host(s: &Session) -> (Vec<(String, Vec<f32>)>, HashMap<String, Vec<f32>>) {
+/// Weights in parameter order, and optimizer tensors by name, as f32 values on the host.
+type HostState = (Vec<(String, Vec<f32>)>, HashMap<String, Vec<f32>>);
+
+/// Every weight and optimizer tensor, copied to the host.
+fn state_on_host(s: &Session) -> HostState {
     let weights = s.weights().unwrap();
     let opt = s
         .optimizer_state()
