@@ -78,6 +78,19 @@ pub enum Error {
     /// A tensor operation failed; the message names the operation and shapes.
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
+
+    /// The accelerator ran out of memory during a command (CUDA's
+    /// `CUDA_ERROR_OUT_OF_MEMORY`, cuBLAS/cuRAND allocation failures). Made from a
+    /// [`Error::Tensor`] or [`Error::Internal`] by [`Error::device_memory`] where
+    /// `Session::execute` returns; the state is kept, as for every error.
+    #[error(
+        "out of device memory in {verb}: use a smaller batch (`batch 8`), accumulate gradients \
+         (`fit accumulate=4`) or bf16 weights; the session state is kept"
+    )]
+    OutOfDeviceMemory {
+        /// The verb that ran out.
+        verb: String,
+    },
 }
 
 impl Error {
@@ -108,6 +121,24 @@ impl Error {
         }
     }
 
+    /// The one place a device's out-of-memory error becomes [`Error::OutOfDeviceMemory`]:
+    /// a tensor error or a caught panic whose text carries CUDA's out-of-memory codes.
+    /// Every other error is returned as it is. `Session::execute` applies it to each
+    /// command's result, so the user sees one line with the fix, not a driver dump.
+    pub fn device_memory(self, verb: &str) -> Error {
+        let out_of_memory = match &self {
+            Error::Tensor(e) => is_out_of_device_memory(&e.to_string()),
+            Error::Internal { message, .. } => is_out_of_device_memory(message),
+            Error::At { .. } => false,
+            _ => return self,
+        };
+        match self {
+            Error::At { source, span } => source.device_memory(verb).at(span),
+            _ if out_of_memory => Error::OutOfDeviceMemory { verb: verb.to_string() },
+            other => other,
+        }
+    }
+
     /// The span of the offending text, when the error knows it.
     pub fn span(&self) -> Option<Span> {
         match self {
@@ -119,6 +150,20 @@ impl Error {
     }
 }
 
+/// Whether an error text is a CUDA allocation failure: cudarc writes driver errors as
+/// `DriverError(CUDA_ERROR_OUT_OF_MEMORY, "out of memory")`, cuBLAS's as
+/// `CublasError(CUBLAS_STATUS_ALLOC_FAILED)`, cuRAND's as
+/// `CurandError(CURAND_STATUS_ALLOCATION_FAILED)`; candle adds context around them.
+fn is_out_of_device_memory(text: &str) -> bool {
+    const CODES: [&str; 4] = [
+        "CUDA_ERROR_OUT_OF_MEMORY",
+        "CUBLAS_STATUS_ALLOC_FAILED",
+        "CURAND_STATUS_ALLOCATION_FAILED",
+        "out of memory",
+    ];
+    CODES.iter().any(|code| text.contains(code))
+}
+
 /// Shorthand for `Err(Error::invalid(format!(...)))`.
 macro_rules! bail {
     ($($arg:tt)*) => {
@@ -126,3 +171,56 @@ macro_rules! bail {
     };
 }
 pub(crate) use bail;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tensor error with the text candle's CUDA backend gives for a failed allocation.
+    fn cuda_error(text: &str) -> Error {
+        Error::Tensor(candle_core::Error::Msg(text.to_string()))
+    }
+
+    #[test]
+    fn cuda_out_of_memory_becomes_one_line_with_the_fix() {
+        let texts = [
+            r#"DriverError(CUDA_ERROR_OUT_OF_MEMORY, "out of memory")"#,
+            "CublasError(CUBLAS_STATUS_ALLOC_FAILED)",
+            "CurandError(CURAND_STATUS_ALLOCATION_FAILED)",
+        ];
+        for text in texts {
+            let e = cuda_error(text).device_memory("fit");
+            assert!(matches!(e, Error::OutOfDeviceMemory { ref verb } if verb == "fit"), "{text}: {e}");
+            let message = e.to_string();
+            assert_eq!(message.lines().count(), 1, "{message}");
+            for fix in ["smaller batch", "accumulate=", "bf16", "state is kept"] {
+                assert!(message.contains(fix), "'{message}' lacks '{fix}'");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_that_ran_out_of_memory_is_mapped_too() {
+        let panic = Error::Internal {
+            verb: "eval".into(),
+            message: r#"called `Result::unwrap()` on an `Err` value: DriverError(CUDA_ERROR_OUT_OF_MEMORY, "out of memory")"#
+                .into(),
+        };
+        assert!(matches!(panic.device_memory("eval"), Error::OutOfDeviceMemory { .. }));
+        let located = cuda_error("CublasError(CUBLAS_STATUS_ALLOC_FAILED)").at(Span::new(4, 9));
+        let mapped = located.device_memory("fit");
+        assert!(
+            matches!(&mapped, Error::At { source, .. } if matches!(**source, Error::OutOfDeviceMemory { .. }))
+        );
+        assert_eq!(mapped.span(), Some(Span::new(4, 9)));
+    }
+
+    #[test]
+    fn other_errors_are_left_alone() {
+        let shape = cuda_error("shape mismatch in matmul, lhs: [2, 3], rhs: [4, 5]").device_memory("fit");
+        assert!(matches!(shape, Error::Tensor(_)));
+        // A user's text that mentions memory is not a device error.
+        let user = Error::invalid("column 'out of memory' not found").device_memory("data");
+        assert!(matches!(user, Error::Invalid { .. }));
+    }
+}

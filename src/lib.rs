@@ -10,6 +10,7 @@
 //! - [`train`]: optimizers, schedules, the update step and the fit loop.
 //! - [`metrics`]: metrics and the training history.
 //! - [`plot`]: charts as PNG and SVG bytes.
+//! - [`uploads`]: a count of host→device copies, for tests of GPU residency.
 //! - Front-ends: [`term`] (terminal rendering), [`repl`], [`script`], [`kernel`] (Jupyter); `bench`.
 //!
 //! ```
@@ -35,6 +36,7 @@ pub mod script;
 pub mod session;
 pub mod term;
 pub mod train;
+pub mod uploads;
 
 pub use error::{Error, Result};
 pub use session::{Event, Flow, Session, Sink};

@@ -4,6 +4,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::{split_indices, Batch, Split};
 use crate::error::{bail, Result};
+use crate::uploads::{self, Upload};
 
 /// A numeric table for regression, split into train/valid/test.
 #[derive(Clone, Debug)]
@@ -56,6 +57,7 @@ impl NumericData {
         let host_x: Vec<f64> = rows.into_iter().flatten().collect();
         let x = Tensor::from_vec(host_x.iter().map(|v| *v as f32).collect::<Vec<_>>(), (n, d), device)?;
         let yt = Tensor::from_vec(y.iter().map(|v| *v as f32).collect::<Vec<_>>(), (n, 1), device)?;
+        uploads::note(Upload::Data, device, 2);
         Ok(NumericData { source, inputs, target, x, y: yt, host_x, host_y: y, splits })
     }
 
@@ -102,7 +104,9 @@ impl NumericData {
 
     /// The same data on another device.
     pub fn to_device(&self, device: &Device) -> Result<NumericData> {
-        Ok(NumericData { x: self.x.to_device(device)?, y: self.y.to_device(device)?, ..self.clone() })
+        let x = uploads::to_device(&self.x, device, Upload::Data)?;
+        let y = uploads::to_device(&self.y, device, Upload::Data)?;
+        Ok(NumericData { x, y, ..self.clone() })
     }
 
     /// Bytes the data holds on its device.

@@ -10,6 +10,7 @@ use rand::Rng;
 
 use super::{split_indices, Batch, Split, TextTokenizer};
 use crate::error::{bail, Error, Result};
+use crate::uploads::{self, Upload};
 
 /// Class names in index order. Integer labels sort numerically, others alphabetically.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -458,6 +459,7 @@ impl TextData {
             unknown += s.iter().filter(|t| Some(**t) == unk).count();
         }
         let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
+        uploads::note(Upload::Data, device, 2); // the id matrix and the labels
         self.encoded = Some(Encoded {
             key: key(tokenizer, self.max_len, self.block, self.stride),
             ids: Tensor::from_vec(flat, (seqs.len(), width), device)?,
@@ -496,6 +498,7 @@ impl TextData {
             texts.iter().flat_map(|&t| starts[t as usize]..starts[t as usize + 1]).collect()
         };
         let splits = [of(&self.splits[0]), of(&self.splits[1]), of(&self.splits[2])];
+        uploads::note(Upload::Data, device, 2); // the id matrix and the labels
         self.encoded = Some(Encoded {
             key: key(tokenizer, self.max_len, self.block, self.stride),
             ids: Tensor::from_vec(flat, (seqs.len(), width), device)?,
@@ -536,6 +539,7 @@ impl TextData {
             bail!("the training texts make no block of 2 or more tokens; add text or lower block=")
         }
         let n = lens.len();
+        uploads::note(Upload::Data, device, 2); // the id matrix and the labels
         self.encoded = Some(Encoded {
             key: key(tokenizer, self.max_len, self.block, self.stride),
             ids: Tensor::from_vec(flat, (n, block), device)?,
@@ -580,8 +584,8 @@ impl TextData {
     pub fn to_device(&self, device: &Device) -> Result<TextData> {
         let mut out = self.clone();
         if let Some(e) = out.encoded.as_mut() {
-            e.ids = e.ids.to_device(device)?;
-            e.labels = e.labels.to_device(device)?;
+            e.ids = uploads::to_device(&e.ids, device, Upload::Data)?;
+            e.labels = uploads::to_device(&e.labels, device, Upload::Data)?;
         }
         Ok(out)
     }

@@ -192,14 +192,15 @@ impl Params {
             }
         }
         for (p, v) in self.items.iter().zip(values) {
-            p.var.set(&v.to_device(p.var.device())?.to_dtype(p.var.dtype())?)?;
+            let v = crate::uploads::to_device(v, p.var.device(), crate::uploads::Upload::Weights)?;
+            p.var.set(&v.to_dtype(p.var.dtype())?)?;
         }
         Ok(())
     }
 
     /// The same parameters as new variables on `device` (trainable flags kept).
     pub fn to_device(&self, device: &Device) -> Result<Params> {
-        self.map(|t| t.to_device(device))
+        self.map(|t| crate::uploads::to_device(t, device, crate::uploads::Upload::Weights))
     }
 
     /// The same parameters as new variables of `dtype` (trainable flags kept).

@@ -195,6 +195,12 @@ impl Session {
             .collect()
     }
 
+    /// The optimizer's state as named tensors, `{param}.{slot}` (e.g. `weight.exp_avg`),
+    /// on the session's device (for tests and bridges; empty before the first update).
+    pub fn optimizer_state(&self) -> std::collections::HashMap<String, candle_core::Tensor> {
+        self.optimizer.state().0
+    }
+
     /// Parses and runs `src` (one or more commands), stopping at the first error or after
     /// an interrupted command. Errors are also emitted to `sink` as [`Event::Error`].
     pub fn run(&mut self, src: &str, sink: &mut dyn Sink) -> Result<Flow> {
@@ -282,6 +288,7 @@ impl Session {
         let result = caught.unwrap_or_else(|payload| {
             Err(Error::Internal { verb: cmd.name().to_string(), message: panic_message(payload.as_ref()) })
         });
+        let result = result.map_err(|e| e.device_memory(cmd.name()));
         let outcome = match &result {
             Err(e) => Outcome::Failed(e.to_string()),
             Ok(_) if self.interrupted => Outcome::Interrupted,

@@ -60,9 +60,11 @@ impl Snapshot {
             model.params_mut().take_lora_state(&self.layout);
         } else {
             let values = match &device {
-                Some(d) => {
-                    self.values.iter().map(|v| v.to_device(d)).collect::<candle_core::Result<Vec<_>>>()?
-                }
+                Some(d) => self
+                    .values
+                    .iter()
+                    .map(|v| crate::uploads::to_device(v, d, crate::uploads::Upload::Weights))
+                    .collect::<candle_core::Result<Vec<_>>>()?,
                 None => self.values.clone(),
             };
             *model.params_mut() = self.layout.with_values(&values)?;

@@ -323,7 +323,7 @@ impl Optimizer {
         let mut out = self.clone();
         for slot in out.slots.values_mut() {
             for t in slot.tensors.iter_mut() {
-                *t = t.to_device(device)?;
+                *t = crate::uploads::to_device(t, device, crate::uploads::Upload::OptimizerState)?;
             }
         }
         Ok(out)

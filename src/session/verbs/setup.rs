@@ -23,13 +23,12 @@ pub(crate) fn device_name(d: &Device) -> String {
 fn open_device(name: &str) -> Result<Device> {
     let no_cuda = || {
         Error::invalid(format!(
-            "cannot use '{name}': this tunelab was built without CUDA; rebuild with \
-             `cargo build --release --features cuda` (README: GPU), or use `device cpu`"
+            "cannot use '{name}': this tunelab was built without CUDA; build the CUDA binary \
+             with `scripts/cuda-toolchain.sh build` (README: GPU), or use `device cpu`"
         ))
     };
     match name {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         _ => {
             let ordinal = match name.strip_prefix("cuda") {
                 Some("") => 0,
@@ -43,10 +42,31 @@ fn open_device(name: &str) -> Result<Device> {
                 return Err(no_cuda());
             }
             Device::new_cuda(ordinal).map_err(|e| {
+                let e = first_line(&e);
                 Error::invalid(format!("cannot open {name}: {e}; check `nvidia-smi`, or use `device cpu`"))
             })
         }
     }
+}
+
+/// `device auto`: the first GPU when this build has CUDA and one opens, else the CPU,
+/// with a one-line warning when a CUDA build finds no usable GPU.
+fn auto_device() -> (Device, Option<String>) {
+    if !candle_core::utils::cuda_is_available() {
+        return (Device::Cpu, None);
+    }
+    match Device::new_cuda(0) {
+        Ok(d) => (d, None),
+        Err(e) => {
+            let why = first_line(&e);
+            (Device::Cpu, Some(format!("no CUDA device opens ({why}); using cpu — check `nvidia-smi`")))
+        }
+    }
+}
+
+/// The first line of a candle error: with `RUST_BACKTRACE` set, candle appends a backtrace.
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 impl Session {
@@ -64,7 +84,16 @@ impl Session {
             sink.emit(Event::Text(format!("device {}", device_name(&self.device))));
             return Ok(());
         };
-        let device = open_device(&name.to_ascii_lowercase()).map_err(|e| e.at(cmd.args[0].span))?;
+        let name = name.to_ascii_lowercase();
+        let device = if name == "auto" {
+            let (device, warning) = auto_device();
+            if let Some(w) = warning {
+                sink.emit(Event::Warning(w));
+            }
+            device
+        } else {
+            open_device(&name).map_err(|e| e.at(cmd.args[0].span))?
+        };
         if device.same_device(&self.device) {
             sink.emit(Event::Text(format!("device {} (unchanged)", device_name(&device))));
             return Ok(());
