@@ -85,7 +85,7 @@ pub enum Error {
     /// `Session::execute` returns; the state is kept, as for every error.
     #[error(
         "out of device memory in {verb}: use a smaller batch (`batch 8`), accumulate gradients \
-         (`fit accumulate=4`) or bf16 weights; the session state is kept"
+         (`fit accumulate=4`) or freeze more layers; the session state is kept"
     )]
     OutOfDeviceMemory {
         /// The verb that ran out.
@@ -193,7 +193,7 @@ mod tests {
             assert!(matches!(e, Error::OutOfDeviceMemory { ref verb } if verb == "fit"), "{text}: {e}");
             let message = e.to_string();
             assert_eq!(message.lines().count(), 1, "{message}");
-            for fix in ["smaller batch", "accumulate=", "bf16", "state is kept"] {
+            for fix in ["smaller batch", "accumulate=", "freeze", "state is kept"] {
                 assert!(message.contains(fix), "'{message}' lacks '{fix}'");
             }
         }
