@@ -75,8 +75,9 @@ pub enum Error {
         span: Span,
     },
 
-    /// A tensor operation failed; the message names the operation and shapes.
-    #[error("tensor error: {0}")]
+    /// A tensor operation failed; the message names the operation and shapes (without the
+    /// backtrace candle appends when `RUST_BACKTRACE` is set: an error is one line).
+    #[error("tensor error: {}", without_backtrace(.0))]
     Tensor(#[from] candle_core::Error),
 
     /// The accelerator ran out of memory during a command (CUDA's
@@ -164,6 +165,14 @@ fn is_out_of_device_memory(text: &str) -> bool {
     CODES.iter().any(|code| text.contains(code))
 }
 
+/// A candle error's message without the backtrace it carries when `RUST_BACKTRACE` is set.
+fn without_backtrace(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(inner),
+        other => other.to_string(),
+    }
+}
+
 /// Shorthand for `Err(Error::invalid(format!(...)))`.
 macro_rules! bail {
     ($($arg:tt)*) => {
@@ -213,6 +222,16 @@ mod tests {
             matches!(&mapped, Error::At { source, .. } if matches!(**source, Error::OutOfDeviceMemory { .. }))
         );
         assert_eq!(mapped.span(), Some(Span::new(4, 9)));
+    }
+
+    #[test]
+    fn a_tensor_error_is_one_line_even_with_a_backtrace() {
+        let inner = candle_core::Error::Msg("shape mismatch in add".into());
+        let e = Error::Tensor(candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        });
+        assert_eq!(e.to_string(), "tensor error: shape mismatch in add");
     }
 
     #[test]
