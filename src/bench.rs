@@ -80,27 +80,38 @@ pub fn minilm(assets: &std::path::Path, device: &str, epochs: usize) -> Result<s
 /// cache. `DIR/gpt2_tokenizer` holds GPT-2's vocab.json + merges.txt. Reports training and
 /// generation tokens/s; `benches/torch_cpu_gpt2.py` measures the same in PyTorch.
 pub fn gpt2(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
-    const BATCH: usize = 4;
-    const BLOCK: usize = 128;
+    gpt2_sized(assets, device, steps, 4, 128)
+}
+
+/// [`gpt2`] at batch × block tokens per update (the GPU suite: 16 × 512, as
+/// `torch_baseline.py`).
+fn gpt2_sized(
+    assets: &std::path::Path,
+    device: &str,
+    steps: usize,
+    batch: usize,
+    block: usize,
+) -> Result<serde_json::Value> {
     const NEW_TOKENS: usize = 64;
+    let precision = precision_name(device);
     let dir = tempfile_dir()?;
     let corpus = dir.join("corpus.txt");
     let line = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm afternoon sun.";
     // About 20 tokens per line; enough blocks for the warm-up and the timed steps.
-    let lines = (steps + 2) * BATCH * BLOCK / 20 + 10;
+    let lines = (steps + 2) * batch * block / 20 + 10;
     std::fs::write(&corpus, vec![line; lines].join("\n"))
         .map_err(|e| crate::error::Error::invalid(format!("cannot write the bench corpus: {e}")))?;
     let mut s = Session::new();
     let setup = format!(
-        "device {device}; seed 0; load gpt2 config=small vocab={}; data {} format=text block={BLOCK} split=1/0 clean=false; \
+        "device {device}; seed 0; load gpt2 config=small vocab={}; data {} format=text block={block} split=1/0 clean=false; \
          optimizer adamw lr=2e-5",
         assets.join("gpt2_tokenizer").display(),
         corpus.display()
     );
     s.run(&setup, &mut Quiet)?;
-    s.run(&format!("fit steps=2 batch={BATCH}"), &mut Quiet)?;
+    s.run(&format!("fit steps=2 batch={batch}"), &mut Quiet)?;
     let t = Instant::now();
-    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
+    s.run(&format!("fit steps={steps} batch={batch} log={steps}"), &mut Quiet)?;
     let train_secs = t.elapsed().as_secs_f64();
     s.run("generate \"The\" greedy=true max_tokens=4", &mut Quiet)?;
     let t = Instant::now();
@@ -110,7 +121,7 @@ pub fn gpt2(assets: &std::path::Path, device: &str, steps: usize) -> Result<serd
     Ok(json!({
         "device": device,
         "tunelab": env!("CARGO_PKG_VERSION"),
-        format!("gpt2_small_b{BATCH}_l{BLOCK}_fp32_tokens_per_s"): (steps as f64 * (BATCH * BLOCK) as f64 / train_secs).round(),
+        format!("gpt2_small_b{batch}_l{block}_{precision}_tokens_per_s"): (steps as f64 * (batch * block) as f64 / train_secs).round(),
         "gpt2_small_generate_tokens_per_s": (NEW_TOKENS as f64 / gen_secs * 10.0).round() / 10.0,
     }))
 }
@@ -176,6 +187,120 @@ pub fn kernels(assets: &std::path::Path, device: &str, steps: usize) -> Result<s
     }))
 }
 
+/// The f32 matmul precision on `device`: `tf32` on CUDA when its reduced-precision f32 GEMM
+/// is on (`candle_core::cuda::set_gemm_reduced_precision_f32`), else `fp32` (a CPU build's
+/// stand-in for that switch always answers "on").
+fn precision_name(device: &str) -> &'static str {
+    if device.starts_with("cuda") && cfg!(feature = "cuda") && candle_core::cuda::gemm_reduced_precision_f32()
+    {
+        "tf32"
+    } else {
+        "fp32"
+    }
+}
+
+/// BERT-base (random weights: weights do not change speed) fine-tuned for two-label
+/// sequence classification as `torch_baseline.py` does: batch 32 × 128 tokens, AdamW
+/// 2e-5, all parameters trainable, or with the embeddings and the lower 8 of 12 layers
+/// frozen (`frozen8`). The texts are random words of MiniLM's (BERT-base-uncased's)
+/// vocabulary (`DIR/minilm/vocab.txt`), each longer than 128 tokens. Reports samples/s.
+pub fn bert_base(
+    assets: &std::path::Path,
+    device: &str,
+    steps: usize,
+    frozen8: bool,
+) -> Result<serde_json::Value> {
+    const BATCH: usize = 32;
+    const LEN: usize = 128;
+    let vocab = assets.join("minilm").join("vocab.txt");
+    let words: Vec<String> = std::fs::read_to_string(&vocab)
+        .map_err(|e| {
+            crate::error::Error::invalid(format!(
+                "cannot read {}: {e}; run scripts/fetch_assets.py",
+                vocab.display()
+            ))
+        })?
+        .lines()
+        .filter(|w| w.len() > 2 && w.chars().all(|c| c.is_ascii_lowercase()))
+        .map(str::to_string)
+        .collect();
+    if words.is_empty() {
+        bail!("{} has no plain words to make texts from", vocab.display());
+    }
+    let dir = tempfile_dir()?;
+    let csv = dir.join("texts.csv");
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = String::from("text,label\n");
+    for _ in 0..(steps + 2) * BATCH {
+        let row: Vec<&str> = (0..LEN + 8).map(|_| words[next() as usize % words.len()].as_str()).collect();
+        text += &format!("{},{}\n", row.join(" "), next() % 2);
+    }
+    std::fs::write(&csv, text)
+        .map_err(|e| crate::error::Error::invalid(format!("cannot write the bench texts: {e}")))?;
+    let mut s = Session::new();
+    let setup = format!(
+        "device {device}; seed 0; data {} split=1/0 max_len={LEN} clean=false; \
+         load bert config=base vocab={} task=classify labels=2; optimizer adamw lr=2e-5",
+        csv.display(),
+        vocab.display()
+    );
+    s.run(&setup, &mut Quiet)?;
+    if frozen8 {
+        s.run("freeze embeddings layers=0..8", &mut Quiet)?;
+    }
+    s.run(&format!("fit steps=2 batch={BATCH}"), &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = if frozen8 { "bert_base_frozen8" } else { "bert_base" };
+    Ok(json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        format!("{name}_b{BATCH}_l{LEN}_{}_samples_per_s", precision_name(device)): (steps as f64 * BATCH as f64 / secs * 10.0).round() / 10.0,
+    }))
+}
+
+/// The jobs of `shared/bench/torch_baseline.py` in one run, with its JSON keys: BERT-base
+/// fp32 and TF32, frozen-8 TF32, GPT-2 small 16 × 512 fp32 and TF32, and the linear SGD
+/// loop (1000 steps). TF32 is CUDA's reduced-precision f32 GEMM; on the CPU both modes are
+/// fp32 and the TF32 keys are left out. `steps` caps the timed updates of the big models.
+pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let mut add = |v: serde_json::Value| {
+        if let serde_json::Value::Object(m) = v {
+            out.extend(m);
+        }
+    };
+    let cuda = device.starts_with("cuda");
+    let modes: &[bool] = if cuda { &[false, true] } else { &[false] };
+    let was = candle_core::cuda::gemm_reduced_precision_f32();
+    let result = (|| -> Result<()> {
+        for &tf32 in modes {
+            candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+            add(bert_base(assets, device, steps, false)?);
+        }
+        candle_core::cuda::set_gemm_reduced_precision_f32(cuda);
+        add(bert_base(assets, device, steps, true)?);
+        for &tf32 in modes {
+            candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+            add(gpt2_sized(assets, device, steps.min(20), 16, 512)?);
+        }
+        candle_core::cuda::set_gemm_reduced_precision_f32(false);
+        add(linreg(1000, device)?);
+        Ok(())
+    })();
+    candle_core::cuda::set_gemm_reduced_precision_f32(was);
+    result?;
+    Ok(serde_json::Value::Object(out))
+}
+
 /// A fresh directory under the system temp dir.
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("tunelab-bench-{}", std::process::id()));
@@ -195,7 +320,9 @@ fn default_assets() -> Result<std::path::PathBuf> {
 /// Runs the named workload: `linreg` (the teaching case), `minilm` (text classification
 /// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`), `minilm-small` (a few
 /// MiniLM steps in the current kernel mode; `--assets` defaults to ~/.cache/tunelab/assets),
-/// `kernels` (`minilm-small` fused, then composite, and the ratio) or `gpt2`.
+/// `kernels` (`minilm-small` fused, then composite, and the ratio), `gpt2`, `bert-base`
+/// (BERT-base b32 L128 sequence classification) or `suite` (every job of
+/// `torch_baseline.py`, with its keys; `scripts/gpu-bench.sh` runs both on a GPU).
 pub fn run(
     workload: &str,
     steps: usize,
@@ -224,6 +351,19 @@ pub fn run(
                 minilm_small(&dir, device, steps)
             }
         }
-        other => bail!("unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2"),
+        "bert-base" | "suite" => {
+            let dir = match assets {
+                Some(dir) => dir.to_path_buf(),
+                None => default_assets()?,
+            };
+            if workload == "suite" {
+                suite(&dir, device, steps.min(30))
+            } else {
+                bert_base(&dir, device, steps.min(100), false)
+            }
+        }
+        other => bail!(
+            "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, bert-base, suite"
+        ),
     }
 }

@@ -54,7 +54,8 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite) or gpt2.
+        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite), gpt2, bert-base,
+        /// or suite (the jobs of shared/bench/torch_baseline.py, with its JSON keys).
         #[arg(default_value = "linreg")]
         workload: String,
         /// Timed updates.

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU benchmark of issues 6–9, side by side in one run on a machine with an NVIDIA GPU,
+# PyTorch + transformers and no cargo: shared/bench/torch_baseline.py, then
+# `tunelab bench suite --device cuda` (the same jobs, the same JSON keys), then the ratio
+# of each key (tunelab / PyTorch; above 1 is faster). Run from the repository root with the
+# CUDA binary `scripts/cuda-toolchain.sh build` made and the assets the suite reads:
+#
+#   mkdir -p shared bench-assets/minilm && cp -r /work/shared/bench shared/ \
+#     && cp ~/.cache/tunelab/assets/minilm/vocab.txt bench-assets/minilm/ \
+#     && cp -r ~/.cache/tunelab/assets/gpt2_tokenizer bench-assets/
+#   run(command="scripts/gpu-bench.sh",
+#       carry=["target/cuda/gpu-bundle.tar.xz", "bench-assets", "shared/bench"])
+#
+# (`shared/` and `bench-assets/` are git-ignored; together under 3 MB, the bundle 20 MB.)
+# TUNELAB_BENCH_ASSETS and TORCH_BASELINE point elsewhere. Writes torch_baseline.json,
+# tunelab_suite.json and ratios.json under $OUT when it is set. Steps: TUNELAB_BENCH_STEPS
+# (default 30, as the baseline).
+set -uo pipefail
+
+DIR="${TUNELAB_CUDA_BIN:-target/cuda}"
+ASSETS="${TUNELAB_BENCH_ASSETS:-bench-assets}"
+BASELINE="${TORCH_BASELINE:-shared/bench/torch_baseline.py}"
+OUT="${OUT:-$(mktemp -d)}"
+export OUT
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+if [ -f "$DIR/gpu-bundle.tar.xz" ] && [ ! -x "$DIR/release/tunelab" ]; then
+  tar -xJf "$DIR/gpu-bundle.tar.xz" -C "$DIR"
+fi
+for need in "$DIR/release/tunelab" "$BASELINE" "$ASSETS/minilm/vocab.txt" "$ASSETS/gpt2_tokenizer"; do
+  if [ ! -e "$need" ]; then
+    echo "gpu-bench: no $need (see the header of $0 for what to carry)" >&2
+    exit 100
+  fi
+done
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+echo "=== PyTorch ($BASELINE) ==="
+python3 "$BASELINE" || { echo "gpu-bench: the PyTorch baseline failed" >&2; exit 1; }
+
+echo "=== tunelab bench suite ==="
+"$DIR/release/tunelab" bench suite --device cuda --steps "${TUNELAB_BENCH_STEPS:-30}" --assets "$ASSETS" \
+  > "$OUT/tunelab_suite.json" || { echo "gpu-bench: tunelab bench failed" >&2; exit 1; }
+cat "$OUT/tunelab_suite.json"
+
+echo "=== ratios (tunelab / PyTorch, same key) ==="
+python3 - "$OUT/torch_baseline.json" "$OUT/tunelab_suite.json" "$OUT/ratios.json" <<'PY'
+import json, sys
+torch, ours = (json.load(open(p)) for p in sys.argv[1:3])
+ratios = {}
+for key, value in sorted(torch.items()):
+    if key.endswith("_per_s") and isinstance(ours.get(key), (int, float)) and value:
+        ratios[key] = round(ours[key] / value, 3)
+        print(f"{key:48s} torch {value:>10} tunelab {ours[key]:>10}  ×{ratios[key]}")
+    elif key.endswith("_per_s"):
+        print(f"{key:48s} torch {value:>10} tunelab {'(not run)':>10}")
+json.dump(ratios, open(sys.argv[3], "w"), indent=1)
+PY
