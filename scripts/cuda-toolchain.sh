@@ -36,19 +36,16 @@ cudarc_dir() {
     log "Cargo.lock has no cudarc; run this from the tunelab repository"
     exit 1
   fi
-  for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$version"; do
-    if [ -f "$dir/src/driver/sys/mod.rs" ]; then
-      echo "$dir"
-      return
-    fi
-  done
-  log "fetching crates (cudarc $version is not in the cargo registry yet)"
-  (cd "$ROOT" && cargo fetch --quiet)
-  for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$version"; do
-    if [ -f "$dir/src/driver/sys/mod.rs" ]; then
-      echo "$dir"
-      return
-    fi
+  for attempt in registry fetched; do
+    for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$version"; do
+      if [ -f "$dir/src/driver/sys/mod.rs" ]; then
+        echo "$dir"
+        return
+      fi
+    done
+    [ "$attempt" = fetched ] && break
+    log "fetching crates (cudarc $version is not in the cargo registry yet)"
+    (cd "$ROOT" && cargo fetch --quiet)
   done
   log "cudarc $version not found after cargo fetch"
   exit 1
