@@ -55,5 +55,8 @@ for key, value in sorted(torch.items()):
         print(f"{key:48s} torch {value:>10} tunelab {ours[key]:>10}  ×{ratios[key]}")
     elif key.endswith("_per_s"):
         print(f"{key:48s} torch {value:>10} tunelab {'(not run)':>10}")
+for key, value in sorted(ours.items()):
+    if key.endswith("_per_s") and key not in torch:
+        print(f"{key:48s} torch {'(no job)':>10} tunelab {value:>10}")
 json.dump(ratios, open(sys.argv[3], "w"), indent=1)
 PY

@@ -201,14 +201,14 @@ fn precision_name(device: &str) -> &'static str {
 
 /// BERT-base (random weights: weights do not change speed) fine-tuned for two-label
 /// sequence classification as `torch_baseline.py` does: batch 32 × 128 tokens, AdamW
-/// 2e-5, all parameters trainable, or with the embeddings and the lower 8 of 12 layers
-/// frozen (`frozen8`). The texts are random words of MiniLM's (BERT-base-uncased's)
+/// 2e-5, all parameters trainable (`full`), with the embeddings and the lower 8 of 12
+/// layers frozen (`frozen8`), or LoRA r=8 on the query and value weights (`lora`). The texts are random words of MiniLM's (BERT-base-uncased's)
 /// vocabulary (`DIR/minilm/vocab.txt`), each longer than 128 tokens. Reports samples/s.
 pub fn bert_base(
     assets: &std::path::Path,
     device: &str,
     steps: usize,
-    frozen8: bool,
+    variant: &str,
 ) -> Result<serde_json::Value> {
     const BATCH: usize = 32;
     const LEN: usize = 128;
@@ -251,15 +251,23 @@ pub fn bert_base(
         vocab.display()
     );
     s.run(&setup, &mut Quiet)?;
-    if frozen8 {
-        s.run("freeze embeddings layers=0..8", &mut Quiet)?;
-    }
+    let name = match variant {
+        "full" => "bert_base",
+        "frozen8" => {
+            s.run("freeze embeddings layers=0..8", &mut Quiet)?;
+            "bert_base_frozen8"
+        }
+        "lora" => {
+            s.run("lora r=8 alpha=16 target=query,value", &mut Quiet)?;
+            "bert_base_lora_r8"
+        }
+        other => bail!("unknown BERT-base bench variant '{other}': full, frozen8 or lora"),
+    };
     s.run(&format!("fit steps=2 batch={BATCH}"), &mut Quiet)?;
     let t = Instant::now();
     s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
     let secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
-    let name = if frozen8 { "bert_base_frozen8" } else { "bert_base" };
     Ok(json!({
         "device": device,
         "tunelab": env!("CARGO_PKG_VERSION"),
@@ -268,7 +276,7 @@ pub fn bert_base(
 }
 
 /// The jobs of `shared/bench/torch_baseline.py` in one run, with its JSON keys: BERT-base
-/// fp32 and TF32, frozen-8 TF32, GPT-2 small 16 × 512 fp32 and TF32, and the linear SGD
+/// fp32 and TF32, frozen-8 TF32 (and LoRA r=8 on q/v, which the baseline lacks), GPT-2 small 16 × 512 fp32 and TF32, and the linear SGD
 /// loop (1000 steps). TF32 is CUDA's reduced-precision f32 GEMM; on the CPU both modes are
 /// fp32 and the TF32 keys are left out. `steps` caps the timed updates of the big models.
 pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
@@ -284,10 +292,11 @@ pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<ser
     let result = (|| -> Result<()> {
         for &tf32 in modes {
             candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
-            add(bert_base(assets, device, steps, false)?);
+            add(bert_base(assets, device, steps, "full")?);
         }
         candle_core::cuda::set_gemm_reduced_precision_f32(cuda);
-        add(bert_base(assets, device, steps, true)?);
+        add(bert_base(assets, device, steps, "frozen8")?);
+        add(bert_base(assets, device, steps, "lora")?);
         for &tf32 in modes {
             candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
             add(gpt2_sized(assets, device, steps.min(20), 16, 512)?);
@@ -359,7 +368,7 @@ pub fn run(
             if workload == "suite" {
                 suite(&dir, device, steps.min(30))
             } else {
-                bert_base(&dir, device, steps.min(100), false)
+                bert_base(&dir, device, steps.min(100), "full")
             }
         }
         other => bail!(
