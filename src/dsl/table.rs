@@ -219,6 +219,28 @@ pub static VERBS: &[VerbSpec] = &[
         examples: &["device", "device cpu", "device auto"],
     },
     VerbSpec {
+        name: "precision",
+        aliases: &[],
+        group: Group::Session,
+        summary: "show or choose the compute precision (f32, bf16, f16)",
+        details: "bf16 and f16 run forward and backward passes in half precision (matrix products \
+                  and activations; norms, softmax and losses stay f32) while the weights and the \
+                  optimizer state stay f32, so memory for activations halves and GPU tensor cores \
+                  are used. f16 adds dynamic loss scaling: a step whose gradients overflow is \
+                  skipped and the scale halved. Applies to the loaded model and any loaded later; \
+                  `save` writes f32 weights either way.",
+        args: &[ArgSpec {
+            name: "PRECISION",
+            kind: Kind::Choice(&["f32", "bf16", "f16"]),
+            required: false,
+            many: false,
+            suggest: &["f32", "bf16", "f16"],
+            doc: "f32 (default), bf16 or f16",
+        }],
+        options: &[],
+        examples: &["precision bf16", "precision"],
+    },
+    VerbSpec {
         name: "seed",
         aliases: &[],
         group: Group::Session,

@@ -102,7 +102,8 @@ impl Model for Linear {
         }
         let w = self.params.tensor("weight", train)?;
         let b = self.params.tensor("bias", train)?;
-        Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
+        let x = x.to_dtype(w.dtype())?;
+        crate::model::layers::upcast(x.matmul(&w.t()?)?.broadcast_add(&b)?)
     }
 
     fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {

@@ -27,6 +27,9 @@ pub struct Params {
     lora: Option<Lora>,
     /// Bottleneck adapters (their tensors are among `items`); see [`super::bottleneck`].
     pub(super) bottleneck: Option<super::bottleneck::Bottleneck>,
+    /// The dtype forward passes compute in when it is not the stored one (`precision
+    /// bf16|f16`): [`Params::tensor`] casts each weight as it hands it out.
+    compute: Option<DType>,
 }
 
 impl Params {
@@ -46,7 +49,7 @@ impl Params {
     /// Parameters from their items and LoRA state.
     pub(super) fn from_parts(items: Vec<Param>, lora: Option<Lora>) -> Params {
         let index = items.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Params { items, index, lora, bottleneck: None }
+        Params { items, index, lora, bottleneck: None, compute: None }
     }
 
     /// The LoRA adapters, when attached.
@@ -83,10 +86,31 @@ impl Params {
         self.index.get(name).map(|&i| &self.items[i])
     }
 
+    /// The dtype forward passes compute in (`None`: the weights' own).
+    pub fn compute(&self) -> Option<DType> {
+        self.compute
+    }
+
+    /// Sets the dtype forward passes compute in (`precision`); `None` or the weights' own
+    /// dtype computes in that. The weights themselves are not converted.
+    pub fn set_compute(&mut self, dtype: Option<DType>) {
+        self.compute = dtype.filter(|&d| d != DType::F32);
+    }
+
     /// The tensor to use in a forward pass: tracked for gradients when trainable and
     /// `train` is set, detached otherwise. A weight with an enabled LoRA adapter comes back
-    /// as `W + scale·B·A` (gradients flow to A and B when they are trainable).
+    /// as `W + scale·B·A` (gradients flow to A and B when they are trainable). Under mixed
+    /// precision it comes back cast to the compute dtype (its gradient, through the cast,
+    /// stays f32).
     pub fn tensor(&self, name: &str, train: bool) -> Result<Tensor> {
+        let t = self.stored_tensor(name, train)?;
+        match self.compute {
+            Some(dtype) if t.dtype() != dtype && t.dtype().is_float() => Ok(t.to_dtype(dtype)?),
+            _ => Ok(t),
+        }
+    }
+
+    fn stored_tensor(&self, name: &str, train: bool) -> Result<Tensor> {
         let Some(p) = self.get(name) else {
             bail!("model has no parameter '{name}'; `show params` lists them")
         };

@@ -87,6 +87,8 @@ pub struct Session {
     anchors: Arc<crate::train::Anchors>,
     /// The teacher of `distill`, if any.
     distill: Option<crate::train::SharedDistill>,
+    /// The f16 loss scale, kept from fit to fit (`precision f16`).
+    loss_scaler: crate::train::LossScaler,
     /// Rows `step` has yet to visit in the current pass over the training split.
     step_queue: Vec<u32>,
     snapshots: Vec<Snapshot>,
@@ -131,6 +133,7 @@ impl Session {
             head_from_checkpoint: false,
             anchors: Arc::default(),
             distill: None,
+            loss_scaler: Default::default(),
             step_queue: Vec::new(),
             snapshots: Vec::new(),
             undo: Vec::new(),
@@ -314,11 +317,17 @@ impl Session {
     }
 
     fn dispatch(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<Flow> {
+        // Whatever built the model (load, lora, undo…), it computes in the session's precision.
+        let compute = self.settings.precision.compute();
+        if let Some(m) = self.model.as_deref_mut() {
+            m.params_mut().set_compute(Some(compute));
+        }
         match cmd.name() {
             "quit" => return Ok(Flow::Quit),
             "export" => self.export(cmd, sink)?,
             "help" => self.help(cmd, sink)?,
             "device" => self.device_cmd(cmd, sink)?,
+            "precision" => self.precision(cmd, sink)?,
             "seed" => self.seed(cmd, sink)?,
             "batch" => self.batch(cmd, sink)?,
             "epochs" => self.epochs(cmd, sink)?,

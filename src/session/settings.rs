@@ -15,6 +15,8 @@ pub struct Settings {
     pub l2: f64,
     /// Class weights of a classifier's training loss (`loss weights=`).
     pub class_weights: crate::train::ClassWeights,
+    /// The compute precision of forward and backward passes (`precision`).
+    pub precision: crate::train::Precision,
 }
 
 impl Default for Settings {
@@ -26,6 +28,7 @@ impl Default for Settings {
             l1: 0.0,
             l2: 0.0,
             class_weights: crate::train::ClassWeights::None,
+            precision: crate::train::Precision::F32,
         }
     }
 }

@@ -193,6 +193,7 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
         order.shuffle(&mut StdRng::seed_from_u64(step_seed(t.seed ^ SHUFFLE_SALT, epoch)));
         let micro: Vec<&[u32]> = order.chunks(plan.batch.max(1)).collect();
         let mut epoch_losses = Vec::new();
+        let mut overflowed = 0;
         for group in micro.chunks(accumulate) {
             if done == total {
                 break 'epochs;
@@ -213,6 +214,12 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
                 StepResult::NonFinite(what, value) => {
                     end = FitEnd::Diverged { what, step: t.history.step() + 1, loss: value, lr };
                     break;
+                }
+                // f16: the batch is spent, the update skipped and the loss scale lowered.
+                StepResult::Overflow(_) => {
+                    overflowed += 1;
+                    done += 1;
+                    continue;
                 }
             };
             // 4. Record.
@@ -243,7 +250,7 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
         if epoch_losses.is_empty() {
             break;
         }
-        let complete = epoch_losses.len() == per_epoch;
+        let complete = epoch_losses.len() + overflowed == per_epoch;
         let train_loss = epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64;
         let (valid_loss, valid_accuracy) = validate(t.model, t.data, eval_chunk)?;
         t.history.epochs.push(EpochRecord {

@@ -50,6 +50,7 @@ pub fn lr_range_test(
         let loss = match train_step(model, optimizer, &[b], lr, step_seed(seed, i as u64), cfg)? {
             StepResult::Applied(u) => u.loss,
             StepResult::NonFinite(..) => break,
+            StepResult::Overflow(_) => continue,
         };
         avg = beta * avg + (1.0 - beta) * loss;
         let smoothed = avg / (1.0 - beta.powi(i as i32 + 1));

@@ -7,6 +7,7 @@ mod fit;
 mod loss;
 mod lr_find;
 mod optim;
+mod precision;
 mod schedule;
 mod step;
 
@@ -17,5 +18,6 @@ pub use fit::{fit, steps_per_epoch, AutosaveHook, FitEnd, FitPlan, FitReport, Mo
 pub use loss::{inverse_frequency, weighted_cross_entropy, ClassWeights};
 pub use lr_find::{lr_range_test, RangeTest};
 pub use optim::{OptimConfig, OptimKind, Optimizer};
+pub use precision::{LossScaler, Precision};
 pub use schedule::{Schedule, ScheduleKind};
 pub use step::{train_step, Grads, StepConfig, StepResult, Update};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::{distill_loss, weighted_cross_entropy, Anchors, Optimizer, SharedDistill};
+use super::{distill_loss, weighted_cross_entropy, Anchors, LossScaler, Optimizer, SharedDistill};
 use crate::data::Batch;
 use crate::error::Result;
 use crate::model::layers::step_seed;
@@ -34,6 +34,8 @@ pub struct StepConfig {
     pub anchors: Option<std::sync::Arc<Anchors>>,
     /// A teacher whose soft targets are mixed into a classifier's loss (`distill`).
     pub distill: Option<SharedDistill>,
+    /// Dynamic loss scaling (`precision f16`), shared with the session.
+    pub loss_scale: Option<LossScaler>,
 }
 
 impl Default for StepConfig {
@@ -46,6 +48,7 @@ impl Default for StepConfig {
             class_weights: None,
             anchors: None,
             distill: None,
+            loss_scale: None,
         }
     }
 }
@@ -71,6 +74,9 @@ pub enum StepResult {
     /// changed. Holds what went wrong (`"loss"`, `"gradient norm"`, `"an updated weight"`)
     /// and its value.
     NonFinite(&'static str, f64),
+    /// Under f16 loss scaling the scaled gradients overflowed: nothing was changed and the
+    /// scale was halved (to the value held), as PyTorch's `GradScaler` skips such a step.
+    Overflow(f64),
 }
 
 /// The penalty term `l1·Σ|w| + l2·Σw²` over trainable parameters with two or more
@@ -110,6 +116,7 @@ pub fn train_step(
     let total_rows: usize = sizes.iter().sum::<usize>().max(1);
     let mut grads: Grads = HashMap::new();
     let mut data_loss = 0.0;
+    let scale = cfg.loss_scale.as_ref().map(|s| s.scale());
     for (i, (batch, &n)) in batches.iter().zip(&sizes).enumerate() {
         let mut pass = Pass::train(step_seed(seed, i as u64));
         let loss = match (&cfg.class_weights, &cfg.distill, batch) {
@@ -142,6 +149,9 @@ pub fn train_step(
                 objective = (objective + p)?;
             }
         }
+        if let Some(s) = scale {
+            objective = objective.affine(s, 0.0)?;
+        }
         let store = objective.backward()?;
         for p in model.params().iter().filter(|p| p.trainable) {
             if let Some(g) = store.get(p.var.as_tensor()) {
@@ -157,14 +167,29 @@ pub fn train_step(
             }
         }
     }
-    // Global gradient norm; clip to it when asked.
-    let mut sq = 0.0;
-    for g in grads.values() {
-        sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if let Some(s) = scale {
+        for g in grads.values_mut() {
+            *g = g.affine(1.0 / s, 0.0)?;
+        }
     }
+    // Global gradient norm (one transfer to the host); clip to it when asked.
+    let squares =
+        grads.values().map(|g| Ok(g.sqr()?.sum_all()?.to_dtype(DType::F64)?)).collect::<Result<Vec<_>>>()?;
+    let sq = match squares.is_empty() {
+        true => 0.0,
+        false => Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?,
+    };
     let grad_norm = sq.sqrt();
     if !grad_norm.is_finite() {
+        if let Some(scaler) = cfg.loss_scale.as_ref() {
+            if scaler.overflowed() {
+                return Ok(StepResult::Overflow(scaler.scale()));
+            }
+        }
         return Ok(StepResult::NonFinite("gradient norm", grad_norm));
+    }
+    if let Some(scaler) = cfg.loss_scale.as_ref() {
+        scaler.good_step();
     }
     if let Some(max) = cfg.clip.filter(|m| grad_norm > *m) {
         let scale = max / (grad_norm + 1e-6);

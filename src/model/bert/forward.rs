@@ -223,7 +223,7 @@ pub fn mlm_loss(
     let device = hidden.device().clone();
     let pos = Tensor::from_vec(positions, (targets.len(),), &device)?;
     let picked = hidden.reshape((b * l, h))?.index_select(&pos, 0)?;
-    let logits = mlm_logits(p, c, &picked, pass)?;
+    let logits = crate::model::layers::upcast(mlm_logits(p, c, &picked, pass)?)?;
     let targets = Tensor::from_vec(targets, (pos.dim(0)?,), &device)?;
     kernels::cross_entropy(&logits, &targets)
 }

@@ -199,10 +199,11 @@ impl Model for Bert {
             bail!("BERT takes text: `data FILE text=COL label=COL`")
         };
         let hidden = forward::encode(&self.params, &self.config, ids, mask, pass)?;
-        match &self.task {
-            BertTask::Classify(_) => forward::classify(&self.params, &self.config, &hidden, pass),
-            BertTask::MaskedLm => forward::mlm_logits(&self.params, &self.config, &hidden, pass),
-        }
+        let logits = match &self.task {
+            BertTask::Classify(_) => forward::classify(&self.params, &self.config, &hidden, pass)?,
+            BertTask::MaskedLm => forward::mlm_logits(&self.params, &self.config, &hidden, pass)?,
+        };
+        crate::model::layers::upcast(logits)
     }
 
     fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {

@@ -228,10 +228,10 @@ impl Model for Gpt2 {
     fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
         let (ids, mask) = Gpt2::ids_of(batch)?;
         if self.labels.is_some() {
-            return self.classify(ids, mask, pass);
+            return crate::model::layers::upcast(self.classify(ids, mask, pass)?);
         }
         let h = forward::hidden(&self.params, &self.config, ids, None, pass)?;
-        forward::logits(&self.params, &h, pass)
+        crate::model::layers::upcast(forward::logits(&self.params, &h, pass)?)
     }
 
     fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {

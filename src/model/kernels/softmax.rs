@@ -3,7 +3,7 @@
 //! `[1, 1, q, keys]` causal, or both) broadcast over heads and queries without being
 //! materialised. Backward: `dx = scale · y · (dy - Σ dy·y)`, one pass.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, D};
 
 use super::{contiguous, fusable, same_len, with_real, KernelError, Real};
 use crate::error::Result;
@@ -26,13 +26,19 @@ pub fn softmax(x: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> 
 }
 
 /// The same function as [`softmax`] from candle's ops (which have a backward pass).
+/// Half-precision input (bf16/f16) is computed in f32 and the result cast back, as
+/// mixed-precision training does for every reduction.
 pub fn softmax_composite(x: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> {
-    let s = (x * scale)?;
+    let dtype = x.dtype();
+    let half = matches!(dtype, DType::BF16 | DType::F16);
+    let up = |t: &Tensor| if half { t.to_dtype(DType::F32) } else { Ok(t.clone()) };
+    let s = (up(x)? * scale)?;
     let s = match bias {
-        Some(b) => s.broadcast_add(b)?,
+        Some(b) => s.broadcast_add(&up(b)?)?,
         None => s,
     };
-    Ok(candle_nn::ops::softmax(&s, D::Minus1)?)
+    let y = candle_nn::ops::softmax(&s, D::Minus1)?;
+    Ok(if half { y.to_dtype(dtype)? } else { y })
 }
 
 /// Offsets into a (possibly broadcast, strided) bias storage: the start of each row of the

@@ -17,6 +17,15 @@ use candle_core::{DType, Tensor, D};
 
 use crate::error::Result;
 
+/// A half-precision (bf16/f16) tensor converted to f32, anything else as it is: what a
+/// model's outputs go through under mixed precision, so losses and metrics are f32.
+pub fn upcast(t: Tensor) -> Result<Tensor> {
+    Ok(match t.dtype() {
+        DType::BF16 | DType::F16 => t.to_dtype(DType::F32)?,
+        _ => t,
+    })
+}
+
 /// `x · wᵀ + b` over the last dimension, as `torch.nn.Linear` (w: `[out, in]`).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
@@ -47,10 +56,12 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
 }
 
 /// Additive attention bias from a `[batch, len]` mask of 1 (attend) / 0 (padding):
-/// `[batch, 1, 1, len]` holding 0 or a large negative number.
+/// `[batch, 1, 1, len]` holding 0 or a large negative number (the most negative f16 can
+/// hold, under f16: 1e9 would be infinite there, and 0·∞ a NaN).
 pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, l) = mask.dims2()?;
-    let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e9)?;
+    let big = if dtype == DType::F16 { 65504.0 } else { 1e9 };
+    let bias = ((mask.to_dtype(dtype)? - 1.0)? * big)?;
     Ok(bias.reshape((b, 1, 1, l))?)
 }
 

@@ -204,7 +204,7 @@ impl Model for Llama {
     fn forward(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {
         let (ids, mask) = Llama::ids_of(batch)?;
         let h = forward::hidden(&self.params, &self.config, ids, Some(mask), None, pass)?;
-        forward::logits(&self.params, &self.config, &h, pass)
+        crate::model::layers::upcast(forward::logits(&self.params, &self.config, &h, pass)?)
     }
 
     fn loss(&self, batch: &Batch, pass: &mut Pass) -> Result<Tensor> {

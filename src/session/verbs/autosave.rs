@@ -79,6 +79,9 @@ pub(crate) struct SessionRecord {
     epochs: usize,
     l1: f64,
     l2: f64,
+    /// `precision` (absent in checkpoints written before it existed: f32).
+    #[serde(default)]
+    precision: Option<String>,
     autosave: Autosave,
 }
 
@@ -153,6 +156,7 @@ impl Session {
             epochs: self.settings.epochs,
             l1: self.settings.l1,
             l2: self.settings.l2,
+            precision: Some(self.settings.precision.name().to_string()),
             autosave: autosave.clone(),
         }
     }
@@ -234,6 +238,8 @@ impl Session {
         fresh.settings.epochs = record.epochs;
         fresh.settings.l1 = record.l1;
         fresh.settings.l2 = record.l2;
+        fresh.settings.precision =
+            record.precision.as_deref().and_then(crate::train::Precision::parse).unwrap_or_default();
         fresh.rng = StdRng::seed_from_u64(record.seed);
         if let Some(data) = &record.data {
             fresh.run_quietly(data, sink)?;

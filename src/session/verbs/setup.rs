@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use crate::dsl::{help, Command};
 use crate::error::{bail, Error, Result};
 use crate::session::{Event, Session, Sink};
+use crate::train::Precision;
 
 /// The name a device is shown and chosen by.
 pub(crate) fn device_name(d: &Device) -> String {
@@ -111,6 +112,42 @@ impl Session {
         let what = if moved.is_empty() { String::new() } else { format!(" (moved {})", moved.join(" and ")) };
         sink.emit(Event::Text(format!("device {}{what}", device_name(&device))));
         self.device = device;
+        Ok(())
+    }
+
+    /// `precision [f32|bf16|f16]`: shows or sets the compute precision. The weights and
+    /// the optimizer state stay f32; only forward and backward passes change.
+    pub(crate) fn precision(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
+        let described = |p: Precision| match p {
+            Precision::F32 => "precision f32: weights, activations and gradients in f32".to_string(),
+            half => format!(
+                "precision {0}: forward and backward in {0} (norms, softmax and losses in f32); weights and \
+                 optimizer state stay f32{1}",
+                half.name(),
+                if half.scales_loss() { "; dynamic loss scaling" } else { "" }
+            ),
+        };
+        let Some(name) = cmd.arg(0).and_then(|v| v.as_str()) else {
+            sink.emit(Event::Text(described(self.settings.precision)));
+            return Ok(());
+        };
+        let Some(precision) = Precision::parse(name) else {
+            return Err(Error::invalid(format!("unknown precision '{name}': use f32, bf16 or f16")));
+        };
+        if precision != Precision::F32 && self.device.is_cpu() {
+            sink.emit(Event::Warning(format!(
+                "{} on the CPU runs slower than f32 (no native half-precision arithmetic there); it pays on a GPU",
+                precision.name()
+            )));
+        }
+        if precision.scales_loss() && !self.settings.precision.scales_loss() {
+            self.loss_scaler = Default::default();
+        }
+        self.settings.precision = precision;
+        if let Some(m) = self.model.as_deref_mut() {
+            m.params_mut().set_compute(Some(precision.compute()));
+        }
+        sink.emit(Event::Text(described(precision)));
         Ok(())
     }
 

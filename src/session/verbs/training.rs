@@ -243,6 +243,7 @@ impl Session {
             class_weights: self.class_weights_now()?,
             anchors: (!self.anchors.is_empty()).then(|| self.anchors.clone()),
             distill: self.distill.clone(),
+            loss_scale: self.settings.precision.scales_loss().then(|| self.loss_scaler.clone()),
         })
     }
 
@@ -377,6 +378,7 @@ impl Session {
             seed: self.settings.seed,
             autosave,
         };
+        let skipped_before = self.loss_scaler.skipped();
         let report = fit(trainer, &plan, sink);
         self.step_queue.clear();
         let report = match report {
@@ -397,6 +399,13 @@ impl Session {
         }
         let secs = started.elapsed().as_secs_f64();
         let rate = report.steps as f64 / secs.max(1e-9);
+        let skipped = self.loss_scaler.skipped() - skipped_before;
+        if skipped > 0 {
+            sink.emit(Event::Text(format!(
+                "f16: {skipped} update(s) skipped because the scaled gradients overflowed; loss scale now {}",
+                self.loss_scaler.scale()
+            )));
+        }
         match report.end {
             FitEnd::Completed => {
                 let last = match self.history.epochs.last() {
@@ -479,6 +488,12 @@ impl Session {
                     "{what} is {value} at step {}: the update was not applied; lower the learning rate or `undo`",
                     self.history.step() + 1
                 ),
+                StepResult::Overflow(scale) => {
+                    sink.emit(Event::Warning(format!(
+                        "f16 gradients overflowed: the update was skipped and the loss scale halved to {scale}; step again"
+                    )));
+                    break;
+                }
             };
             let after = model.params().flat_values()?;
             let loss_after = model
