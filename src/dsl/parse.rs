@@ -415,6 +415,13 @@ mod tests {
     }
 
     #[test]
+    fn precision() {
+        assert_eq!(one("precision bf16").arg(0), Some(&s("bf16")));
+        assert_eq!(one("precision").arg(0), None);
+        assert!(parse("precision int8").is_err());
+    }
+
+    #[test]
     fn snapshot_restore_undo() {
         assert_eq!(one("snapshot before-unfreeze").arg(0), Some(&s("before-unfreeze")));
         assert_eq!(one("restore s1").arg(0), Some(&s("s1")));

@@ -248,6 +248,10 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
         }
         // End of epoch (or of the part of it that ran): validation and a log line.
         if epoch_losses.is_empty() {
+            // Every update of this pass was skipped by the f16 loss scaler: go on.
+            if overflowed > 0 && end == FitEnd::Completed {
+                continue;
+            }
             break;
         }
         let complete = epoch_losses.len() + overflowed == per_epoch;
