@@ -203,3 +203,84 @@ fn moving_cpu_cuda_cpu_keeps_weights_and_adamw_moments() {
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5), "{a:?} vs {b:?}");
     println!("moved cpu→cuda→cpu: {} weights and {} optimizer tensors kept to 1e-6", w0.len(), m0.len());
 }
+
+/// The learned weights of a linear-model session, weight then bias.
+fn linear_weights(s: &Session) -> Vec<f32> {
+    s.weights().unwrap().into_iter().flat_map(|(_, v)| v).collect()
+}
+
+#[test]
+fn bf16_and_f16_converge_on_cuda() {
+    let Some(_) = cuda() else { return };
+    for precision in ["bf16", "f16"] {
+        let mut s = Session::new();
+        ok(&mut s, &format!("{LINEAR}; device cuda; precision {precision}; fit epochs=12"));
+        let w = linear_weights(&s);
+        for (got, want) in w.iter().zip([3.0, -1.0, 2.0]) {
+            assert!((got - want).abs() < 0.06, "{precision} on cuda learned {w:?}, true [3, -1, 2]");
+        }
+        println!("linear {precision} on cuda: learned {w:?} (true [3, -1, 2])");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let setup = bert_setup(dir.path());
+    let run = |precision: &str| {
+        let mut s = Session::new();
+        ok(&mut s, &setup);
+        ok(&mut s, &format!("device cuda; precision {precision}; fit epochs=50 steps=40"));
+        let eval = common::render(&ok(&mut s, "eval"));
+        (last_losses(&s, 40), eval)
+    };
+    let (full, _) = run("f32");
+    for precision in ["bf16", "f16"] {
+        let (half, eval) = run(precision);
+        for (i, (x, y)) in full.iter().zip(&half).take(5).enumerate() {
+            assert!((x - y).abs() < 0.02 * x.abs().max(1.0), "step {}: f32 {x}, {precision} {y}", i + 1);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (first, last) = (mean(&half[..5]), mean(&half[35..]));
+        assert!(last < 0.6 * first, "tiny bert {precision} on cuda: loss {first:.4} → {last:.4}");
+        println!(
+            "tiny bert {precision} on cuda: loss {first:.4} → {last:.4} (f32 {:.4} → {:.4}); {}",
+            mean(&full[..5]),
+            mean(&full[35..]),
+            eval.lines().next().unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn out_of_device_memory_is_one_clear_error_and_the_session_goes_on() {
+    let Some(_) = cuda() else { return };
+    // BERT-base shape, 512-token rows, batch 4096: the attention scores of one layer alone
+    // are 4096·12·512²·4 B = 51 GiB, so the first layers exhaust even a 141 GB card.
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["good", "bad", "film", "plot", "the", "was", "and", "very"];
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let vocab: Vec<&str> = specials.iter().chain(&words).copied().collect();
+    std::fs::write(dir.path().join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    for (file, mood) in [("pos.txt", "good"), ("neg.txt", "bad")] {
+        let line = |i: usize| {
+            (0..520).map(|j| words[(i + j) % 8].replace("good", mood)).collect::<Vec<_>>().join(" ")
+        };
+        let text: Vec<String> = (0..2100).map(line).collect();
+        std::fs::write(dir.path().join(file), text.join("\n") + "\n").unwrap();
+    }
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "device cpu; seed 2; data {0}/pos.txt {0}/neg.txt max_len=512 split=0.99/0.01; \
+             load bert config=base vocab={0}/vocab.txt task=classify; device cuda; optimizer adamw lr=1e-5",
+            dir.path().display()
+        ),
+    );
+    let message = common::err(&mut s, "fit steps=1 batch=4096");
+    assert!(message.contains("out of") && message.contains("memory"), "{message}");
+    assert!(message.contains("batch"), "the error does not suggest a smaller batch: {message}");
+    assert!(!message.contains('\n'), "not one line: {message}");
+    assert!(s.history().steps.is_empty(), "a step was recorded by the failed fit");
+    ok(&mut s, "fit steps=2 batch=8");
+    assert_eq!(s.history().steps.len(), 2);
+    assert!(s.weights().unwrap().iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    println!("out of memory at batch 4096: \"{message}\"; then 2 updates at batch 8");
+}

@@ -5,20 +5,11 @@
 
 use std::path::Path;
 
+mod common;
+
 use candle_core::DType;
+use common::{ok, render as text};
 use tunelab::Session;
-
-fn ok(s: &mut Session, src: &str) -> Vec<tunelab::session::Event> {
-    let mut events = Vec::new();
-    if let Err(e) = s.run(src, &mut events) {
-        panic!("`{src}` failed: {e}");
-    }
-    events
-}
-
-fn text(events: &[tunelab::session::Event]) -> String {
-    events.iter().map(|e| format!("{e:?}\n")).collect()
-}
 
 /// Every weight and every optimizer moment of the session's model is f32.
 fn assert_master_weights_f32(s: &Session) {
@@ -138,8 +129,7 @@ fn precision_is_a_session_setting_that_survives_load_and_rejects_unknown_names()
     let shown = text(&ok(&mut s, "precision"));
     assert!(shown.contains("precision bf16"), "{shown}");
     assert_eq!(s.loaded_model().unwrap().params().compute(), Some(DType::BF16));
-    let mut events = Vec::new();
-    let err = s.run("precision int8", &mut events).unwrap_err().to_string();
+    let err = common::err(&mut s, "precision int8");
     assert!(err.contains("f32") && err.contains("bf16"), "{err}");
     assert!(text(&ok(&mut s, "precision")).contains("precision bf16"));
     ok(&mut s, "precision f32");
