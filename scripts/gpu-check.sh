@@ -75,6 +75,10 @@ eval
 plot loss file=$work/loss
 fit epochs=1 batch=16
 show memory
+precision bf16
+fit epochs=2 batch=16
+eval
+show memory
 device
 EOF
 start=$SECONDS

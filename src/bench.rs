@@ -109,6 +109,7 @@ fn gpt2_sized(
         corpus.display()
     );
     s.run(&setup, &mut Quiet)?;
+    s.run(precision_cmd(), &mut Quiet)?;
     s.run(&format!("fit steps=2 batch={batch}"), &mut Quiet)?;
     let t = Instant::now();
     s.run(&format!("fit steps={steps} batch={batch} log={steps}"), &mut Quiet)?;
@@ -187,11 +188,26 @@ pub fn kernels(assets: &std::path::Path, device: &str, steps: usize) -> Result<s
     }))
 }
 
-/// The f32 matmul precision on `device`: `tf32` on CUDA when its reduced-precision f32 GEMM
+/// Whether the BERT-base and GPT-2 jobs train under `precision bf16` (the suite's bf16
+/// keys, beside PyTorch's bf16 autocast).
+static BF16: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The `precision` command the big jobs run: bf16 when [`BF16`] is set, else f32.
+fn precision_cmd() -> &'static str {
+    if BF16.load(std::sync::atomic::Ordering::Relaxed) {
+        "precision bf16"
+    } else {
+        "precision f32"
+    }
+}
+
+/// The matmul precision on `device`: `bf16` under [`BF16`], `tf32` on CUDA when its reduced-precision f32 GEMM
 /// is on (`candle_core::cuda::set_gemm_reduced_precision_f32`), else `fp32` (a CPU build's
 /// stand-in for that switch always answers "on").
 fn precision_name(device: &str) -> &'static str {
-    if device.starts_with("cuda") && cfg!(feature = "cuda") && candle_core::cuda::gemm_reduced_precision_f32()
+    if BF16.load(std::sync::atomic::Ordering::Relaxed) {
+        "bf16"
+    } else if device.starts_with("cuda") && cfg!(feature = "cuda") && candle_core::cuda::gemm_reduced_precision_f32()
     {
         "tf32"
     } else {
@@ -263,6 +279,7 @@ pub fn bert_base(
         }
         other => bail!("unknown BERT-base bench variant '{other}': full, frozen8 or lora"),
     };
+    s.run(precision_cmd(), &mut Quiet)?;
     s.run(&format!("fit steps=2 batch={BATCH}"), &mut Quiet)?;
     let t = Instant::now();
     s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
@@ -276,7 +293,7 @@ pub fn bert_base(
 }
 
 /// The jobs of `shared/bench/torch_baseline.py` in one run, with its JSON keys: BERT-base
-/// fp32 and TF32, frozen-8 TF32 (and LoRA r=8 on q/v, which the baseline lacks), GPT-2 small 16 × 512 fp32 and TF32, and the linear SGD
+/// fp32, TF32 and bf16 (`precision bf16`, on CUDA), frozen-8 TF32 (and LoRA r=8 on q/v, which the baseline lacks), GPT-2 small 16 × 512 fp32, TF32 and bf16, and the linear SGD
 /// loop (1000 steps). TF32 is CUDA's reduced-precision f32 GEMM; on the CPU both modes are
 /// fp32 and the TF32 keys are left out. `steps` caps the timed updates of the big models.
 pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
@@ -300,6 +317,16 @@ pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<ser
         for &tf32 in modes {
             candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
             add(gpt2_sized(assets, device, steps.min(20), 16, 512)?);
+        }
+        if cuda {
+            BF16.store(true, std::sync::atomic::Ordering::Relaxed);
+            let bf16 = (|| -> Result<()> {
+                add(bert_base(assets, device, steps, "full")?);
+                add(gpt2_sized(assets, device, steps.min(20), 16, 512)?);
+                Ok(())
+            })();
+            BF16.store(false, std::sync::atomic::Ordering::Relaxed);
+            bf16?;
         }
         candle_core::cuda::set_gemm_reduced_precision_f32(false);
         add(linreg(1000, device)?);
