@@ -44,6 +44,10 @@ echo "=== tunelab bench suite ==="
   > "$OUT/tunelab_suite.json" || { echo "gpu-bench: tunelab bench failed" >&2; exit 1; }
 cat "$OUT/tunelab_suite.json"
 
+echo "=== tunelab bench bert-base with the fused CUDA kernels off (TUNELAB_KERNELS=composite) ==="
+TUNELAB_KERNELS=composite "$DIR/release/tunelab" bench bert-base --device cuda --steps "${TUNELAB_BENCH_STEPS:-30}" \
+  --assets "$ASSETS" > "$OUT/tunelab_composite.json" && cat "$OUT/tunelab_composite.json"
+
 echo "=== ratios (tunelab / PyTorch, same key) ==="
 python3 - "$OUT/torch_baseline.json" "$OUT/tunelab_suite.json" "$OUT/ratios.json" <<'PY'
 import json, sys

@@ -207,7 +207,9 @@ fn precision_cmd() -> &'static str {
 fn precision_name(device: &str) -> &'static str {
     if BF16.load(std::sync::atomic::Ordering::Relaxed) {
         "bf16"
-    } else if device.starts_with("cuda") && cfg!(feature = "cuda") && candle_core::cuda::gemm_reduced_precision_f32()
+    } else if device.starts_with("cuda")
+        && cfg!(feature = "cuda")
+        && candle_core::cuda::gemm_reduced_precision_f32()
     {
         "tf32"
     } else {

@@ -284,3 +284,72 @@ fn out_of_device_memory_is_one_clear_error_and_the_session_goes_on() {
     assert!(s.weights().unwrap().iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
     println!("out of memory at batch 4096: \"{message}\"; then 2 updates at batch 8");
 }
+
+/// Largest |a - b| over two tensors' elements, as f32 on the host.
+fn tensor_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let host =
+        |t: &Tensor| t.to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    max_diff(&host(a), &host(b))
+}
+
+#[test]
+fn fused_cuda_layer_norm_and_adamw_match_the_composite_ops() {
+    use candle_core::Var;
+    use tunelab::model::kernels;
+    let Some(dev) = cuda() else { return };
+    kernels::set_enabled(true);
+    for (rows, hidden) in [(64, 768), (300, 384), (7, 1024)] {
+        let x = Var::from_tensor(&Tensor::randn(0.5f32, 2.0, (rows, hidden), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.2, hidden, &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 0.2, hidden, &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (rows, hidden), &dev).unwrap();
+        let calls = kernels::fused_calls();
+        let fused = kernels::layer_norm(&x, &w, &b, 1e-12).unwrap();
+        assert!(kernels::fused_calls() > calls, "{rows}×{hidden}: the fused CUDA path was not taken");
+        let composite = kernels::layer_norm_composite(&x, &w, &b, 1e-12).unwrap();
+        let dy = tensor_diff(&fused, &composite);
+        assert!(dy < 1e-4, "{rows}×{hidden}: forward differs by {dy}");
+        let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (&composite * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("dx", &x), ("dw", &w), ("db", &b)] {
+            let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            let scale = c.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            let d = tensor_diff(a, c);
+            assert!(d < 1e-4 * scale, "{rows}×{hidden}: {name} differs by {d} (scale {scale})");
+        }
+    }
+    // Three AdamW updates on CUDA (fused kernel) and on the CPU (fused CPU kernel).
+    let step = |t| kernels::AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        decoupled: true,
+        t,
+    };
+    let p0 = Tensor::randn(0f32, 1.0, 10_000, &Device::Cpu).unwrap();
+    let grads: Vec<Tensor> =
+        (0..3).map(|_| Tensor::randn(0f32, 1.0, 10_000, &Device::Cpu).unwrap()).collect();
+    let run = |device: &Device| {
+        let mut p = p0.to_device(device).unwrap();
+        let mut mv: Option<(Tensor, Tensor)> = None;
+        for (t, g) in grads.iter().enumerate() {
+            let g = g.to_device(device).unwrap();
+            let moments = mv.as_ref().map(|(m, v)| (m, v));
+            let (np, m, v) =
+                kernels::adam_update(&p, &g, moments, &step(t as i32 + 1)).unwrap().expect("fused");
+            assert!(np.device().same_device(device));
+            p = np;
+            mv = Some((m, v));
+        }
+        let (m, v) = mv.unwrap();
+        (p, m, v)
+    };
+    let (gpu, cpu) = (run(&dev), run(&Device::Cpu));
+    for (name, a, b) in [("parameter", &gpu.0, &cpu.0), ("m", &gpu.1, &cpu.1), ("v", &gpu.2, &cpu.2)] {
+        let d = tensor_diff(a, b);
+        assert!(d < 1e-6, "AdamW {name}: CUDA and CPU differ by {d}");
+    }
+    println!("fused CUDA kernels: layer norm forward/backward and AdamW match (3 shapes, 3 updates)");
+}

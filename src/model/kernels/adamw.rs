@@ -41,6 +41,10 @@ pub fn adam_update(
     if !enabled() {
         return Ok(None);
     }
+    #[cfg(feature = "cuda")]
+    if p.device().is_cuda() {
+        return super::cuda::adam_update(p, g, moments, step);
+    }
     Ok(match p.dtype() {
         candle_core::DType::F32 => update::<f32>(p, g, moments, step)?,
         candle_core::DType::F64 => update::<f64>(p, g, moments, step)?,

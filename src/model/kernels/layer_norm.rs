@@ -11,12 +11,20 @@ use crate::error::Result;
 
 const OP: &str = "layer-norm";
 
+/// The widest rows the CUDA kernels take (wider ones use the composite op).
+#[cfg(feature = "cuda")]
+const MAX_CUDA_HIDDEN: usize = 256 * super::cuda::MAX_COLS;
+#[cfg(not(feature = "cuda"))]
+const MAX_CUDA_HIDDEN: usize = 0;
+
 /// `(x - mean) / sqrt(var + eps) · w + b` over the last dimension (`w`, `b`: `[hidden]`),
 /// fused on CPU for contiguous f32/f64; other inputs take [`layer_norm_composite`].
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
-    let same = |t: &Tensor| t.dtype() == x.dtype() && t.dims() == [hidden];
-    if !(fusable(x) && same(w) && same(b)) {
+    let same =
+        |t: &Tensor| t.dtype() == x.dtype() && t.dims() == [hidden] && t.device().same_device(x.device());
+    let cuda = super::fusable_cuda(x) && hidden <= MAX_CUDA_HIDDEN;
+    if !((fusable(x) || cuda) && same(w) && same(b)) {
         return layer_norm_composite(x, w, b, eps);
     }
     let (w, b) = (w.contiguous()?, b.contiguous()?);
@@ -98,6 +106,20 @@ impl CustomOp3 for LayerNorm {
         })
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::layer_norm_fwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -169,5 +191,18 @@ impl CustomOp3 for LayerNormBackward {
             }
             Ok((T::wrap(out), Shape::from(n + 2 * d)))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::layer_norm_bwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
     }
 }

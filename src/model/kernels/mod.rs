@@ -6,14 +6,17 @@
 //! layer norm costs one pass forward and one backward instead of a dozen elementwise ops,
 //! each with its own temporary tensor.
 //!
-//! The fast paths cover contiguous f32/f64 tensors on the CPU. Anything else (bf16, CUDA,
-//! a mask bias that needs a gradient) goes through the composite ops, which compute the same
-//! function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
+//! The fast paths cover contiguous f32/f64 tensors on the CPU, and (a `--features cuda`
+//! build, `cuda.rs`) the layer norm and the Adam(W) update of f32 tensors on CUDA. Anything
+//! else (bf16, the other ops on CUDA, a mask bias that needs a gradient) goes through the
+//! composite ops, which compute the same function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
 //! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
 //! optimised builds only), which is how the tests and `tunelab bench` compare the two.
 
 mod adamw;
 mod cross_entropy;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod gelu;
 mod layer_norm;
 mod rms_norm;
@@ -200,6 +203,12 @@ pub(crate) fn contiguous<'a, T: Real>(
 /// Whether `t` can take a fused path: kernels on, CPU, f32 or f64.
 pub(crate) fn fusable(t: &Tensor) -> bool {
     enabled() && matches!(t.device(), Device::Cpu) && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether `t` can take a fused CUDA kernel (layer norm, AdamW): kernels on, a CUDA build,
+/// a CUDA tensor, f32.
+pub(crate) fn fusable_cuda(t: &Tensor) -> bool {
+    cfg!(feature = "cuda") && enabled() && t.device().is_cuda() && t.dtype() == DType::F32
 }
 
 /// Runs `$body` with `$T` bound to the element type of storage `$s` (f32 or f64).
