@@ -286,7 +286,9 @@ def main():
             return 100
     out_dir = os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu-latency-")
     os.makedirs(out_dir, exist_ok=True)
-    os.environ.setdefault("LD_LIBRARY_PATH", "/usr/local/cuda/lib64")
+    # As gpu-bench.sh: the CUDA libraries candle loads (cuBLAS, cuRAND) on the GPU machine.
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
+    os.environ["LD_LIBRARY_PATH"] = ":".join(["/usr/local/cuda/lib64"] + paths)
     if shutil.which("nvidia-smi"):
         subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
 
