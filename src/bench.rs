@@ -407,3 +407,17 @@ pub fn run(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peak_key_sits_beside_the_throughput_key_only_when_measured() {
+        let report = json!({"bert_base_b32_l128_tf32_samples_per_s": 1.0});
+        let with = with_peak(report.clone(), "bert_base_b32_l128_tf32", Some(1234.5));
+        assert_eq!(with["bert_base_b32_l128_tf32_peak_mib"], json!(1234.5));
+        assert_eq!(with_peak(report.clone(), "bert_base_b32_l128_tf32", None), report);
+        assert_eq!(peak_mib(&Session::new()), None, "no peak on the CPU");
+    }
+}
