@@ -25,19 +25,23 @@ Prints a table and writes $OUT/latency.json (OUT defaults to a new temporary dir
 The PyTorch half is skipped with one line when torch or transformers is missing. Standard
 library only for the tunelab half.
 
-Prepare the carried folder here (git-ignored), then run on the GPU machine:
+Prepare the carried files here (all git-ignored), then run on the GPU machine:
 
-  scripts/gpu-latency.py --prep            # bench-assets/minilm-f16 (45 MB, f16 weights,
-                                           # scripts/minilm-f16.py) and bench-assets/reviews.tsv
-                                           # (512 movie reviews, 256 pos + 256 neg)
-  scripts/cuda-toolchain.sh build          # target/cuda/gpu-bundle.tar.xz (20 MB)
+  scripts/cuda-toolchain.sh build          # target/cuda/release/tunelab, the CUDA binary
+  scripts/gpu-latency.py --prep            # bench-assets/minilm-f16 (46.1 MB: f16 weights by
+                                           # scripts/minilm-f16.py), bench-assets/reviews.tsv
+                                           # (512 movie reviews, 256 pos + 256 neg, 60 kB) and
+                                           # target/cuda/tunelab-bundle.tar.xz (10.3 MB: the
+                                           # stripped binary alone, xz)
   run(command="python3 scripts/gpu-latency.py",
       carry=["bench-assets/minilm-f16", "bench-assets/reviews.tsv",
-             "target/cuda/gpu-bundle.tar.xz"])
+             "target/cuda/tunelab-bundle.tar.xz"])
 
-That is about 66.4 MB of the 64 MiB (67.1 MB) a run carries, so carry nothing else in the
-same call (gpu-bench.sh's shared/bench and bench-assets/gpt2_tokenizer go in another).
-The bundle is unpacked next to itself when target/cuda/release/tunelab is missing.
+What travels is the working tree (5.4 MB of tracked files) plus those 56.5 MB: about 62 MB
+of the 64 MiB (67.1 MB) a run may carry. The 20 MB gpu-bundle.tar.xz (tunelab and the
+gpu-tests binary) does not fit beside the model: run tests/gpu.rs (scripts/gpu-check.sh)
+and gpu-bench.sh in other calls. The carried bundle (tunelab-bundle.tar.xz, else
+gpu-bundle.tar.xz) is unpacked over target/cuda/release/tunelab.
 Here, on the CPU: scripts/gpu-latency.py --device cpu --tunelab target/debug/tunelab.
 """
 
@@ -251,6 +255,14 @@ def prep(args):
         f.write("text\tlabel\n")
         f.writelines(f"{t}\t{label}\n" for t, label in chosen)
     print(f"gpu-latency: wrote {args.data} ({len(chosen)} reviews) and {args.model}")
+    cuda = os.path.join(ROOT, "target", "cuda")
+    if os.path.isfile(os.path.join(cuda, "release", "tunelab")):
+        bundle = os.path.join(cuda, "tunelab-bundle.tar.xz")
+        env = dict(os.environ, XZ_OPT="-6 -T0")
+        subprocess.run(["tar", "-cJf", bundle, "-C", cuda, "release/tunelab"], check=True, env=env)
+        print(f"gpu-latency: wrote {bundle} ({os.path.getsize(bundle) / 1e6:.1f} MB)")
+    else:
+        print("gpu-latency: no target/cuda/release/tunelab to pack; run scripts/cuda-toolchain.sh build first")
 
 
 def find_tunelab(args):
@@ -258,9 +270,12 @@ def find_tunelab(args):
         return args.tunelab
     cuda = os.path.join(ROOT, "target", "cuda")
     binary = os.path.join(cuda, "release", "tunelab")
-    bundle = os.path.join(cuda, "gpu-bundle.tar.xz")
-    if not os.access(binary, os.X_OK) and os.path.isfile(bundle):
-        subprocess.run(["tar", "-xJf", bundle, "-C", cuda], check=True)
+    # Always unpacked when carried: the machine may keep a binary of an earlier call.
+    for bundle in ("tunelab-bundle.tar.xz", "gpu-bundle.tar.xz"):
+        bundle = os.path.join(cuda, bundle)
+        if os.path.isfile(bundle):
+            subprocess.run(["tar", "-xJf", bundle, "-C", cuda, "release/tunelab"], check=True)
+            break
     return binary
 
 
@@ -268,13 +283,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--tunelab", help="the tunelab binary (default: target/cuda/release/tunelab, "
-                   "unpacked from target/cuda/gpu-bundle.tar.xz if needed)")
+                   "unpacked from target/cuda/tunelab-bundle.tar.xz or gpu-bundle.tar.xz if needed)")
     p.add_argument("--model", default=os.path.join(ROOT, "bench-assets", "minilm-f16"))
     p.add_argument("--data", default=os.path.join(ROOT, "bench-assets", "reviews.tsv"))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for any one prompt")
     p.add_argument("--skip-torch", action="store_true")
-    p.add_argument("--prep", action="store_true", help="write --model and --data here, then stop")
+    p.add_argument("--prep", action="store_true",
+                   help="write --model, --data and target/cuda/tunelab-bundle.tar.xz here, then stop")
     args = p.parse_args()
     if args.prep:
         prep(args)
