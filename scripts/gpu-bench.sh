@@ -2,7 +2,8 @@
 # The GPU benchmark of issues 6–9, side by side in one run on a machine with an NVIDIA GPU,
 # PyTorch + transformers and no cargo: shared/bench/torch_baseline.py, then
 # `tunelab bench suite --device cuda` (the same jobs, the same JSON keys), then the ratio
-# of each key (tunelab / PyTorch; above 1 is faster). Run from the repository root with the
+# of each key (tunelab / PyTorch; above 1 is faster), then the peak device memory keys
+# (`*_peak_mib`) side by side, LoRA and frozen-8 beside full fine-tuning. Run from the repository root with the
 # CUDA binary `scripts/cuda-toolchain.sh build` made and the assets the suite reads:
 #
 #   mkdir -p shared bench-assets/minilm && cp -r /work/shared/bench shared/ \
@@ -62,5 +63,26 @@ for key, value in sorted(torch.items()):
 for key, value in sorted(ours.items()):
     if key.endswith("_per_s") and key not in torch:
         print(f"{key:48s} torch {'(no job)':>10} tunelab {value:>10}")
+# Peak device memory of a timed step (MiB; tunelab reads the CUDA memory pool's high-water
+# mark): beside PyTorch's when the baseline reports the same key (torch_baseline.py has no
+# memory keys today), and each variant of BERT-base beside full fine-tuning at the same
+# precision (issue 9: LoRA's peak vs full).
+peaks = sorted(k for k in set(torch) | set(ours) if k.endswith("_peak_mib"))
+if peaks:
+    print("=== peak device memory of a timed step (MiB) ===")
+for key in peaks:
+    t, o = torch.get(key), ours.get(key)
+    side = f"  ×{round(o / t, 3)}" if isinstance(t, (int, float)) and isinstance(o, (int, float)) and t else ""
+    if isinstance(o, (int, float)) and isinstance(t, (int, float)) and t:
+        ratios[key] = round(o / t, 3)
+    print(f"{key:48s} torch {t if t is not None else '(none)':>10} tunelab {o if o is not None else '(none)':>10}{side}")
+for key in peaks:
+    for variant in ("bert_base_frozen8_", "bert_base_lora_r8_"):
+        if key.startswith(variant) and key in ours:
+            full = "bert_base_" + key[len(variant):]
+            if isinstance(ours.get(full), (int, float)) and ours[full]:
+                share = round(ours[key] / ours[full], 3)
+                ratios[key[: -len("_peak_mib")] + "_peak_vs_full"] = share
+                print(f"{key:48s} tunelab {ours[key]:>10} vs full {ours[full]:>10}  ×{share}")
 json.dump(ratios, open(sys.argv[3], "w"), indent=1)
 PY

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::data::Split;
+use crate::device_memory;
 use crate::error::{bail, Result};
 use crate::session::{Event, Session, Sink};
 
@@ -114,17 +115,23 @@ fn gpt2_sized(
     let t = Instant::now();
     s.run(&format!("fit steps={steps} batch={batch} log={steps}"), &mut Quiet)?;
     let train_secs = t.elapsed().as_secs_f64();
+    let peak = peak_mib(&s);
     s.run("generate \"The\" greedy=true max_tokens=4", &mut Quiet)?;
     let t = Instant::now();
     s.run(&format!("generate \"The quick brown fox\" greedy=true max_tokens={NEW_TOKENS}"), &mut Quiet)?;
     let gen_secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({
-        "device": device,
-        "tunelab": env!("CARGO_PKG_VERSION"),
-        format!("gpt2_small_b{batch}_l{block}_{precision}_tokens_per_s"): (steps as f64 * (batch * block) as f64 / train_secs).round(),
-        "gpt2_small_generate_tokens_per_s": (NEW_TOKENS as f64 / gen_secs * 10.0).round() / 10.0,
-    }))
+    let key = format!("gpt2_small_b{batch}_l{block}_{precision}");
+    Ok(with_peak(
+        json!({
+            "device": device,
+            "tunelab": env!("CARGO_PKG_VERSION"),
+            format!("{key}_tokens_per_s"): (steps as f64 * (batch * block) as f64 / train_secs).round(),
+            "gpt2_small_generate_tokens_per_s": (NEW_TOKENS as f64 / gen_secs * 10.0).round() / 10.0,
+        }),
+        &key,
+        peak,
+    ))
 }
 
 /// The small-BERT CPU workload: the real all-MiniLM-L6-v2 (`DIR/minilm`) fine-tuned on 384
@@ -286,17 +293,24 @@ pub fn bert_base(
     let t = Instant::now();
     s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
     let secs = t.elapsed().as_secs_f64();
+    let peak = peak_mib(&s);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({
-        "device": device,
-        "tunelab": env!("CARGO_PKG_VERSION"),
-        format!("{name}_b{BATCH}_l{LEN}_{}_samples_per_s", precision_name(device)): (steps as f64 * BATCH as f64 / secs * 10.0).round() / 10.0,
-    }))
+    let key = format!("{name}_b{BATCH}_l{LEN}_{}", precision_name(device));
+    Ok(with_peak(
+        json!({
+            "device": device,
+            "tunelab": env!("CARGO_PKG_VERSION"),
+            format!("{key}_samples_per_s"): (steps as f64 * BATCH as f64 / secs * 10.0).round() / 10.0,
+        }),
+        &key,
+        peak,
+    ))
 }
 
 /// The jobs of `shared/bench/torch_baseline.py` in one run, with its JSON keys: BERT-base
 /// fp32, TF32 and bf16 (`precision bf16`, on CUDA), frozen-8 TF32 (and LoRA r=8 on q/v, which the baseline lacks), GPT-2 small 16 × 512 fp32, TF32 and bf16, and the linear SGD
-/// loop (1000 steps). TF32 is CUDA's reduced-precision f32 GEMM; on the CPU both modes are
+/// loop (1000 steps); on CUDA each big-model job adds `{key}_peak_mib`, the peak device
+/// memory of its timed steps. TF32 is CUDA's reduced-precision f32 GEMM; on the CPU both modes are
 /// fp32 and the TF32 keys are left out. `steps` caps the timed updates of the big models.
 pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
@@ -337,6 +351,23 @@ pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<ser
     candle_core::cuda::set_gemm_reduced_precision_f32(was);
     result?;
     Ok(serde_json::Value::Object(out))
+}
+
+/// The session device's memory peak, in MiB to one decimal, read after a timed `fit`: `fit`
+/// restarts the peak before each update, so this is the peak of the last timed step (its
+/// batches, forward, backward and update; the steps are alike). `None` on the CPU.
+fn peak_mib(s: &Session) -> Option<f64> {
+    device_memory::peak(s.device()).map(|b| (device_memory::mib(b) * 10.0).round() / 10.0)
+}
+
+/// `report` with `{key}_peak_mib` added when a peak was measured (on CUDA): the peak device
+/// memory of a timed step, beside the throughput key `{key}_samples_per_s` (or
+/// `_tokens_per_s`), so LoRA's peak and full fine-tuning's come out of the same run.
+fn with_peak(mut report: serde_json::Value, key: &str, peak: Option<f64>) -> serde_json::Value {
+    if let (Some(peak), serde_json::Value::Object(m)) = (peak, &mut report) {
+        m.insert(format!("{key}_peak_mib"), json!(peak));
+    }
+    report
 }
 
 /// A fresh directory under the system temp dir.
@@ -403,5 +434,19 @@ pub fn run(
         other => bail!(
             "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, bert-base, suite"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peak_key_sits_beside_the_throughput_key_only_when_measured() {
+        let report = json!({"bert_base_b32_l128_tf32_samples_per_s": 1.0});
+        let with = with_peak(report.clone(), "bert_base_b32_l128_tf32", Some(1234.5));
+        assert_eq!(with["bert_base_b32_l128_tf32_peak_mib"], json!(1234.5));
+        assert_eq!(with_peak(report.clone(), "bert_base_b32_l128_tf32", None), report);
+        assert_eq!(peak_mib(&Session::new()), None, "no peak on the CPU");
     }
 }

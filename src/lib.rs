@@ -24,6 +24,7 @@
 pub mod bench;
 pub mod bridge;
 pub mod data;
+pub mod device_memory;
 pub mod dsl;
 pub mod error;
 mod files;

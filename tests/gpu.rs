@@ -353,3 +353,33 @@ fn fused_cuda_layer_norm_and_adamw_match_the_composite_ops() {
     }
     println!("fused CUDA kernels: layer norm forward/backward and AdamW match (3 shapes, 3 updates)");
 }
+
+/// `fit` records the peak device memory of its last step: more than nothing, and at least
+/// the weights, which live on the device throughout the step; `show memory` prints it.
+#[test]
+fn the_peak_of_a_fit_step_covers_the_weights() {
+    let Some(device) = cuda() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new();
+    ok(&mut s, &bert_setup(dir.path()));
+    ok(&mut s, "device cuda");
+    assert_eq!(s.last_step_peak(), None, "no step yet");
+    ok(&mut s, "fit steps=1");
+    let weights: u64 = s
+        .loaded_model()
+        .expect("a model is loaded")
+        .params()
+        .iter()
+        .map(|p| (p.var.elem_count() * p.var.dtype().size_in_bytes()) as u64)
+        .sum();
+    let peak = s.last_step_peak().expect("a peak after a step on CUDA");
+    assert!(peak > 0 && peak >= weights, "peak {peak} B, weights {weights} B");
+    let now = tunelab::device_memory::read(&device).expect("a reading on CUDA");
+    let out = ok(&mut s, "show memory");
+    let text = format!("{out:?}");
+    assert!(text.contains("device memory in use") && text.contains("peak of the last step"), "{text}");
+    println!(
+        "peak of a tiny-BERT step {peak} B ≥ weights {weights} B; in use now {} B (exact pool: {})",
+        now.in_use, now.exact
+    );
+}

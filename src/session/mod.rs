@@ -79,6 +79,8 @@ pub struct Session {
     schedule: Schedule,
     history: History,
     last_grads: Option<Vec<(String, Tensor)>>,
+    /// Peak device memory (bytes) of the last `fit` step; `None` before one, or on the CPU.
+    last_step_peak: Option<u64>,
     /// The confusion matrix of the last classification `eval`, for `plot confusion`.
     last_confusion: Option<crate::metrics::Confusion>,
     /// Whether the classifier head came trained from a checkpoint (so data must use its labels).
@@ -129,6 +131,7 @@ impl Session {
             schedule: Schedule::default(),
             history: History::default(),
             last_grads: None,
+            last_step_peak: None,
             last_confusion: None,
             head_from_checkpoint: false,
             anchors: Arc::default(),
@@ -181,6 +184,13 @@ impl Session {
     /// Rows in a split of the loaded data (0 without data).
     pub fn split_rows(&self, split: crate::data::Split) -> usize {
         self.data.as_ref().map_or(0, |d| d.split(split).len())
+    }
+
+    /// Peak device memory in bytes during the last `fit` step (see
+    /// [`crate::device_memory`]): restarted before the step, read after it. `None` before a
+    /// fit on CUDA, and on the CPU.
+    pub fn last_step_peak(&self) -> Option<u64> {
+        self.last_step_peak
     }
 
     /// The device tensors live on.

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 
 use super::{classify_rows, mean_loss, train_step, Optimizer, Schedule, StepConfig, StepResult};
 use crate::data::{Dataset, Split};
+use crate::device_memory;
 use crate::error::Result;
 use crate::metrics::{EpochRecord, History, PathPoint, StepRecord};
 use crate::model::layers::step_seed;
@@ -115,6 +116,9 @@ pub struct FitReport {
     pub steps: usize,
     /// Gradients of the last update.
     pub last_grads: Option<Vec<(String, Tensor)>>,
+    /// Peak device memory in bytes during the last update (its batches, forward, backward
+    /// and optimizer step), from [`crate::device_memory`]; `None` on the CPU.
+    pub last_step_peak: Option<u64>,
 }
 
 /// Number of updates per epoch for `rows` rows in micro-batches of `batch`, `accumulate`
@@ -169,6 +173,8 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
     let mut done = 0usize;
     let mut end = FitEnd::Completed;
     let mut last_grads = None;
+    let mut last_step_peak = None;
+    let device = t.model.params().iter().next().map_or(candle_core::Device::Cpu, |p| p.var.device().clone());
     let mut best: Option<Best> = None;
     let progress = |done: usize, message: String, finished: bool| {
         Event::Progress(Progress {
@@ -207,6 +213,8 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
             let lr = t.schedule.lr_at(t.optimizer.config.lr, done, total, per_epoch);
             // 3. Forward, backward (over the group's micro-batches), update — skipped if the
             //    loss or the gradients are not finite.
+            //    The device's memory peak is restarted here and read after the update.
+            device_memory::reset_peak(&device);
             let batches = group.iter().map(|rows| t.data.batch(rows)).collect::<Result<Vec<_>>>()?;
             let seed = step_seed(t.seed, t.history.step() + 1);
             let update = match train_step(t.model, t.optimizer, &batches, lr, seed, &plan.step)? {
@@ -223,6 +231,7 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
                 }
             };
             // 4. Record.
+            last_step_peak = device_memory::peak(&device).or(last_step_peak);
             let step = t.history.step() + 1;
             t.history.steps.push(StepRecord { step, epoch, loss: update.loss, lr });
             if plan.record_path {
@@ -313,5 +322,5 @@ pub fn fit(mut t: Trainer<'_>, plan: &FitPlan, sink: &mut dyn Sink) -> Result<Fi
         }
     }
     sink.emit(progress(done, "done".into(), true));
-    Ok(FitReport { end, steps: done, last_grads })
+    Ok(FitReport { end, steps: done, last_grads, last_step_peak })
 }

@@ -370,6 +370,16 @@ impl Session {
             total += b;
         }
         t.row(["total".to_string(), "".into(), "".into(), bytes(total)]);
+        // What the CUDA driver counts (every tensor, activations included) beside the sums above.
+        match crate::device_memory::read(&self.device) {
+            Some(now) => {
+                let peak =
+                    self.last_step_peak.map_or_else(|| "no fit step yet".into(), |b| bytes(b as usize));
+                t.row(["device memory in use".to_string(), "".into(), "".into(), bytes(now.in_use as usize)]);
+                t.row(["peak of the last step".to_string(), "".into(), "".into(), peak]);
+            }
+            None => t.row(["peak of the last step".to_string(), "".into(), "".into(), "on CUDA only".into()]),
+        }
         sink.emit(Event::Table(t));
         Ok(())
     }
@@ -398,5 +408,41 @@ impl Session {
         }
         sink.emit(Event::Table(t));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::session::{Event, Session};
+
+    /// `show memory` keeps its rows after a fit; on the CPU the peak row says where it is
+    /// measured instead of a number.
+    #[test]
+    fn show_memory_on_the_cpu_keeps_its_rows_and_names_cuda_for_the_peak() {
+        let mut s = Session::new();
+        let mut out: Vec<Event> = Vec::new();
+        s.run(
+            "device cpu; data synthetic linear n=64 w=3 b=2 split=1/0; load linear; optimizer adam lr=0.1; fit steps=1 batch=64; show memory",
+            &mut out,
+        )
+        .unwrap();
+        let t = out
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Table(t) => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        let first: Vec<&str> = t.rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            first,
+            ["trainable weights", "optimizer state", "last gradients", "total", "peak of the last step"],
+            "{:?}",
+            t.rows
+        );
+        assert_eq!(t.rows[4][3], "on CUDA only");
+        // Adam's two moments of the two f32 weights.
+        assert_eq!(t.rows[1][3], "16 B");
     }
 }

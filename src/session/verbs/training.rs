@@ -397,6 +397,9 @@ impl Session {
         if report.last_grads.is_some() {
             self.last_grads = report.last_grads;
         }
+        if report.last_step_peak.is_some() {
+            self.last_step_peak = report.last_step_peak;
+        }
         let secs = started.elapsed().as_secs_f64();
         let rate = report.steps as f64 / secs.max(1e-9);
         let skipped = self.loss_scaler.skipped() - skipped_before;
