@@ -25,7 +25,7 @@ OUT="${OUT:-$(mktemp -d)}"
 export OUT
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-if [ -f "$DIR/gpu-bundle.tar.xz" ] && [ ! -x "$DIR/release/tunelab" ]; then
+if [ -f "$DIR/gpu-bundle.tar.xz" ] && [ -z "${GPU_BUNDLE_UNPACKED:-}" ]; then
   tar -xJf "$DIR/gpu-bundle.tar.xz" -C "$DIR"
 fi
 for need in "$DIR/release/tunelab" "$BASELINE" "$ASSETS/minilm/vocab.txt" "$ASSETS/gpt2_tokenizer"; do

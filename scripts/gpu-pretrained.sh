@@ -10,8 +10,7 @@
 # Prepare here (all git-ignored), then carry:
 #   python3 scripts/gpu-latency.py --prep          # bench-assets/minilm-f16, reviews.tsv
 #   cp ~/.cache/tunelab/assets/movie_reviews/reviews.csv bench-assets/
-#   tar -cJf target/cuda/tunelab.tar.xz -C target/cuda release/tunelab
-#   run(command="scripts/gpu-pretrained.sh", carry=["target/cuda/tunelab.tar.xz",
+#   run(command="scripts/gpu-pretrained.sh", carry=["target/cuda/tunelab-bundle.tar.xz",
 #       "bench-assets/minilm-f16", "bench-assets/reviews.tsv", "bench-assets/reviews.csv"])
 # Exit status: the number of failed stages.
 set -uo pipefail
@@ -21,11 +20,11 @@ export OUT PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # A dry run here: TUNELAB_BIN=target/release/tunelab DEVICE=cpu LIMIT=256 scripts/gpu-pretrained.sh
 BIN="${TUNELAB_BIN:-target/cuda/release/tunelab}" DEVICE="${DEVICE:-cuda}"
-if [ ! -x "$BIN" ] && [ -f target/cuda/tunelab.tar.xz ]; then
-  tar -xJf target/cuda/tunelab.tar.xz -C target/cuda
+if [ -f target/cuda/tunelab-bundle.tar.xz ]; then  # always: a warm machine may keep an older build
+  tar -xJf target/cuda/tunelab-bundle.tar.xz -C target/cuda
 fi
 if [ ! -x "$BIN" ]; then
-  echo "gpu-pretrained: no $BIN (carry target/cuda/tunelab.tar.xz)" >&2
+  echo "gpu-pretrained: no $BIN (carry target/cuda/tunelab-bundle.tar.xz)" >&2
   exit 100
 fi
 failed=0

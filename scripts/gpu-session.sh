@@ -17,7 +17,7 @@ export OUT PYTHONUNBUFFERED=1
 status=0
 timeout "${GPU_CHECK_LIMIT:-240}" scripts/gpu-check.sh 2>&1 | tee "$OUT/gpu-check.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-timeout "${GPU_BENCH_LIMIT:-280}" scripts/gpu-bench.sh 2>&1 | tee "$OUT/gpu-bench.log"
+GPU_BUNDLE_UNPACKED=1 timeout "${GPU_BENCH_LIMIT:-280}" scripts/gpu-bench.sh 2>&1 | tee "$OUT/gpu-bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "gpu-session: $([ $status -eq 0 ] && echo passed || echo FAILED)"
 exit $status
