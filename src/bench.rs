@@ -314,7 +314,9 @@ pub fn bert_base(
 /// fp32 and the TF32 keys are left out. `steps` caps the timed updates of the big models.
 pub fn suite(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
+    // Each job's keys also go to stderr as it finishes, so a run cut short keeps them.
     let mut add = |v: serde_json::Value| {
+        eprintln!("{v}");
         if let serde_json::Value::Object(m) = v {
             out.extend(m);
         }
@@ -420,6 +422,13 @@ pub fn run(
                 minilm_small(&dir, device, steps)
             }
         }
+        "bert-base-lora" => {
+            let dir = match assets {
+                Some(dir) => dir.to_path_buf(),
+                None => default_assets()?,
+            };
+            bert_base(&dir, device, steps.min(100), "lora")
+        }
         "bert-base" | "suite" => {
             let dir = match assets {
                 Some(dir) => dir.to_path_buf(),
@@ -432,7 +441,7 @@ pub fn run(
             }
         }
         other => bail!(
-            "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, bert-base, suite"
+            "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, bert-base, bert-base-lora, suite"
         ),
     }
 }

@@ -86,7 +86,7 @@ pub enum Error {
     /// `Session::execute` returns; the state is kept, as for every error.
     #[error(
         "out of device memory in {verb}: use a smaller batch (`batch 8`), accumulate gradients \
-         (`fit accumulate=4`) or freeze more layers; the session state is kept"
+         (`fit accumulate=4`), `precision bf16` or freeze more layers; the session state is kept"
     )]
     OutOfDeviceMemory {
         /// The verb that ran out.

@@ -269,7 +269,7 @@ fn out_of_device_memory_is_one_clear_error_and_the_session_goes_on() {
     ok(
         &mut s,
         &format!(
-            "device cpu; seed 2; data {0}/pos.txt {0}/neg.txt max_len=512 split=0.99/0.01; \
+            "device cpu; seed 2; data {0}/pos.txt {0}/neg.txt max_len=512 split=0.99/0.01 clean=false; \
              load bert config=base vocab={0}/vocab.txt task=classify; device cuda; optimizer adamw lr=1e-5",
             dir.path().display()
         ),
