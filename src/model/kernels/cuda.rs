@@ -112,6 +112,20 @@ extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, co
     }
 }
 
+// Dropout's scaled keep-mask: SplitMix64(seed ^ i·golden), kept when its top 32 bits reach
+// threshold (layers/dropout.rs computes the same bits on the CPU).
+extern "C" __global__ void dropout_mask_f32(const unsigned long long n, const unsigned long long seed,
+                                            const unsigned int threshold, const float scale, float* out) {
+    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        unsigned long long z = seed ^ (i * 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z = z ^ (z >> 31);
+        out[i] = (unsigned int)(z >> 32) >= threshold ? scale : 0.0f;
+    }
+}
+
 // Adam / AdamW: new parameter and moments (mode 1: decoupled decay, 2: L2 into the gradient).
 extern "C" __global__ void adam_f32(const unsigned int n, const float* p, const float* g, const float* m,
                                     const float* v, float* np, float* nm, float* nv, const float lr,
@@ -295,4 +309,30 @@ pub(crate) fn adam_update(
         Tensor::from_storage(storage, p.shape().clone(), BackpropOp::none(), false)
     };
     Ok(Some((wrap(np), wrap(nm), wrap(nv))))
+}
+
+/// Dropout's scaled keep-mask computed on the device (see `layers::dropout::keep_mask`).
+pub(crate) fn dropout_mask(
+    seed: u64,
+    threshold: u32,
+    scale: f32,
+    shape: &Shape,
+    device: &Device,
+) -> crate::error::Result<Tensor> {
+    let Device::Cuda(dev) = device else { crate::error::bail!("dropout_mask_cuda needs a CUDA device") };
+    let n = shape.elem_count();
+    // SAFETY: every element is written by the kernel.
+    let out = unsafe { dev.alloc::<f32>(n)? };
+    if n > 0 {
+        let f = dev.get_or_load_custom_func("dropout_mask_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let n64 = n as u64;
+        launch.arg(&n64).arg(&seed).arg(&threshold).arg(&scale).arg(&out);
+        let blocks = (n.div_ceil(256)).min(65_535 * 16) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match the kernel's signature; out holds n f32.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()));
+    Ok(Tensor::from_storage(storage, shape.clone(), BackpropOp::none(), false))
 }

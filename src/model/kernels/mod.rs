@@ -17,6 +17,8 @@ mod adamw;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
 mod gelu;
 mod layer_norm;
 mod rms_norm;

@@ -1,7 +1,12 @@
 //! Dropout with masks that depend only on a seed: the same seed and step give the same
 //! masks on any run, so a resumed fit repeats an uninterrupted one exactly.
+//!
+//! Each mask is counter-based: element `i` of a mask with seed `s` is kept when the top 32
+//! bits of SplitMix64(`s`, `i`) reach `p·2³²`. Every element is independent of the others,
+//! so a GPU computes its masks on the device (one kernel, `kernels::cuda`) with exactly the
+//! bits the CPU computes, and nothing crosses the bus.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Shape, Tensor};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,15 +46,24 @@ impl Dropout {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let keep = 1.0 - p;
-        let threshold = (p * u32::MAX as f64) as u32;
-        let scale = (1.0 / keep) as f32;
-        let mask: Vec<f32> =
-            (0..x.elem_count()).map(|_| if rng.random::<u32>() >= threshold { scale } else { 0.0 }).collect();
-        let mask =
-            Tensor::from_vec(mask, x.shape(), &Device::Cpu)?.to_device(x.device())?.to_dtype(x.dtype())?;
-        Ok((x * mask)?)
+        let mask = keep_mask(rng.random(), p, x.shape(), x.device())?;
+        Ok((x * mask.to_dtype(x.dtype())?)?)
     }
+}
+
+/// The scaled keep-mask of dropout probability `p` (f32, on `device`): element `i` is
+/// `1/(1-p)` when the top 32 bits of `step_seed(seed, i)` are at least `p·2³²`, else 0.
+pub fn keep_mask(seed: u64, p: f64, shape: &Shape, device: &Device) -> Result<Tensor> {
+    let threshold = (p * u32::MAX as f64) as u32;
+    let scale = (1.0 / (1.0 - p)) as f32;
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        return crate::model::kernels::dropout_mask_cuda(seed, threshold, scale, shape, device);
+    }
+    let mask: Vec<f32> = (0..shape.elem_count() as u64)
+        .map(|i| if (step_seed(seed, i) >> 32) as u32 >= threshold { scale } else { 0.0 })
+        .collect();
+    Ok(Tensor::from_vec(mask, shape, &Device::Cpu)?.to_device(device)?)
 }
 
 /// Mixes a seed and a step into a new seed (SplitMix64).

@@ -384,6 +384,11 @@ impl Session {
         let report = match report {
             Ok(r) => r,
             Err(e) => {
+                // Out of device memory keeps its own one-line advice (smaller batch, bf16…).
+                let e = e.device_memory("fit");
+                if matches!(e, Error::OutOfDeviceMemory { .. }) {
+                    return Err(e);
+                }
                 let at = self.history.step();
                 return Err(Error::invalid(format!(
                     "fit failed at step {}: {e}; the weights are those of step {at} (`undo` returns to before the fit)",
