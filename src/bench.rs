@@ -392,7 +392,8 @@ fn default_assets() -> Result<std::path::PathBuf> {
 /// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`), `minilm-small` (a few
 /// MiniLM steps in the current kernel mode; `--assets` defaults to ~/.cache/tunelab/assets),
 /// `kernels` (`minilm-small` fused, then composite, and the ratio), `gpt2`, `bert-base`
-/// (BERT-base b32 L128 sequence classification) or `suite` (every job of
+/// (BERT-base b32 L128 sequence classification), `bert-base-lora` (the same with LoRA r=8
+/// on query and value) or `suite` (every job of
 /// `torch_baseline.py`, with its keys; `scripts/gpu-bench.sh` runs both on a GPU).
 pub fn run(
     workload: &str,
