@@ -100,8 +100,29 @@ fn cpu_and_cuda_losses_agree_on_the_linear_model() {
 
 #[test]
 fn cpu_and_cuda_losses_agree_on_a_tiny_bert() {
+    // Dropout off: the CPU draws its masks from a sequential generator, CUDA from a
+    // counter-based one on the device (`dropout_masks_on_cuda_are_the_counter_based_reference`).
     let dir = tempfile::tempdir().unwrap();
-    losses_agree(&bert_setup(dir.path()), "tiny bert");
+    losses_agree(&format!("{}; dropout 0", bert_setup(dir.path())), "tiny bert");
+}
+
+#[test]
+fn dropout_masks_on_cuda_are_the_counter_based_reference() {
+    use tunelab::model::layers::keep_mask;
+    let Some(dev) = cuda() else { return };
+    let shape = candle_core::Shape::from((1000, 1000));
+    let gpu = keep_mask(7, 0.1, &shape, &dev).unwrap();
+    let cpu = keep_mask(7, 0.1, &shape, &Device::Cpu).unwrap();
+    assert_eq!(tensor_diff(&gpu, &cpu), 0.0, "the CUDA kernel's mask differs from the CPU reference");
+    let again = keep_mask(7, 0.1, &shape, &dev).unwrap();
+    assert_eq!(tensor_diff(&gpu, &again), 0.0, "the same seed gave another mask");
+    let other = keep_mask(8, 0.1, &shape, &dev).unwrap();
+    assert!(tensor_diff(&gpu, &other) > 0.0, "another seed gave the same mask");
+    let v = gpu.flatten_all().unwrap().to_device(&Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+    let kept = v.iter().filter(|&&x| x != 0.0).count() as f64 / v.len() as f64;
+    assert!((kept - 0.9).abs() < 0.002, "kept {kept}, want 0.9");
+    assert!(v.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.9).abs() < 1e-6));
+    println!("dropout masks on cuda: identical to the CPU reference, kept {kept:.4} of 10^6 at p = 0.1");
 }
 
 /// Each parameter's tensor id, and whether it lives on CUDA.

@@ -1,10 +1,12 @@
 //! Dropout with masks that depend only on a seed: the same seed and step give the same
 //! masks on any run, so a resumed fit repeats an uninterrupted one exactly.
 //!
-//! Each mask is counter-based: element `i` of a mask with seed `s` is kept when the top 32
-//! bits of SplitMix64(`s`, `i`) reach `p·2³²`. Every element is independent of the others,
-//! so a GPU computes its masks on the device (one kernel, `kernels::cuda`) with exactly the
-//! bits the CPU computes, and nothing crosses the bus.
+//! On the CPU the mask's elements come one after another from the pass's generator. On a
+//! GPU that would mean drawing every element on the host and uploading the mask each step
+//! (760 MB per BERT-base step), so there each mask is counter-based instead ([`keep_mask`]):
+//! element `i` of a mask with seed `s` is kept when the top 32 bits of SplitMix64(`s`, `i`)
+//! reach `p·2³²`, computed on the device by one kernel (`kernels::cuda`). The two devices
+//! therefore draw different (equally distributed) masks from the same seed.
 
 use candle_core::{Device, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -46,13 +48,23 @@ impl Dropout {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let mask = keep_mask(rng.random(), p, x.shape(), x.device())?;
-        Ok((x * mask.to_dtype(x.dtype())?)?)
+        if !x.device().is_cpu() {
+            let mask = keep_mask(rng.random(), p, x.shape(), x.device())?;
+            return Ok((x * mask.to_dtype(x.dtype())?)?);
+        }
+        let threshold = (p * u32::MAX as f64) as u32;
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let mask: Vec<f32> =
+            (0..x.elem_count()).map(|_| if rng.random::<u32>() >= threshold { scale } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?.to_dtype(x.dtype())?;
+        Ok((x * mask)?)
     }
 }
 
-/// The scaled keep-mask of dropout probability `p` (f32, on `device`): element `i` is
-/// `1/(1-p)` when the top 32 bits of `step_seed(seed, i)` are at least `p·2³²`, else 0.
+/// The counter-based scaled keep-mask of dropout probability `p` (f32, on `device`): element
+/// `i` is `1/(1-p)` when the top 32 bits of `step_seed(seed, i)` are at least `p·2³²`, else 0.
+/// Built on the device by a kernel on CUDA; on the CPU (the reference the GPU test compares
+/// the kernel with) computed here.
 pub fn keep_mask(seed: u64, p: f64, shape: &Shape, device: &Device) -> Result<Tensor> {
     let threshold = (p * u32::MAX as f64) as u32;
     let scale = (1.0 / (1.0 - p)) as f32;

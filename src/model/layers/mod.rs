@@ -11,7 +11,7 @@ pub use causal::{
     causal_bias, conv1d, conv1d_no_bias, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables,
     unpermute_rotary,
 };
-pub use dropout::{step_seed, Dropout};
+pub use dropout::{keep_mask, step_seed, Dropout};
 
 use candle_core::{DType, Tensor, D};
 
