@@ -24,7 +24,9 @@ const MODULE: &str = "tunelab_kernels";
 const ROW_THREADS: u32 = 256;
 /// Columns each thread of the layer-norm backward accumulates `dw`/`db` for, so rows up to
 /// `ROW_THREADS · MAX_COLS` wide run fused; wider ones take the composite op.
-pub(crate) const MAX_COLS: usize = 8;
+const MAX_COLS: usize = 8;
+/// The widest rows the layer-norm kernels take.
+pub(crate) const MAX_HIDDEN: usize = ROW_THREADS as usize * MAX_COLS;
 /// Rows one block of the layer-norm backward handles (its `dw`/`db` partial sums are added
 /// to the result once per block).
 const ROWS_PER_BLOCK: u32 = 16;
@@ -217,7 +219,7 @@ pub(crate) fn layer_norm_bwd(
     let (x, w, dy) =
         (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?, contiguous_f32(s3, l3, "grad")?);
     let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
-    if d == 0 || n % d != 0 || l3.shape().elem_count() != n || d > ROW_THREADS as usize * MAX_COLS {
+    if d == 0 || n % d != 0 || l3.shape().elem_count() != n || d > MAX_HIDDEN {
         candle_core::bail!(
             "fused CUDA layer-norm backward: x {:?}, weight {:?}, grad {:?}",
             l1.dims(),

@@ -11,11 +11,18 @@ use crate::error::Result;
 
 const OP: &str = "layer-norm";
 
-/// The widest rows the CUDA kernels take (wider ones use the composite op).
-#[cfg(feature = "cuda")]
-const MAX_CUDA_HIDDEN: usize = 256 * super::cuda::MAX_COLS;
-#[cfg(not(feature = "cuda"))]
-const MAX_CUDA_HIDDEN: usize = 0;
+/// Whether rows `hidden` wide fit the CUDA kernels (wider ones use the composite op).
+fn cuda_width_ok(hidden: usize) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        hidden <= super::cuda::MAX_HIDDEN
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = hidden;
+        false
+    }
+}
 
 /// `(x - mean) / sqrt(var + eps) · w + b` over the last dimension (`w`, `b`: `[hidden]`),
 /// fused on CPU for contiguous f32/f64; other inputs take [`layer_norm_composite`].
@@ -23,7 +30,7 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
     let hidden = x.dim(D::Minus1)?;
     let same =
         |t: &Tensor| t.dtype() == x.dtype() && t.dims() == [hidden] && t.device().same_device(x.device());
-    let cuda = super::fusable_cuda(x) && hidden <= MAX_CUDA_HIDDEN;
+    let cuda = super::fusable_cuda(x) && cuda_width_ok(hidden);
     if !((fusable(x) || cuda) && same(w) && same(b)) {
         return layer_norm_composite(x, w, b, eps);
     }
