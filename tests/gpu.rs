@@ -38,30 +38,9 @@ fn cuda() -> Option<Device> {
 const LINEAR: &str = "device cpu; seed 5; data synthetic linear n=512 w=[3,-1] b=2 noise=0.1; load linear; \
                       optimizer adamw lr=0.05; batch 32";
 
-/// A tiny random BERT classifier on a small two-label text set written to `dir`: a
-/// WordPiece vocabulary of whole words, so the test needs no downloaded asset.
+/// The tiny BERT task of `common::tiny_bert_task` (48 lines per label), set up on the CPU.
 fn bert_setup(dir: &Path) -> String {
-    let words = [
-        "good", "great", "fine", "love", "nice", "bad", "awful", "poor", "hate", "dull", "the", "film",
-        "was", "very", "a", "plot", "and", "acting",
-    ];
-    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    let vocab: Vec<&str> = specials.iter().chain(&words).copied().collect();
-    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
-    let line = |i: usize, mood: &[&str]| {
-        format!("the film was {} and {} {}", mood[i % 5], mood[(i / 5) % 5], ["plot", "acting", "a"][i % 3])
-    };
-    let pos: Vec<String> = (0..48).map(|i| line(i, &words[..5])).collect();
-    let neg: Vec<String> = (0..48).map(|i| line(i, &words[5..10])).collect();
-    std::fs::write(dir.join("pos.txt"), pos.join("\n") + "\n").unwrap();
-    std::fs::write(dir.join("neg.txt"), neg.join("\n") + "\n").unwrap();
-    format!(
-        "device cpu; seed 9; data {} {} max_len=16; load bert config=tiny vocab={} task=classify; \
-         optimizer adamw lr=1e-3 weight_decay=0.01; batch 8",
-        dir.join("pos.txt").display(),
-        dir.join("neg.txt").display(),
-        dir.join("vocab.txt").display()
-    )
+    format!("device cpu; {}; batch 8", common::tiny_bert_task(dir, 48))
 }
 
 /// The losses of the last `n` recorded updates.

@@ -46,29 +46,9 @@ fn bf16_and_f16_train_the_linear_model_to_its_true_weights() {
     }
 }
 
-/// A two-label text set with whole-word vocabulary (no downloaded asset).
+/// The tiny BERT task of `common::tiny_bert_task`, 60 lines per label.
 fn bert_setup(dir: &Path) -> String {
-    let words = [
-        "good", "great", "fine", "love", "nice", "bad", "awful", "poor", "hate", "dull", "the", "film",
-        "was", "very", "a", "plot", "and", "acting",
-    ];
-    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    let vocab: Vec<&str> = specials.iter().chain(&words).copied().collect();
-    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
-    let line = |i: usize, mood: &[&str]| {
-        format!("the film was {} and {} {}", mood[i % 5], mood[(i / 5) % 5], ["plot", "acting", "a"][i % 3])
-    };
-    let pos: Vec<String> = (0..60).map(|i| line(i, &words[..5])).collect();
-    let neg: Vec<String> = (0..60).map(|i| line(i, &words[5..10])).collect();
-    std::fs::write(dir.join("pos.txt"), pos.join("\n") + "\n").unwrap();
-    std::fs::write(dir.join("neg.txt"), neg.join("\n") + "\n").unwrap();
-    format!(
-        "seed 9; data {} {} max_len=16; load bert config=tiny vocab={} task=classify; \
-         optimizer adamw lr=1e-3 weight_decay=0.01",
-        dir.join("pos.txt").display(),
-        dir.join("neg.txt").display(),
-        dir.join("vocab.txt").display()
-    )
+    common::tiny_bert_task(dir, 60)
 }
 
 fn losses(s: &Session) -> Vec<f64> {
