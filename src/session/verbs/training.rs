@@ -5,7 +5,7 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 
 use super::{num, signed};
-use crate::data::Split;
+use crate::data::{Dataset, Split};
 use crate::dsl::{Command, Value};
 use crate::error::{bail, Error, Result};
 use crate::metrics::{PathPoint, StepRecord};
@@ -233,6 +233,26 @@ impl Session {
         Ok(())
     }
 
+    /// A fresh masked-LM head starts from the training split's token frequencies (see
+    /// [`crate::model::Model::start_from_token_prior`]), announced once.
+    fn start_from_token_prior(&mut self, sink: &mut dyn Sink) -> Result<()> {
+        let (Some(model), Some(Dataset::Text(data))) = (self.model.as_mut(), self.data.as_ref()) else {
+            return Ok(());
+        };
+        if model.task() != crate::model::Task::MaskedLm {
+            return Ok(());
+        }
+        let counts = data.token_counts(Split::Train)?;
+        if let Some(entropy) = model.start_from_token_prior(&counts)? {
+            sink.emit(Event::Text(format!(
+                "masked-LM head: a fresh output bias starts at the log token frequencies of the training split, \
+                 so the loss starts near their entropy ({entropy:.2}) rather than log(vocab) and the first updates \
+                 learn context instead of which tokens are common"
+            )));
+        }
+        Ok(())
+    }
+
     /// Accumulation and clipping from the command, penalties from `regularize`.
     fn step_config(&self, cmd: &Command) -> Result<StepConfig> {
         Ok(StepConfig {
@@ -362,6 +382,7 @@ impl Session {
                 .at(cmd.span_of("monitor")));
         }
         self.push_undo(&cmd.text)?;
+        self.start_from_token_prior(sink)?;
         let started = Instant::now();
         let step_before = self.history.step();
         let autosave = self.autosave_hook(sink)?;
