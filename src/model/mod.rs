@@ -188,8 +188,8 @@ pub trait Model: Send {
     /// bias (still all zeros) to the log frequencies of the training tokens (`counts` by
     /// token id; ids past its end count zero), so the
     /// first updates need not learn how common each token is through the embeddings.
-    /// Returns the entropy of those frequencies (nats), or `None` when the model has no such
-    /// head or it has been trained.
+    /// Returns the loss of predicting those frequencies on the counted tokens (nats), or
+    /// `None` when the model has no such head or it has been trained.
     fn start_from_token_prior(&mut self, _counts: &[u64]) -> Result<Option<f64>> {
         Ok(None)
     }

@@ -249,10 +249,10 @@ impl Model for Bert {
                 *c = 0;
             }
         }
-        let (prior, entropy) = weights::token_log_prior(&counts);
+        let (prior, loss) = weights::token_log_prior(&counts);
         let value = Tensor::from_vec(prior, counts.len(), bias.var.device())?.to_dtype(bias.var.dtype())?;
         bias.var.set(&value)?;
-        Ok(Some(entropy))
+        Ok(Some(loss))
     }
 
     fn config(&self) -> serde_json::Value {

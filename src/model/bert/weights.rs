@@ -156,15 +156,18 @@ pub fn assemble(
     Ok((Params::new(named)?, notes))
 }
 
-/// The log of smoothed token frequencies (add-½, so tokens never seen keep a finite, small
-/// score), for a masked-LM output bias; tokens whose count is zeroed by the caller (special
-/// tokens) get the smallest score. Also returns the entropy of those frequencies in nats:
-/// the loss of a model that predicts them whatever the context.
+/// The log of smoothed token frequencies (add-0.1, so tokens never seen keep a finite, small
+/// score without taking much probability from the seen ones in a small corpus), for a
+/// masked-LM output bias; tokens whose count is zeroed by the caller (special tokens) get the
+/// smallest score. Also returns the cross-entropy of the counted tokens under it, in nats:
+/// the loss of a model that predicts these frequencies whatever the context.
 pub fn token_log_prior(counts: &[u64]) -> (Vec<f32>, f64) {
-    let total = counts.iter().sum::<u64>() as f64 + 0.5 * counts.len() as f64;
-    let p: Vec<f64> = counts.iter().map(|&c| (c as f64 + 0.5) / total).collect();
-    let entropy = -p.iter().map(|&q| q * q.ln()).sum::<f64>();
-    (p.iter().map(|&q| q.ln() as f32).collect(), entropy)
+    const ALPHA: f64 = 0.1;
+    let n = counts.iter().sum::<u64>() as f64;
+    let total = n + ALPHA * counts.len() as f64;
+    let log_p: Vec<f64> = counts.iter().map(|&c| ((c as f64 + ALPHA) / total).ln()).collect();
+    let loss = -counts.iter().zip(&log_p).map(|(&c, &lp)| c as f64 * lp).sum::<f64>() / n.max(1.0);
+    (log_p.iter().map(|&lp| lp as f32).collect(), loss)
 }
 
 #[cfg(test)]
@@ -172,14 +175,19 @@ mod tests {
     use super::token_log_prior;
 
     #[test]
-    fn the_token_prior_is_a_smoothed_log_distribution_with_its_entropy() {
-        let (prior, entropy) = token_log_prior(&[0, 0, 0, 0]);
+    fn the_token_prior_is_a_smoothed_log_distribution_with_its_loss() {
+        let (prior, loss) = token_log_prior(&[0, 0, 0, 0]);
         assert!(prior.iter().all(|&p| (p - (0.25f32).ln()).abs() < 1e-6), "{prior:?}");
-        assert!((entropy - 4f64.ln()).abs() < 1e-12);
-        let (prior, entropy) = token_log_prior(&[99, 0, 1, 9]);
+        assert_eq!(loss, 0.0, "no tokens, no loss");
+        let counts = [99, 0, 1, 9];
+        let (prior, loss) = token_log_prior(&counts);
         let total: f64 = prior.iter().map(|&p| (p as f64).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6, "probabilities sum to {total}");
         assert!(prior[0] > prior[3] && prior[3] > prior[2] && prior[2] > prior[1], "{prior:?}");
-        assert!(prior[1].is_finite() && entropy > 0.0 && entropy < 4f64.ln());
+        // The loss is the cross-entropy of the counts under the prior: just above their entropy.
+        let n = 109.0;
+        let entropy: f64 =
+            counts.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum();
+        assert!(loss > entropy && loss < entropy + 0.01, "loss {loss}, entropy {entropy}");
     }
 }

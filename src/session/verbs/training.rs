@@ -243,11 +243,11 @@ impl Session {
             return Ok(());
         }
         let counts = data.token_counts(Split::Train)?;
-        if let Some(entropy) = model.start_from_token_prior(&counts)? {
+        if let Some(loss) = model.start_from_token_prior(&counts)? {
             sink.emit(Event::Text(format!(
                 "masked-LM head: a fresh output bias starts at the log token frequencies of the training split, \
-                 so the loss starts near their entropy ({entropy:.2}) rather than log(vocab) and the first updates \
-                 learn context instead of which tokens are common"
+                 so the training loss starts near {loss:.2} (what knowing only those frequencies scores) rather \
+                 than log(vocab), and the first updates learn context instead of which tokens are common"
             )));
         }
         Ok(())
