@@ -40,6 +40,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "=== PyTorch ($BASELINE) ==="
 python3 "$BASELINE" || { echo "gpu-bench: the PyTorch baseline failed" >&2; exit 1; }
 
+# shared/bench/torch_baseline.py has no generation job; benches/torch_cpu_gpt2.py (the same
+# greedy 64-token generation as `tunelab bench`) supplies PyTorch's figure for that key.
+echo "=== PyTorch GPT-2 greedy generation (benches/torch_cpu_gpt2.py, DEVICE=cuda) ==="
+if gen=$(DEVICE=cuda STEPS=5 python3 benches/torch_cpu_gpt2.py 2>/dev/null); then
+  echo "$gen"
+  python3 - "$OUT/torch_baseline.json" "$gen" <<'PY'
+import json, sys
+path, gen = sys.argv[1], json.loads(sys.argv[2])
+baseline = json.load(open(path))
+baseline["gpt2_small_generate_tokens_per_s"] = gen["gpt2_small_generate_tokens_per_s"]
+json.dump(baseline, open(path, "w"), indent=1)
+PY
+else
+  echo "gpu-bench: the PyTorch generation job failed (transformers missing?); generation gets no ratio" >&2
+fi
+
 echo "=== tunelab bench suite ==="
 "$DIR/release/tunelab" bench suite --device cuda --steps "${TUNELAB_BENCH_STEPS:-30}" --assets "$ASSETS" \
   > "$OUT/tunelab_suite.json" || { echo "gpu-bench: tunelab bench failed" >&2; exit 1; }
