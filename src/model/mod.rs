@@ -185,12 +185,12 @@ pub trait Model: Send {
     }
 
     /// Starts a fresh output layer from the data: sets an untrained masked-LM head's output
-    /// bias (still all zeros) to the log frequencies of the training tokens (`counts` by
-    /// token id; ids past its end count zero), so the
-    /// first updates need not learn how common each token is through the embeddings.
-    /// Returns the loss of predicting those frequencies on the counted tokens (nats), or
-    /// `None` when the model has no such head or it has been trained.
-    fn start_from_token_prior(&mut self, _counts: &[u64]) -> Result<Option<f64>> {
+    /// bias (still all zeros) to the log frequencies of the training tokens, so the first
+    /// updates need not learn how common each token is through the embeddings. `counts`
+    /// gives them by token id (ids past its end count zero); it is called only when the head
+    /// is fresh. Returns the loss of predicting those frequencies on the counted tokens
+    /// (nats), or `None` when the model has no such head or it has been trained.
+    fn start_from_token_prior(&mut self, _counts: &dyn Fn() -> Result<Vec<u64>>) -> Result<Option<f64>> {
         Ok(None)
     }
 

@@ -222,7 +222,7 @@ impl Model for Bert {
         }
     }
 
-    fn start_from_token_prior(&mut self, counts: &[u64]) -> Result<Option<f64>> {
+    fn start_from_token_prior(&mut self, counts: &dyn Fn() -> Result<Vec<u64>>) -> Result<Option<f64>> {
         if self.task != BertTask::MaskedLm {
             return Ok(None);
         }
@@ -237,10 +237,13 @@ impl Model for Bert {
             .to_dtype(candle_core::DType::F32)?
             .to_scalar::<f32>()?
             == 0.0;
-        if !untouched || !bias.trainable || counts.len() > bias.var.elem_count() {
+        if !untouched || !bias.trainable {
             return Ok(None);
         }
-        let mut counts = counts.to_vec();
+        let mut counts = counts()?;
+        if counts.len() > bias.var.elem_count() {
+            return Ok(None);
+        }
         counts.resize(bias.var.elem_count(), 0);
         // Special tokens are never masked, so never predicted.
         let t = &self.tokenizer;

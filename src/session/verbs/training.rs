@@ -242,8 +242,7 @@ impl Session {
         if model.task() != crate::model::Task::MaskedLm {
             return Ok(());
         }
-        let counts = data.token_counts(Split::Train)?;
-        if let Some(loss) = model.start_from_token_prior(&counts)? {
+        if let Some(loss) = model.start_from_token_prior(&|| data.token_counts(Split::Train))? {
             sink.emit(Event::Text(format!(
                 "masked-LM head: a fresh output bias starts at the log token frequencies of the training split, \
                  so the training loss starts near {loss:.2} (what knowing only those frequencies scores) rather \
