@@ -6,6 +6,8 @@
 #   scripts/cuda-toolchain.sh install   # toolkit + .so links + libcuda stub (the default)
 #   eval "$(scripts/cuda-toolchain.sh env)"   # install if needed, print the exports
 #   scripts/cuda-toolchain.sh build     # install if needed, then build the CUDA binaries
+#   scripts/cuda-toolchain.sh check     # compile src/model/kernels/kernels.cu with nvcc and
+#                                       # NVRTC (what the binary does at run time); no GPU
 #
 # `build` writes, under $CARGO_TARGET_DIR (default target/cuda, so the CPU build in
 # target/debug and target/release is left alone):
@@ -139,6 +141,19 @@ for line in sys.stdin:
   ls -l "$CARGO_TARGET_DIR/release/tunelab" "$CARGO_TARGET_DIR/gpu-tests" "$CARGO_TARGET_DIR/gpu-bundle.tar.xz" >&2
 }
 
+# The fused kernels' CUDA source through both compilers, so a typo shows up here and not
+# in a device session.
+check() {
+  eval "$(print_env)"
+  local src="$ROOT/src/model/kernels/kernels.cu" ptx
+  ptx="$(mktemp --suffix=.ptx)"
+  nvcc --ptx -arch="sm_$COMPUTE_CAP" -o "$ptx" "$src"
+  log "nvcc: $(grep -c '^.visible .entry' "$ptx") kernels in $src"
+  rm -f "$ptx"
+  LD_LIBRARY_PATH="$CU/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    python3 "$ROOT/scripts/nvrtc-check.py" "$CU/lib/libnvrtc.so.13" "$src" "compute_$COMPUTE_CAP"
+}
+
 install_all() {
   install_toolkit
   link_libraries
@@ -149,8 +164,9 @@ case "${1:-install}" in
   install) install_all ;;
   env) install_all; print_env ;;
   build) install_all; build ;;
+  check) install_all; check ;;
   *)
-    echo "usage: scripts/cuda-toolchain.sh [install|env|build]" >&2
+    echo "usage: scripts/cuda-toolchain.sh [install|env|build|check]" >&2
     exit 2
     ;;
 esac

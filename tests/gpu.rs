@@ -354,6 +354,103 @@ fn fused_cuda_layer_norm_and_adamw_match_the_composite_ops() {
     println!("fused CUDA kernels: layer norm forward/backward and AdamW match (3 shapes, 3 updates)");
 }
 
+/// Checks the gradients of `Σ out·r` (random `r`) for each input agree between the fused and
+/// the composite op, to 1e-4 of the composite gradient's largest element (at least 1).
+fn grads_agree(what: &str, fused: &Tensor, composite: &Tensor, inputs: &[(&str, &candle_core::Var)]) {
+    let r = Tensor::randn(0f32, 1.0, fused.shape(), fused.device()).unwrap();
+    let gf = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gc = (composite * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, v) in inputs {
+        let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+        let scale = c.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+        let d = tensor_diff(a, c);
+        assert!(d < 1e-4 * scale, "{what}: {name} differs by {d} (scale {scale})");
+    }
+}
+
+#[test]
+fn fused_cuda_softmax_gelu_rms_norm_and_cross_entropy_match_the_composite_ops() {
+    use candle_core::Var;
+    use tunelab::model::kernels;
+    let Some(dev) = cuda() else { return };
+    kernels::set_enabled(true);
+    let fused_ran = |before: usize, what: &str| {
+        assert!(kernels::fused_calls() > before, "{what}: the fused CUDA path was not taken")
+    };
+    // Attention softmax: padding bias [b, 1, 1, k], a causal + padding bias [b, 1, q, k], none.
+    for (b, h, q, k) in [(2, 3, 5, 7), (4, 12, 33, 130), (1, 2, 600, 600)] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 3.0, (b, h, q, k), &dev).unwrap()).unwrap();
+        // Sequence i of the batch keeps its first k - i·k/4 keys (padding after).
+        let keep: Vec<f32> = (0..b * k).map(|n| f32::from(u8::from(n % k < k - (n / k) * k / 4))).collect();
+        let mask = Tensor::from_vec(keep, (b, k), &dev).unwrap();
+        let pad = tunelab::model::layers::attention_bias(&mask, candle_core::DType::F32).unwrap();
+        let causal: Vec<f32> = (0..q * k).map(|i| if i % k <= i / k { 0.0 } else { -1e9 }).collect();
+        let causal = Tensor::from_vec(causal, (1, 1, q, k), &dev).unwrap().broadcast_add(&pad).unwrap();
+        for (name, bias) in [("padding", Some(&pad)), ("causal", Some(&causal)), ("none", None)] {
+            let what = format!("softmax {b}×{h}×{q}×{k}, {name} bias");
+            let calls = kernels::fused_calls();
+            let fused = kernels::softmax(&x, 0.125, bias).unwrap();
+            fused_ran(calls, &what);
+            let composite = kernels::softmax_composite(&x, 0.125, bias).unwrap();
+            let d = tensor_diff(&fused, &composite);
+            assert!(d < 1e-6, "{what}: forward differs by {d}");
+            grads_agree(&what, &fused, &composite, &[("dx", &x)]);
+        }
+    }
+    // Bias + GELU, both kinds, BERT/GPT-2's feed-forward width and an odd one.
+    for (rows, d) in [(300, 3072), (7, 333)] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (rows, d), &dev).unwrap()).unwrap();
+        let bias = Var::from_tensor(&Tensor::randn(0f32, 0.5, d, &dev).unwrap()).unwrap();
+        for tanh in [false, true] {
+            let what = format!("bias-GELU ({}) {rows}×{d}", if tanh { "tanh" } else { "erf" });
+            let calls = kernels::fused_calls();
+            let (fused, composite) = if tanh {
+                (
+                    kernels::bias_gelu_tanh(&x, &bias).unwrap(),
+                    kernels::bias_gelu_tanh_composite(&x, &bias).unwrap(),
+                )
+            } else {
+                (kernels::bias_gelu(&x, &bias).unwrap(), kernels::bias_gelu_composite(&x, &bias).unwrap())
+            };
+            fused_ran(calls, &what);
+            let d = tensor_diff(&fused, &composite);
+            assert!(d < 1e-5, "{what}: forward differs by {d}");
+            grads_agree(&what, &fused, &composite, &[("dx", &x), ("db", &bias)]);
+        }
+    }
+    // RMS norm: SmolLM2's width and the widest the kernel takes.
+    for (rows, d) in [(64, 576), (5, 2048)] {
+        let what = format!("RMS norm {rows}×{d}");
+        let x = Var::from_tensor(&Tensor::randn(0.3f32, 2.0, (rows, d), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.2, d, &dev).unwrap()).unwrap();
+        let calls = kernels::fused_calls();
+        let fused = kernels::rms_norm(&x, &w, 1e-5).unwrap();
+        fused_ran(calls, &what);
+        let composite = kernels::rms_norm_composite(&x, &w, 1e-5).unwrap();
+        let d = tensor_diff(&fused, &composite);
+        assert!(d < 1e-4, "{what}: forward differs by {d}");
+        grads_agree(&what, &fused, &composite, &[("dx", &x), ("dw", &w)]);
+    }
+    // Cross-entropy: two classes, and a GPT-2-sized vocabulary.
+    for (rows, classes) in [(33, 2), (17, 50_257)] {
+        let what = format!("cross-entropy {rows}×{classes}");
+        let logits = Var::from_tensor(&Tensor::randn(0f32, 3.0, (rows, classes), &dev).unwrap()).unwrap();
+        let ids: Vec<u32> = (0..rows).map(|r| ((r * 7919) % classes) as u32).collect();
+        let targets = Tensor::from_vec(ids, rows, &dev).unwrap();
+        let calls = kernels::fused_calls();
+        let fused = kernels::cross_entropy(&logits, &targets).unwrap();
+        fused_ran(calls, &what);
+        let composite = kernels::cross_entropy_composite(&logits, &targets).unwrap();
+        let (a, c) = (fused.to_scalar::<f32>().unwrap(), composite.to_scalar::<f32>().unwrap());
+        assert!((a - c).abs() < 1e-5 * c.abs().max(1.0), "{what}: loss {a} vs {c}");
+        let gf = fused.backward().unwrap();
+        let gc = composite.backward().unwrap();
+        let d = tensor_diff(gf.get(logits.as_tensor()).unwrap(), gc.get(logits.as_tensor()).unwrap());
+        assert!(d < 1e-6, "{what}: dlogits differs by {d}");
+    }
+    println!("fused CUDA kernels: softmax (3 biases × 3 shapes), bias-GELU (2 kinds × 2 shapes), RMS norm and cross-entropy match");
+}
+
 /// `fit` records the peak device memory of its last step: more than nothing, and at least
 /// the weights, which live on the device throughout the step; `show memory` prints it.
 #[test]

@@ -10,11 +10,20 @@ use crate::error::Result;
 const OP: &str = "cross-entropy";
 
 /// Mean over rows of `-log softmax(logits)[target]`, for `logits` `[n, classes]` and `u32`
-/// `targets` `[n]` (as `candle_nn::loss::cross_entropy`). Fused on CPU for f32/f64;
-/// other inputs take [`cross_entropy_composite`].
+/// `targets` `[n]` (as `candle_nn::loss::cross_entropy`). Fused on CPU for f32/f64 and on
+/// CUDA for f32 (per-row losses from one kernel, then their mean); other inputs take
+/// [`cross_entropy_composite`].
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let shapes_ok = logits.rank() == 2 && targets.dims() == [logits.dim(0)?];
-    if !(fusable(logits) && shapes_ok && targets.dtype() == DType::U32 && logits.dim(0)? > 0) {
+    let shapes_ok = logits.rank() == 2
+        && targets.dims() == [logits.dim(0)?]
+        && targets.dtype() == DType::U32
+        && targets.device().same_device(logits.device())
+        && logits.dim(0)? > 0;
+    if shapes_ok && super::fusable_cuda(logits) {
+        let rows = logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropyRows)?;
+        return Ok(rows.mean_all()?);
+    }
+    if !(fusable(logits) && shapes_ok) {
         return cross_entropy_composite(logits, targets);
     }
     Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy)?)
@@ -133,5 +142,84 @@ impl CustomOp3 for CrossEntropyBackward {
             }
             Ok((T::wrap(dx), l1.shape().clone()))
         })
+    }
+}
+
+/// The CUDA op: `(logits, targets) → [n]` per-row losses (their mean is taken by candle, so
+/// the sum is deterministic). The CPU computes the mean in one op, [`CrossEntropy`].
+struct CrossEntropyRows;
+
+impl CustomOp2 for CrossEntropyRows {
+    fn name(&self) -> &'static str {
+        "tunelab-cross-entropy-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let what = "the per-row op runs on CUDA only; the CPU takes the fused mean".to_string();
+        Err(KernelError::Shape { op: OP, what }.into())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::cross_entropy_rows((s1, l1), (s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.to_dtype(logits.dtype())?.contiguous()?;
+        Ok((Some(logits.apply_op3_no_bwd(targets, &grad, &CrossEntropyRowsBackward)?), None))
+    }
+}
+
+/// The CUDA backward op: `(logits, targets, dloss [n]) → (softmax - onehot) · dloss_r`.
+struct CrossEntropyRowsBackward;
+
+impl CustomOp3 for CrossEntropyRowsBackward {
+    fn name(&self) -> &'static str {
+        "tunelab-cross-entropy-rows-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let what = "the per-row op runs on CUDA only; the CPU takes the fused mean".to_string();
+        Err(KernelError::Shape { op: OP, what }.into())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::cross_entropy_rows_bwd((s1, l1), (s2, l2), (s3, l3))
     }
 }

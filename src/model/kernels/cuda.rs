@@ -1,10 +1,11 @@
-//! The CUDA versions of the fused kernels (a `--features cuda` build): the AdamW update and
-//! layer norm forward and backward, for contiguous f32 tensors.
+//! The CUDA versions of the fused kernels (a `--features cuda` build), for contiguous f32
+//! tensors: the AdamW update, layer norm, RMS norm, the attention softmax (scale + broadcast mask bias),
+//! bias + GELU (erf and tanh) and per-row cross-entropy, each forward and backward.
 //!
 //! The CUDA C source below is compiled once per process with NVRTC at first use (no nvcc
 //! at build time, so the CPU build and CI are unaffected) and loaded into each device's
 //! module cache under [`MODULE`]. Each kernel does the arithmetic of its CPU twin in
-//! `adamw.rs` / `layer_norm.rs`, in the same order, so the two agree to rounding (fused
+//! sibling `.rs` files, in the same order, so the two agree to rounding (fused
 //! multiply-adds aside); tests/gpu.rs checks them against the composite ops on the GPU.
 
 use std::sync::OnceLock;
@@ -31,122 +32,9 @@ pub(crate) const MAX_HIDDEN: usize = ROW_THREADS as usize * MAX_COLS;
 /// to the result once per block).
 const ROWS_PER_BLOCK: u32 = 16;
 
-const SOURCE: &str = r#"
-// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-__device__ float block_sum(float v, float* shared) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    const int warps = blockDim.x >> 5;
-    v = (int)threadIdx.x < warps ? shared[threadIdx.x] : 0.0f;
-    if (warp == 0) {
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-        if (lane == 0) shared[32] = v;
-    }
-    __syncthreads();
-    return shared[32];
-}
-
-// Mean and 1/sqrt(var + eps) of one row, two passes (as the CPU kernel).
-__device__ void moments(const float* x, int d, float eps, float* shared, float* mean, float* rstd) {
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) s += x[i];
-    const float m = block_sum(s, shared) / (float)d;
-    float q = 0.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) { const float c = x[i] - m; q += c * c; }
-    *mean = m;
-    *rstd = 1.0f / sqrtf(block_sum(q, shared) / (float)d + eps);
-}
-
-// One block per row: y = (x - mean) * rstd * w + b.
-extern "C" __global__ void layer_norm_f32(const float* x, const float* w, const float* b, float* y,
-                                          const int d, const float eps) {
-    __shared__ float shared[33];
-    const size_t row = blockIdx.x;
-    const float* xr = x + row * d;
-    float* yr = y + row * d;
-    float mean, rstd;
-    moments(xr, d, eps, shared, &mean, &rstd);
-    for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-}
-
-// out = [dx | dw | db] (dw, db zeroed by the caller). Each block takes rows_per_block rows,
-// keeps its partial dw/db per column in registers and adds them once.
-extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, const float* dy, float* out,
-                                              const int rows, const int d, const float eps,
-                                              const int rows_per_block) {
-    __shared__ float shared[33];
-    float* dw = out + (size_t)rows * d;
-    float* db = dw + d;
-    float aw[8], ab[8];
-    for (int k = 0; k < 8; ++k) { aw[k] = 0.0f; ab[k] = 0.0f; }
-    const int first = blockIdx.x * rows_per_block;
-    const int last = min(rows, first + rows_per_block);
-    for (int r = first; r < last; ++r) {
-        const float* xr = x + (size_t)r * d;
-        const float* gr = dy + (size_t)r * d;
-        float* dxr = out + (size_t)r * d;
-        float mean, rstd;
-        moments(xr, d, eps, shared, &mean, &rstd);
-        float sg = 0.0f, sgx = 0.0f;
-        for (int i = threadIdx.x; i < d; i += blockDim.x) {
-            const float h = (xr[i] - mean) * rstd;
-            const float g = gr[i] * w[i];
-            sg += g;
-            sgx += g * h;
-        }
-        const float mean_g = block_sum(sg, shared) / (float)d;
-        const float mean_gx = block_sum(sgx, shared) / (float)d;
-        int k = 0;
-        for (int i = threadIdx.x; i < d; i += blockDim.x, ++k) {
-            const float h = (xr[i] - mean) * rstd;
-            dxr[i] = rstd * (gr[i] * w[i] - mean_g - h * mean_gx);
-            aw[k] += gr[i] * h;
-            ab[k] += gr[i];
-        }
-    }
-    int k = 0;
-    for (int i = threadIdx.x; i < d; i += blockDim.x, ++k) {
-        atomicAdd(dw + i, aw[k]);
-        atomicAdd(db + i, ab[k]);
-    }
-}
-
-// Dropout's scaled keep-mask: SplitMix64(seed ^ i·golden), kept when its top 32 bits reach
-// threshold (layers/dropout.rs computes the same bits on the CPU).
-extern "C" __global__ void dropout_mask_f32(const unsigned long long n, const unsigned long long seed,
-                                            const unsigned int threshold, const float scale, float* out) {
-    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        unsigned long long z = seed ^ (i * 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z = z ^ (z >> 31);
-        out[i] = (unsigned int)(z >> 32) >= threshold ? scale : 0.0f;
-    }
-}
-
-// Adam / AdamW: new parameter and moments (mode 1: decoupled decay, 2: L2 into the gradient).
-extern "C" __global__ void adam_f32(const unsigned int n, const float* p, const float* g, const float* m,
-                                    const float* v, float* np, float* nm, float* nv, const float lr,
-                                    const float b1, const float b2, const float one_b1, const float one_b2,
-                                    const float eps, const float decay, const float wd, const int mode,
-                                    const float corr1, const float corr2, const int first) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        float pi = p[i], gi = g[i];
-        if (mode == 1) pi = pi * decay;
-        else if (mode == 2) gi = gi + pi * wd;
-        const float mi = (first ? 0.0f : m[i]) * b1 + gi * one_b1;
-        const float vi = (first ? 0.0f : v[i]) * b2 + gi * gi * one_b2;
-        const float denom = sqrtf(vi * corr2) + eps;
-        np[i] = pi - (mi * corr1) / denom * lr;
-        nm[i] = mi;
-        nv[i] = vi;
-    }
-}
-"#;
+/// The kernels' CUDA C source (also compiled with `nvcc --ptx` by
+/// `scripts/cuda-toolchain.sh check`, which needs no GPU).
+const SOURCE: &str = include_str!("kernels.cu");
 
 /// The PTX of [`SOURCE`], compiled at first use.
 fn ptx() -> candle_core::Result<&'static str> {
@@ -169,10 +57,19 @@ fn contiguous_f32<'a>(
     l: &Layout,
     what: &str,
 ) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
+    contiguous_view::<f32>(s, l, what)
+}
+
+/// `x`'s elements of type `T` from its layout's start, checked contiguous.
+fn contiguous_view<'a, T: candle_core::cuda_backend::CudaDType>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
     let (start, end) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("fused CUDA kernel: {what} is not contiguous")))?;
-    Ok(s.as_cuda_slice::<f32>()?.slice(start..end))
+    Ok(s.as_cuda_slice::<T>()?.slice(start..end))
 }
 
 /// Layer norm forward on CUDA (`x` `[rows, d]` flattened, `w`, `b` `[d]`).
@@ -241,6 +138,322 @@ pub(crate) fn layer_norm_bwd(
     // SAFETY: the arguments match the kernel's signature; sizes were checked above.
     unsafe { launch.launch(cfg) }.w()?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + 2 * d)))
+}
+
+/// RMS norm forward on CUDA (`x` `[rows, d]` flattened, `w` `[d]`).
+pub(crate) fn rms_norm_fwd(
+    eps: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, w) = (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?);
+    let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
+    let rows = rows_of("RMS norm", n, d)?;
+    // SAFETY: every element is written by the kernel.
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("rms_norm_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (d32, eps32) = (d as i32, eps as f32);
+        launch.arg(&x).arg(&w).arg(&y).arg(&d32).arg(&eps32);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+}
+
+/// RMS norm backward on CUDA: `[dx | dw]` flattened, as the CPU op (rows up to
+/// [`MAX_HIDDEN`] wide).
+pub(crate) fn rms_norm_bwd(
+    eps: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, w, dy) =
+        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?, contiguous_f32(s3, l3, "grad")?);
+    let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
+    let rows = rows_of("RMS-norm backward", n, d)?;
+    if l3.shape().elem_count() != n || d > MAX_HIDDEN {
+        candle_core::bail!(
+            "fused CUDA RMS-norm backward: x {:?}, weight {:?}, grad {:?}",
+            l1.dims(),
+            l2.dims(),
+            l3.dims()
+        )
+    }
+    let out = dev.alloc_zeros::<f32>(n + d)?;
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("rms_norm_bwd_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (rows32, d32, eps32, per) = (rows as i32, d as i32, eps as f32, ROWS_PER_BLOCK as i32);
+        launch.arg(&x).arg(&w).arg(&dy).arg(&out).arg(&rows32).arg(&d32).arg(&eps32).arg(&per);
+        let cfg = LaunchConfig {
+            grid_dim: ((rows as u32).div_ceil(ROWS_PER_BLOCK), 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + d)))
+}
+
+/// Threads per block of the warp-per-row kernels (softmax): 8 rows per block.
+const WARP_ROWS_THREADS: u32 = 256;
+/// Rows one block of the bias-GELU backward sums its column over.
+const GELU_ROWS_PER_BLOCK: u32 = 32;
+
+/// A launch of one warp per row over `rows` rows.
+fn warp_per_row(rows: usize) -> LaunchConfig {
+    let per_block = (WARP_ROWS_THREADS / 32) as usize;
+    LaunchConfig {
+        grid_dim: (rows.div_ceil(per_block) as u32, 1, 1),
+        block_dim: (WARP_ROWS_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Rows of `k` in a tensor of `n` elements, checked to fit the kernels' `int` indices.
+fn rows_of(op: &str, n: usize, k: usize) -> candle_core::Result<usize> {
+    if k == 0 || n % k != 0 || n > i32::MAX as usize {
+        candle_core::bail!("fused CUDA {op}: {n} elements are not rows of {k} (or too many for one launch)")
+    }
+    Ok(n / k)
+}
+
+/// The softmax's broadcast bias as the kernel reads it: start, and the element strides of the
+/// layout padded to rank 4 (0 along broadcast dims). `None` above rank 4.
+pub(crate) fn bias_strides(l: &Layout) -> Option<[i64; 5]> {
+    let rank = l.dims().len();
+    if rank > 4 || rank == 0 {
+        return None;
+    }
+    let mut out = [l.start_offset() as i64, 0, 0, 0, 0];
+    for (k, &st) in l.stride().iter().enumerate() {
+        out[1 + 4 - rank + k] = if l.dims()[k] == 1 { 0 } else { st as i64 };
+    }
+    Some(out)
+}
+
+/// `softmax(x · scale + bias)` over the last dim on CUDA; `bias`, when given, is laid out
+/// broadcast to `x`'s shape (rank ≤ 4).
+pub(crate) fn softmax_fwd(
+    scale: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    bias: Option<(&CudaStorage, &Layout)>,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let x = contiguous_f32(s1, l1, "x")?;
+    let dims = l1.dims();
+    let k = dims.last().copied().unwrap_or(1);
+    let n = l1.shape().elem_count();
+    let rows = rows_of("softmax", n, k)?;
+    // x's leading dims padded to [d0, d1, d2].
+    let mut lead = [1usize; 3];
+    if dims.len() > 4 {
+        candle_core::bail!("fused CUDA softmax: rank {} above 4", dims.len())
+    }
+    for (slot, &d) in lead.iter_mut().rev().zip(dims[..dims.len().saturating_sub(1)].iter().rev()) {
+        *slot = d;
+    }
+    let (has_bias, strides, bias_view) = match bias {
+        None => (0i32, [0i64; 5], None),
+        Some((s2, l2)) => {
+            let strides = bias_strides(l2).filter(|_| l2.dims() == dims).ok_or_else(|| {
+                candle_core::Error::Msg(format!("fused CUDA softmax: bias {:?} for x {dims:?}", l2.dims()))
+            })?;
+            (1, strides, Some(s2.as_cuda_slice::<f32>()?))
+        }
+    };
+    // SAFETY: every element is written by the kernel.
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("softmax_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (rows32, k32, scale32, d1, d2) =
+            (rows as i32, k as i32, scale as f32, lead[1] as i32, lead[2] as i32);
+        launch.arg(&x);
+        match &bias_view {
+            Some(b) => launch.arg(*b),
+            None => launch.arg(&x), // not read
+        };
+        launch.arg(&y).arg(&rows32).arg(&k32).arg(&scale32).arg(&has_bias).arg(&d1).arg(&d2);
+        for st in &strides {
+            launch.arg(st);
+        }
+        // SAFETY: the arguments match the kernel's signature; the bias offsets stay inside
+        // its storage because its layout has x's shape.
+        unsafe { launch.launch(warp_per_row(rows)) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+}
+
+/// The softmax's backward on CUDA: `dx = scale · y · (dy - Σ dy·y)` per row.
+pub(crate) fn softmax_bwd(
+    scale: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (y, dy) = (contiguous_f32(s1, l1, "y")?, contiguous_f32(s2, l2, "grad")?);
+    let n = l1.shape().elem_count();
+    let k = l1.dims().last().copied().unwrap_or(1);
+    let rows = rows_of("softmax backward", n, k)?;
+    if l2.shape().elem_count() != n {
+        candle_core::bail!("fused CUDA softmax backward: grad {:?} for y {:?}", l2.dims(), l1.dims())
+    }
+    // SAFETY: every element is written by the kernel.
+    let dx = unsafe { dev.alloc::<f32>(n)? };
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("softmax_bwd_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (rows32, k32, scale32) = (rows as i32, k as i32, scale as f32);
+        launch.arg(&y).arg(&dy).arg(&dx).arg(&rows32).arg(&k32).arg(&scale32);
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(warp_per_row(rows)) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(dx, dev.clone()), l1.shape().clone()))
+}
+
+/// `gelu(x + bias)` on CUDA (`kind` 0: erf, 1: tanh), `bias` `[last dim of x]`.
+pub(crate) fn bias_gelu_fwd(
+    kind: i32,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, b) = (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "bias")?);
+    let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
+    rows_of("bias-GELU", n, d)?;
+    // SAFETY: every element is written by the kernel.
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    if n > 0 {
+        let f = dev.get_or_load_custom_func("bias_gelu_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (n64, d32) = (n as u64, d as i32);
+        launch.arg(&x).arg(&b).arg(&y).arg(&n64).arg(&d32).arg(&kind);
+        let blocks = n.div_ceil(256).min(65_535 * 16) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+}
+
+/// The bias-GELU backward on CUDA: `[dx | db]` flattened, as the CPU op.
+pub(crate) fn bias_gelu_bwd(
+    kind: i32,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, b, dy) =
+        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "bias")?, contiguous_f32(s3, l3, "grad")?);
+    let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
+    let rows = rows_of("bias-GELU backward", n, d)?;
+    if l3.shape().elem_count() != n {
+        candle_core::bail!("fused CUDA bias-GELU backward: grad {:?} for x {:?}", l3.dims(), l1.dims())
+    }
+    let out = dev.alloc_zeros::<f32>(n + d)?;
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("bias_gelu_bwd_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (rows32, d32, per) = (rows as i32, d as i32, GELU_ROWS_PER_BLOCK as i32);
+        launch.arg(&x).arg(&b).arg(&dy).arg(&out).arg(&rows32).arg(&d32).arg(&kind).arg(&per);
+        let cfg = LaunchConfig {
+            grid_dim: ((rows as u32).div_ceil(GELU_ROWS_PER_BLOCK), (d as u32).div_ceil(256), 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + d)))
+}
+
+/// Threads of a cross-entropy block: a warp for a few classes, up to 512 for a vocabulary.
+fn cross_entropy_threads(k: usize) -> u32 {
+    (k.div_ceil(32) * 32).clamp(32, 512) as u32
+}
+
+/// Per-row cross-entropy on CUDA: `[n]` losses `logsumexp(x_r) - x_r[t_r]` of `[n, k]` f32
+/// logits and `[n]` u32 targets (NaN for a target outside `0..k`).
+pub(crate) fn cross_entropy_rows(
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, t) = (contiguous_f32(s1, l1, "logits")?, contiguous_view::<u32>(s2, l2, "targets")?);
+    let (rows, k) = l1.dims2()?;
+    if l2.shape().elem_count() != rows {
+        candle_core::bail!("fused CUDA cross-entropy: targets {:?} for logits {:?}", l2.dims(), l1.dims())
+    }
+    rows_of("cross-entropy", rows * k, k)?;
+    // SAFETY: every element is written by the kernel.
+    let loss = unsafe { dev.alloc::<f32>(rows)? };
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("cross_entropy_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let k32 = k as i32;
+        launch.arg(&x).arg(&t).arg(&loss).arg(&k32);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (cross_entropy_threads(k), 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(loss, dev.clone()), Shape::from(rows)))
+}
+
+/// The per-row cross-entropy's backward on CUDA: `(softmax(x_r) - onehot(t_r)) · g_r`.
+pub(crate) fn cross_entropy_rows_bwd(
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, t, g) = (
+        contiguous_f32(s1, l1, "logits")?,
+        contiguous_view::<u32>(s2, l2, "targets")?,
+        contiguous_f32(s3, l3, "grad")?,
+    );
+    let (rows, k) = l1.dims2()?;
+    if l2.shape().elem_count() != rows || l3.shape().elem_count() != rows {
+        candle_core::bail!(
+            "fused CUDA cross-entropy backward: targets {:?}, grad {:?} for logits {:?}",
+            l2.dims(),
+            l3.dims(),
+            l1.dims()
+        )
+    }
+    rows_of("cross-entropy backward", rows * k, k)?;
+    // SAFETY: every element is written by the kernel.
+    let dx = unsafe { dev.alloc::<f32>(rows * k)? };
+    if rows > 0 {
+        let f = dev.get_or_load_custom_func("cross_entropy_bwd_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let k32 = k as i32;
+        launch.arg(&x).arg(&t).arg(&g).arg(&dx).arg(&k32);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (cross_entropy_threads(k), 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(dx, dev.clone()), l1.shape().clone()))
 }
 
 /// The Adam(W) update of one f32 parameter on CUDA: new `(parameter, m, v)` tensors, or

@@ -9,17 +9,17 @@ use crate::error::Result;
 
 const OP: &str = "bias-gelu";
 
-/// Which GELU.
+/// Which GELU (the discriminant is the CUDA kernels' `kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// `u · Φ(u)` with the normal CDF through erf.
-    Erf,
+    Erf = 0,
     /// `0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))`.
-    Tanh,
+    Tanh = 1,
 }
 
 /// Exact (erf) GELU of `x + bias` (`bias`: `[last dim of x]`), fused on CPU for contiguous
-/// f32/f64; other inputs take [`bias_gelu_composite`].
+/// f32/f64 and on CUDA for f32; other inputs take [`bias_gelu_composite`].
 pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     fused_or(x, bias, Kind::Erf)
 }
@@ -41,7 +41,12 @@ pub fn bias_gelu_tanh_composite(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 fn fused_or(x: &Tensor, bias: &Tensor, kind: Kind) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
-    if !(fusable(x) && bias.dtype() == x.dtype() && bias.dims() == [hidden]) {
+    let device_ok = fusable(x) || super::fusable_cuda(x);
+    if !(device_ok
+        && bias.dtype() == x.dtype()
+        && bias.dims() == [hidden]
+        && bias.device().same_device(x.device()))
+    {
         return match kind {
             Kind::Erf => bias_gelu_composite(x, bias),
             Kind::Tanh => bias_gelu_tanh_composite(x, bias),
@@ -125,6 +130,18 @@ impl CustomOp2 for BiasGelu {
         })
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::bias_gelu_fwd(self.kind as i32, (s1, l1), (s2, l2))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -176,5 +193,18 @@ impl CustomOp3 for BiasGeluBackward {
             }
             Ok((T::wrap(out), Shape::from(n + d)))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::bias_gelu_bwd(self.kind as i32, (s1, l1), (s2, l2), (s3, l3))
     }
 }

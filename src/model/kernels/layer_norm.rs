@@ -11,8 +11,8 @@ use crate::error::Result;
 
 const OP: &str = "layer-norm";
 
-/// Whether rows `hidden` wide fit the CUDA kernels (wider ones use the composite op).
-fn cuda_width_ok(hidden: usize) -> bool {
+/// Whether rows `hidden` wide fit the CUDA norm kernels (wider ones use the composite op).
+pub(super) fn cuda_width_ok(hidden: usize) -> bool {
     #[cfg(feature = "cuda")]
     {
         hidden <= super::cuda::MAX_HIDDEN

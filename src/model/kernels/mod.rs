@@ -7,9 +7,9 @@
 //! each with its own temporary tensor.
 //!
 //! The fast paths cover contiguous f32/f64 tensors on the CPU, and (a `--features cuda`
-//! build, `cuda.rs`) the layer norm and the Adam(W) update of f32 tensors on CUDA. Anything
-//! else (bf16, the other ops on CUDA, a mask bias that needs a gradient) goes through the
-//! composite ops, which compute the same function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
+//! build, `cuda.rs` + `kernels.cu`) f32 tensors on CUDA. Anything else (bf16, norms
+//! wider than 2,048 on CUDA, a mask bias that needs a gradient) goes through the composite
+//! ops, which compute the same function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
 //! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
 //! optimised builds only), which is how the tests and `tunelab bench` compare the two.
 
@@ -207,8 +207,7 @@ pub(crate) fn fusable(t: &Tensor) -> bool {
     enabled() && matches!(t.device(), Device::Cpu) && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// Whether `t` can take a fused CUDA kernel (layer norm, AdamW): kernels on, a CUDA build,
-/// a CUDA tensor, f32.
+/// Whether `t` can take a fused CUDA kernel: kernels on, a CUDA build, a CUDA tensor, f32.
 pub(crate) fn fusable_cuda(t: &Tensor) -> bool {
     cfg!(feature = "cuda") && enabled() && t.device().is_cuda() && t.dtype() == DType::F32
 }

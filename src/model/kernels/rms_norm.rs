@@ -8,10 +8,12 @@ use crate::error::Result;
 const OP: &str = "rms-norm";
 
 /// `x / sqrt(mean(x²) + eps) · w` over the last dimension (`w`: `[hidden]`), fused on CPU
-/// for contiguous f32/f64; other inputs take [`rms_norm_composite`].
+/// for contiguous f32/f64 and on CUDA for f32; other inputs take [`rms_norm_composite`].
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
-    if !(fusable(x) && w.dtype() == x.dtype() && w.dims() == [hidden]) {
+    let cuda = super::fusable_cuda(x) && super::layer_norm::cuda_width_ok(hidden);
+    let same_device = w.device().same_device(x.device());
+    if !((fusable(x) || cuda) && same_device && w.dtype() == x.dtype() && w.dims() == [hidden]) {
         return rms_norm_composite(x, w, eps);
     }
     Ok(x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps })?)
@@ -74,6 +76,18 @@ impl CustomOp2 for RmsNorm {
         })
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::rms_norm_fwd(self.eps, (s1, l1), (s2, l2))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -133,5 +147,18 @@ impl candle_core::CustomOp3 for RmsNormBackward {
             }
             Ok((T::wrap(out), Shape::from(n + d)))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::rms_norm_bwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
     }
 }

@@ -11,11 +11,13 @@ use crate::error::Result;
 const OP: &str = "softmax";
 
 /// `softmax(x · scale + bias)` over the last dimension; `bias` broadcasts to `x`'s shape and
-/// gets no gradient (it is a mask). Fused on CPU for f32/f64; other inputs, or a bias that
-/// is itself being trained, take [`softmax_composite`].
+/// gets no gradient (it is a mask). Fused on CPU for f32/f64 and on CUDA for f32 (rank ≤ 4);
+/// other inputs, or a bias that is itself being trained, take [`softmax_composite`].
 pub fn softmax(x: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> {
-    let bias_ok = bias.is_none_or(|b| b.dtype() == x.dtype() && !b.track_op());
-    if !(fusable(x) && bias_ok) {
+    let bias_ok =
+        bias.is_none_or(|b| b.dtype() == x.dtype() && !b.track_op() && b.device().same_device(x.device()));
+    let cuda = super::fusable_cuda(x) && x.rank() <= 4;
+    if !((fusable(x) || cuda) && bias_ok) {
         return softmax_composite(x, scale, bias);
     }
     let x = x.contiguous()?;
@@ -105,6 +107,16 @@ impl CustomOp1 for Softmax {
         })
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::softmax_fwd(self.scale, (s, l), None)
+    }
+
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward { scale: self.scale })?))
     }
@@ -139,6 +151,18 @@ impl CustomOp2 for Softmax {
             let y = forward(x, k, T::of(self.scale), |r, j| all[rows[r] + j * step]);
             Ok((T::wrap(y), l1.shape().clone()))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::count_call();
+        super::cuda::softmax_fwd(self.scale, (s1, l1), Some((s2, l2)))
     }
 
     fn bwd(
@@ -188,5 +212,16 @@ impl CustomOp2 for SoftmaxBackward {
             }
             Ok((T::wrap(dx), l1.shape().clone()))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::softmax_bwd(self.scale, (s1, l1), (s2, l2))
     }
 }
