@@ -19,7 +19,8 @@ enum Kind {
 }
 
 /// Exact (erf) GELU of `x + bias` (`bias`: `[last dim of x]`), fused on CPU for contiguous
-/// f32/f64 and on CUDA for f32; other inputs take [`bias_gelu_composite`].
+/// f32/f64 and on CUDA for f32, bf16/f16 through the f32 kernel; other inputs take
+/// [`bias_gelu_composite`].
 pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     fused_or(x, bias, Kind::Erf)
 }
@@ -41,6 +42,9 @@ pub fn bias_gelu_tanh_composite(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 fn fused_or(x: &Tensor, bias: &Tensor, kind: Kind) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
+    if super::half_to_fuse(x) {
+        return super::in_f32(x.dtype(), [x, bias], |[x, b]| fused_or(&x, &b, kind));
+    }
     let device_ok = fusable(x) || super::fusable_cuda(x);
     if !(device_ok
         && bias.dtype() == x.dtype()

@@ -25,9 +25,13 @@ pub(super) fn cuda_width_ok(hidden: usize) -> bool {
 }
 
 /// `(x - mean) / sqrt(var + eps) · w + b` over the last dimension (`w`, `b`: `[hidden]`),
-/// fused on CPU for contiguous f32/f64; other inputs take [`layer_norm_composite`].
+/// fused on CPU for contiguous f32/f64 and on CUDA for f32, bf16/f16 through the f32 kernel
+/// ([`super::in_f32`]); other inputs take [`layer_norm_composite`].
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
+    if super::half_to_fuse(x) {
+        return super::in_f32(x.dtype(), [x, w, b], |[x, w, b]| layer_norm(&x, &w, &b, eps));
+    }
     let same =
         |t: &Tensor| t.dtype() == x.dtype() && t.dims() == [hidden] && t.device().same_device(x.device());
     let cuda = super::fusable_cuda(x) && cuda_width_ok(hidden);

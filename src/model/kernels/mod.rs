@@ -212,6 +212,30 @@ pub(crate) fn fusable_cuda(t: &Tensor) -> bool {
     cfg!(feature = "cuda") && enabled() && t.device().is_cuda() && t.dtype() == DType::F32
 }
 
+/// Whether `t` is half precision (bf16/f16) on a device with fused f32 kernels (the CPU, or
+/// CUDA in a CUDA build) and the kernels are on: then an op casts its inputs to f32, runs
+/// the fused kernel and casts the result back (see [`in_f32`]), as mixed-precision training
+/// computes every reduction in f32 anyway; three casts instead of a dozen composite ops.
+pub(crate) fn half_to_fuse(t: &Tensor) -> bool {
+    enabled()
+        && matches!(t.dtype(), DType::BF16 | DType::F16)
+        && (matches!(t.device(), Device::Cpu) || (cfg!(feature = "cuda") && t.device().is_cuda()))
+}
+
+/// `op` applied to `inputs` cast to f32, its result cast back to `dtype`.
+pub(crate) fn in_f32<const N: usize>(
+    dtype: DType,
+    inputs: [&Tensor; N],
+    op: impl FnOnce([Tensor; N]) -> crate::error::Result<Tensor>,
+) -> crate::error::Result<Tensor> {
+    let mut up = Vec::with_capacity(N);
+    for t in inputs {
+        up.push(t.to_dtype(DType::F32)?);
+    }
+    let up: [Tensor; N] = up.try_into().unwrap_or_else(|_| unreachable!("N inputs give N tensors"));
+    Ok(op(up)?.to_dtype(dtype)?)
+}
+
 /// Runs `$body` with `$T` bound to the element type of storage `$s` (f32 or f64).
 macro_rules! with_real {
     ($s:expr, $op:expr, $arg:expr, |$T:ident| $body:expr) => {{

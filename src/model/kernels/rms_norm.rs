@@ -8,9 +8,13 @@ use crate::error::Result;
 const OP: &str = "rms-norm";
 
 /// `x / sqrt(mean(x²) + eps) · w` over the last dimension (`w`: `[hidden]`), fused on CPU
-/// for contiguous f32/f64 and on CUDA for f32; other inputs take [`rms_norm_composite`].
+/// for contiguous f32/f64 and on CUDA for f32, bf16/f16 through the f32 kernel; other inputs
+/// take [`rms_norm_composite`].
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let hidden = x.dim(D::Minus1)?;
+    if super::half_to_fuse(x) {
+        return super::in_f32(x.dtype(), [x, w], |[x, w]| rms_norm(&x, &w, eps));
+    }
     let cuda = super::fusable_cuda(x) && super::layer_norm::cuda_width_ok(hidden);
     let same_device = w.device().same_device(x.device());
     if !((fusable(x) || cuda) && same_device && w.dtype() == x.dtype() && w.dims() == [hidden]) {

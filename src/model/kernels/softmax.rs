@@ -12,8 +12,15 @@ const OP: &str = "softmax";
 
 /// `softmax(x · scale + bias)` over the last dimension; `bias` broadcasts to `x`'s shape and
 /// gets no gradient (it is a mask). Fused on CPU for f32/f64 and on CUDA for f32 (rank ≤ 4);
-/// other inputs, or a bias that is itself being trained, take [`softmax_composite`].
+/// bf16/f16 runs the same kernel in f32; other inputs, or a bias that is itself being
+/// trained, take [`softmax_composite`].
 pub fn softmax(x: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> {
+    if super::half_to_fuse(x) && bias.is_none_or(|b| !b.track_op()) {
+        return match bias {
+            None => super::in_f32(x.dtype(), [x], |[x]| softmax(&x, scale, None)),
+            Some(b) => super::in_f32(x.dtype(), [x, b], |[x, b]| softmax(&x, scale, Some(&b))),
+        };
+    }
     let bias_ok =
         bias.is_none_or(|b| b.dtype() == x.dtype() && !b.track_op() && b.device().same_device(x.device()));
     let cuda = super::fusable_cuda(x) && x.rank() <= 4;

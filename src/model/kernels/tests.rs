@@ -167,6 +167,52 @@ fn bias_gelu_matches_candles_gelus() {
     }
 }
 
+/// bf16/f16 inputs run the f32 kernels (cast in, cast back: `in_f32`), so mixed-precision
+/// training takes the fused path too; the result is the composite's to half precision.
+#[test]
+fn half_precision_runs_the_f32_kernels() {
+    let dev = Device::Cpu;
+    for dtype in [DType::BF16, DType::F16] {
+        let tol = 3e-2;
+        let (x, w, b) = (randn(&[3, 5, 64], dtype, 2.0), randn(&[64], dtype, 1.0), randn(&[64], dtype, 1.0));
+        compare(
+            &format!("layer_norm {dtype:?}"),
+            &[x.clone(), w.clone(), b.clone()],
+            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            |t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            tol,
+            tol,
+        );
+        compare(
+            &format!("rms_norm {dtype:?}"),
+            &[x.clone(), w.clone()],
+            |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+            |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
+            tol,
+            tol,
+        );
+        compare(
+            &format!("bias_gelu {dtype:?}"),
+            &[x.clone(), b.clone()],
+            |t| bias_gelu(&t[0], &t[1]).unwrap(),
+            |t| bias_gelu_composite(&t[0], &t[1]).unwrap(),
+            tol,
+            tol,
+        );
+        let causal = crate::model::layers::causal_bias(8, 0, dtype, &dev).unwrap();
+        let out = softmax(&randn(&[2, 3, 8, 8], dtype, 3.0), 0.5, Some(&causal)).unwrap();
+        assert_eq!(out.dtype(), dtype, "the result is cast back");
+        compare(
+            &format!("softmax {dtype:?}"),
+            &[randn(&[2, 3, 8, 8], dtype, 3.0)],
+            |t| softmax(&t[0], 0.5, Some(&causal)).unwrap(),
+            |t| softmax_composite(&t[0], 0.5, Some(&causal)).unwrap(),
+            tol,
+            tol,
+        );
+    }
+}
+
 #[test]
 fn fast_erf_is_within_its_bound() {
     // erf values from the standard tables (Abramowitz & Stegun table 7.1).
