@@ -369,7 +369,7 @@ fn grads_agree(what: &str, fused: &Tensor, composite: &Tensor, inputs: &[(&str, 
 }
 
 #[test]
-fn fused_cuda_softmax_gelu_rms_norm_and_cross_entropy_match_the_composite_ops() {
+fn fused_cuda_softmax_gelu_norms_rope_and_cross_entropy_match_the_composite_ops() {
     use candle_core::Var;
     use tunelab::model::kernels;
     let Some(dev) = cuda() else { return };
@@ -431,6 +431,21 @@ fn fused_cuda_softmax_gelu_rms_norm_and_cross_entropy_match_the_composite_ops() 
         assert!(d < 1e-4, "{what}: forward differs by {d}");
         grads_agree(&what, &fused, &composite, &[("dx", &x), ("dw", &w)]);
     }
+    // Rotary embedding: SmolLM2's head size, a decode step after a prompt (past 9).
+    for (b, h, len, d, past) in [(2, 9, 33, 64, 0), (1, 3, 1, 64, 9)] {
+        let what = format!("rope {b}×{h}×{len}×{d} (past {past})");
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h, len, d), &dev).unwrap()).unwrap();
+        let (cos, sin) =
+            tunelab::model::layers::rope_tables(past, len, d, 10_000.0, candle_core::DType::F32, &dev)
+                .unwrap();
+        let calls = kernels::fused_calls();
+        let fused = kernels::rope(&x, &cos, &sin).unwrap();
+        fused_ran(calls, &what);
+        let composite = kernels::rope_composite(&x, &cos, &sin).unwrap();
+        let d = tensor_diff(&fused, &composite);
+        assert!(d < 1e-6, "{what}: forward differs by {d}");
+        grads_agree(&what, &fused, &composite, &[("dx", &x)]);
+    }
     // Cross-entropy: two classes, and a GPT-2-sized vocabulary.
     for (rows, classes) in [(33, 2), (17, 50_257)] {
         let what = format!("cross-entropy {rows}×{classes}");
@@ -448,7 +463,7 @@ fn fused_cuda_softmax_gelu_rms_norm_and_cross_entropy_match_the_composite_ops() 
         let d = tensor_diff(gf.get(logits.as_tensor()).unwrap(), gc.get(logits.as_tensor()).unwrap());
         assert!(d < 1e-6, "{what}: dlogits differs by {d}");
     }
-    println!("fused CUDA kernels: softmax (3 biases × 3 shapes), bias-GELU (2 kinds × 2 shapes), RMS norm and cross-entropy match");
+    println!("fused CUDA kernels: softmax (3 biases × 3 shapes), bias-GELU (2 kinds × 2 shapes), RMS norm, rope and cross-entropy match");
 }
 
 /// `fit` records the peak device memory of its last step: more than nothing, and at least

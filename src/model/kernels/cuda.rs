@@ -1,5 +1,5 @@
 //! The CUDA versions of the fused kernels (a `--features cuda` build), for contiguous f32
-//! tensors: the AdamW update, layer norm, RMS norm, the attention softmax (scale + broadcast mask bias),
+//! tensors: the AdamW update, layer norm, RMS norm, rotary embedding, the attention softmax (scale + broadcast mask bias),
 //! bias + GELU (erf and tanh) and per-row cross-entropy, each forward and backward.
 //!
 //! The CUDA C source below is compiled once per process with NVRTC at first use (no nvcc
@@ -204,6 +204,43 @@ pub(crate) fn rms_norm_bwd(
         unsafe { launch.launch(cfg) }.w()?;
     }
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + d)))
+}
+
+/// The rotary embedding on CUDA (half-split layout; `inverse`: the backward's opposite
+/// rotation): `x` `[.., len, d]`, tables `[len, d/2]`.
+pub(crate) fn rope(
+    inverse: bool,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, cos, sin) =
+        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "cos")?, contiguous_f32(s3, l3, "sin")?);
+    let dims = l1.dims();
+    if dims.len() < 2 {
+        candle_core::bail!("fused CUDA rope: x {dims:?} has no [len, d] dims")
+    }
+    let (d, len) = (dims[dims.len() - 1], dims[dims.len() - 2]);
+    let n = l1.shape().elem_count();
+    rows_of("rope", n, d.max(1))?;
+    let want = len * (d / 2);
+    if d % 2 != 0 || l2.shape().elem_count() != want || l3.shape().elem_count() != want {
+        candle_core::bail!("fused CUDA rope: x {dims:?}, cos {:?}, sin {:?}", l2.dims(), l3.dims())
+    }
+    // SAFETY: every element is written by the kernel (each thread writes both of a pair).
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    if n > 0 {
+        let f = dev.get_or_load_custom_func("rope_f32", MODULE, ptx()?)?;
+        let mut launch = f.builder();
+        let (pairs, d32, len32, inv) = ((n / 2) as u64, d as i32, len as i32, i32::from(inverse));
+        launch.arg(&x).arg(&cos).arg(&sin).arg(&y).arg(&pairs).arg(&d32).arg(&len32).arg(&inv);
+        let blocks = (n / 2).div_ceil(256).min(65_535 * 16) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        unsafe { launch.launch(cfg) }.w()?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
 }
 
 /// Threads per block of the warp-per-row kernels (softmax): 8 rows per block.

@@ -328,3 +328,22 @@ extern "C" __global__ void rms_norm_bwd_f32(const float* x, const float* w, cons
     int k = 0;
     for (int i = threadIdx.x; i < d; i += blockDim.x, ++k) atomicAdd(dw + i, aw[k]);
 }
+
+// ---- Rotary embedding, half-split layout: each (x[i], x[i + d/2]) of a head row rotated by its
+// position's angle (rows cycle through len positions); inverse: by the opposite angle. ----
+extern "C" __global__ void rope_f32(const float* x, const float* cos, const float* sin, float* y,
+                                    const unsigned long long pairs, const int d, const int len,
+                                    const int inverse) {
+    const int half = d >> 1;
+    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long p = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += stride) {
+        const unsigned long long row = p / half;
+        const int i = (int)(p % half);
+        const size_t at = (size_t)(row % len) * half + i;
+        const float c = cos[at], s = inverse ? -sin[at] : sin[at];
+        const size_t o = (size_t)row * d + i;
+        const float x1 = x[o], x2 = x[o + half];
+        y[o] = x1 * c - x2 * s;
+        y[o + half] = x2 * c + x1 * s;
+    }
+}

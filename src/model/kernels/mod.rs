@@ -1,5 +1,6 @@
 //! Fused CPU kernels with fused backward passes: layer norm, RMS norm, the attention softmax
-//! (scale + additive mask bias), bias + GELU, cross-entropy, and the Adam/AdamW update.
+//! (scale + additive mask bias), bias + GELU, rotary embedding, cross-entropy, and the
+//! Adam/AdamW update.
 //!
 //! Each op is a candle `CustomOp` whose `bwd` is itself one fused op, so training keeps its
 //! graph (candle's own fused norms and softmax have no backward: shared/CANDLE.md) while a
@@ -22,6 +23,7 @@ pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
 mod gelu;
 mod layer_norm;
 mod rms_norm;
+mod rope;
 mod softmax;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
 pub use layer_norm::{layer_norm, layer_norm_composite};
 pub use rms_norm::{rms_norm, rms_norm_composite};
+pub use rope::{rope, rope_composite};
 pub use softmax::{softmax, softmax_composite};
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};

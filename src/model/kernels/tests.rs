@@ -2,7 +2,7 @@
 //! gets through the composite graph, on random shapes, in f32 and f64; and that the fused
 //! path really ran (the kernel counter moved).
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var, D};
 
 use super::*;
 
@@ -167,6 +167,33 @@ fn bias_gelu_matches_candles_gelus() {
     }
 }
 
+#[test]
+fn rope_matches_the_composite_and_its_backward_is_the_inverse_rotation() {
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-6), (DType::F64, 1e-12)] {
+        for (b, h, len, d, past) in [(2usize, 3usize, 5usize, 8usize, 0usize), (1, 4, 17, 64, 9)] {
+            let (cos, sin) = crate::model::layers::rope_tables(past, len, d, 10_000.0, dtype, &dev).unwrap();
+            compare(
+                &format!("rope {dtype:?} {b}x{h}x{len}x{d}"),
+                &[randn(&[b, h, len, d], dtype, 2.0)],
+                |t| rope(&t[0], &cos, &sin).unwrap(),
+                |t| rope_composite(&t[0], &cos, &sin).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+    // A rotation keeps lengths: ‖rope(x)‖ = ‖x‖ per head row (to the f32 rounding of the
+    // tables, whose angles are computed in f32 as transformers does).
+    let (cos, sin) = crate::model::layers::rope_tables(3, 6, 16, 10_000.0, DType::F64, &dev).unwrap();
+    let x = randn(&[2, 2, 6, 16], DType::F64, 1.0);
+    let norms = |t: &Tensor| {
+        t.sqr().unwrap().sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    };
+    let (a, b) = (norms(&x), norms(&rope(&x, &cos, &sin).unwrap()));
+    assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-6 * a.max(1.0)), "{a:?} vs {b:?}");
+}
+
 /// bf16/f16 inputs run the f32 kernels (cast in, cast back: `in_f32`), so mixed-precision
 /// training takes the fused path too; the result is the composite's to half precision.
 #[test]
@@ -196,6 +223,15 @@ fn half_precision_runs_the_f32_kernels() {
             &[x.clone(), b.clone()],
             |t| bias_gelu(&t[0], &t[1]).unwrap(),
             |t| bias_gelu_composite(&t[0], &t[1]).unwrap(),
+            tol,
+            tol,
+        );
+        let (cos, sin) = crate::model::layers::rope_tables(0, 5, 64, 10_000.0, dtype, &dev).unwrap();
+        compare(
+            &format!("rope {dtype:?}"),
+            std::slice::from_ref(&x),
+            |t| rope(&t[0], &cos, &sin).unwrap(),
+            |t| rope_composite(&t[0], &cos, &sin).unwrap(),
             tol,
             tol,
         );

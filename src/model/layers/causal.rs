@@ -2,7 +2,7 @@
 //! pass: the causal mask, RMS normalisation, rotary position embeddings in both layouts,
 //! GPT-2's `Conv1D` projection and grouped-query attention's key/value repetition.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 
@@ -52,15 +52,9 @@ pub fn rope_tables(
 
 /// Rotary embedding in the half-split layout of transformers (`rotate_half`): dimension `i`
 /// pairs with `i + head_dim/2`. `x`: `[batch, heads, len, head_dim]`; tables from
-/// [`rope_tables`].
+/// [`rope_tables`]. One fused kernel forward and backward (`kernels::rope`).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let half = d / 2;
-    let (x1, x2) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
-    let (c, s) = (cos.unsqueeze(0)?.unsqueeze(0)?, sin.unsqueeze(0)?.unsqueeze(0)?);
-    let a = (x1.broadcast_mul(&c)? - x2.broadcast_mul(&s)?)?;
-    let b = (x2.broadcast_mul(&c)? + x1.broadcast_mul(&s)?)?;
-    Ok(Tensor::cat(&[a, b], D::Minus1)?)
+    crate::model::kernels::rope(x, cos, sin)
 }
 
 /// Rotary embedding in the interleaved layout of GGUF / llama.cpp and the original Meta
