@@ -260,7 +260,7 @@ fn warp_per_row(rows: usize) -> LaunchConfig {
 
 /// Rows of `k` in a tensor of `n` elements, checked to fit the kernels' `int` indices.
 fn rows_of(op: &str, n: usize, k: usize) -> candle_core::Result<usize> {
-    if k == 0 || n % k != 0 || n > i32::MAX as usize {
+    if k == 0 || !n.is_multiple_of(k) || n > i32::MAX as usize {
         candle_core::bail!("fused CUDA {op}: {n} elements are not rows of {k} (or too many for one launch)")
     }
     Ok(n / k)
@@ -430,7 +430,7 @@ pub(crate) fn cross_entropy_rows(
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
     let (x, t) = (contiguous_f32(s1, l1, "logits")?, contiguous_view::<u32>(s2, l2, "targets")?);
-    let (rows, k) = l1.dims2()?;
+    let (rows, k) = l1.shape().dims2()?;
     if l2.shape().elem_count() != rows {
         candle_core::bail!("fused CUDA cross-entropy: targets {:?} for logits {:?}", l2.dims(), l1.dims())
     }
@@ -465,7 +465,7 @@ pub(crate) fn cross_entropy_rows_bwd(
         contiguous_view::<u32>(s2, l2, "targets")?,
         contiguous_f32(s3, l3, "grad")?,
     );
-    let (rows, k) = l1.dims2()?;
+    let (rows, k) = l1.shape().dims2()?;
     if l2.shape().elem_count() != rows || l3.shape().elem_count() != rows {
         candle_core::bail!(
             "fused CUDA cross-entropy backward: targets {:?}, grad {:?} for logits {:?}",
