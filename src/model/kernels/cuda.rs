@@ -1,8 +1,9 @@
 //! The CUDA versions of the fused kernels (a `--features cuda` build), for contiguous f32
-//! tensors: the AdamW update, layer norm, RMS norm, rotary embedding, the attention softmax (scale + broadcast mask bias),
-//! bias + GELU (erf and tanh) and per-row cross-entropy, each forward and backward.
+//! tensors: the AdamW update; layer norm, RMS norm, rotary embedding, the attention softmax
+//! (scale + broadcast mask bias), bias + GELU (erf and tanh) and per-row cross-entropy, each
+//! forward and backward; dropout's keep-masks.
 //!
-//! The CUDA C source below is compiled once per process with NVRTC at first use (no nvcc
+//! The CUDA C source (`kernels.cu`) is compiled once per process with NVRTC at first use (no nvcc
 //! at build time, so the CPU build and CI are unaffected) and loaded into each device's
 //! module cache under [`MODULE`]. Each kernel does the arithmetic of its CPU twin in
 //! sibling `.rs` files, in the same order, so the two agree to rounding (fused
@@ -10,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
@@ -21,16 +22,18 @@ use super::AdamStep;
 /// The name the compiled module is cached under in each `CudaDevice`.
 const MODULE: &str = "tunelab_kernels";
 
-/// Threads per block of the row kernels (layer norm): 8 warps.
+/// Threads per block of the row kernels (norms, softmax, the GELU backward): 8 warps.
 const ROW_THREADS: u32 = 256;
 /// Columns each thread of the layer-norm backward accumulates `dw`/`db` for, so rows up to
 /// `ROW_THREADS · MAX_COLS` wide run fused; wider ones take the composite op.
 const MAX_COLS: usize = 8;
 /// The widest rows the layer-norm kernels take.
 pub(crate) const MAX_HIDDEN: usize = ROW_THREADS as usize * MAX_COLS;
-/// Rows one block of the layer-norm backward handles (its `dw`/`db` partial sums are added
-/// to the result once per block).
+/// Rows one block of the norms' backward handles (its `dw`/`db` partial sums are added to
+/// the result once per block).
 const ROWS_PER_BLOCK: u32 = 16;
+/// Rows one block of the bias-GELU backward sums its columns over.
+const GELU_ROWS_PER_BLOCK: u32 = 32;
 
 /// The kernels' CUDA C source (also compiled with `nvcc --ptx` by
 /// `scripts/cuda-toolchain.sh check`, which needs no GPU).
@@ -51,159 +54,126 @@ fn ptx() -> candle_core::Result<&'static str> {
     }
 }
 
-/// `x`'s f32 elements from its layout's start, checked contiguous.
-fn contiguous_f32<'a>(
+/// `x`'s elements of type `T` (f32 unless said) from its layout's start, checked contiguous.
+fn view<'a, T: candle_core::cuda_backend::CudaDType>(
     s: &'a CudaStorage,
     l: &Layout,
     what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
-    contiguous_view::<f32>(s, l, what)
-}
-
-/// `x`'s elements of type `T` from its layout's start, checked contiguous.
-fn contiguous_view<'a, T: candle_core::cuda_backend::CudaDType>(
-    s: &'a CudaStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
+) -> candle_core::Result<CudaView<'a, T>> {
     let (start, end) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("fused CUDA kernel: {what} is not contiguous")))?;
     Ok(s.as_cuda_slice::<T>()?.slice(start..end))
 }
 
-/// Layer norm forward on CUDA (`x` `[rows, d]` flattened, `w`, `b` `[d]`).
-pub(crate) fn layer_norm_fwd(
-    eps: f64,
-    (s1, l1): (&CudaStorage, &Layout),
-    (s2, l2): (&CudaStorage, &Layout),
-    (s3, l3): (&CudaStorage, &Layout),
-) -> candle_core::Result<(CudaStorage, Shape)> {
-    let dev = &s1.device;
-    let (x, w, b) =
-        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?, contiguous_f32(s3, l3, "bias")?);
-    let d = l2.shape().elem_count();
-    let n = l1.shape().elem_count();
-    if d == 0 || n % d != 0 || l3.shape().elem_count() != d {
-        candle_core::bail!(
-            "fused CUDA layer norm: x {:?}, weight {:?}, bias {:?}",
-            l1.dims(),
-            l2.dims(),
-            l3.dims()
-        )
-    }
-    let rows = (n / d) as u32;
-    // SAFETY: every element is written by the kernel.
-    let y = unsafe { dev.alloc::<f32>(n)? };
-    let f = dev.get_or_load_custom_func("layer_norm_f32", MODULE, ptx()?)?;
-    let mut launch = f.builder();
-    let (d32, eps32) = (d as i32, eps as f32);
-    launch.arg(&x).arg(&w).arg(&b).arg(&y).arg(&d32).arg(&eps32);
-    let cfg = LaunchConfig { grid_dim: (rows, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 };
-    // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-    unsafe { launch.launch(cfg) }.w()?;
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+/// Launches kernel `$name` of [`MODULE`] with config `$cfg` and the arguments in order.
+/// The launch is unsafe: each call site says, in a SAFETY comment, why its arguments match
+/// the kernel's signature and why every buffer is as large as the kernel indexes.
+macro_rules! launch {
+    ($dev:expr, $name:expr, $cfg:expr; $($arg:expr),+ $(,)?) => {{
+        let func = $dev.get_or_load_custom_func($name, MODULE, ptx()?)?;
+        let cfg: LaunchConfig = $cfg;
+        let mut args = func.builder();
+        $( args.arg($arg); )+
+        unsafe { args.launch(cfg) }.w()?;
+    }};
 }
 
-/// Layer norm backward on CUDA: `[dx | dw | db]` flattened, as the CPU op.
-pub(crate) fn layer_norm_bwd(
+/// `blocks` blocks of `threads` threads, one-dimensional.
+fn grid(blocks: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// 256-thread blocks for a grid-stride loop over `n` items (at most ~1M blocks).
+fn grid_stride(n: usize) -> LaunchConfig {
+    grid(n.div_ceil(256).min(65_535 * 16), 256)
+}
+
+/// One warp per row over `rows` rows.
+fn warp_per_row(rows: usize) -> LaunchConfig {
+    grid(rows.div_ceil((ROW_THREADS / 32) as usize), ROW_THREADS)
+}
+
+/// A kernel's f32 output on `dev`, as the storage an op returns.
+fn output(
+    out: candle_core::cuda_backend::cudarc::driver::CudaSlice<f32>,
+    dev: &candle_core::cuda_backend::CudaDevice,
+    shape: Shape,
+) -> (CudaStorage, Shape) {
+    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
+}
+
+/// Rows of `k` in a tensor of `n` elements, checked to fit the kernels' `int` indices.
+fn rows_of(op: &str, n: usize, k: usize) -> candle_core::Result<usize> {
+    if k == 0 || !n.is_multiple_of(k) || n > i32::MAX as usize {
+        candle_core::bail!("fused CUDA {op}: {n} elements are not rows of {k} (or too many for one launch)")
+    }
+    Ok(n / k)
+}
+
+/// Layer norm (`bias` given, kernel `layer_norm_f32`) or RMS norm (`rms_norm_f32`) forward
+/// on CUDA: `x` `[rows, d]` flattened, `w` and `b` `[d]`.
+pub(crate) fn norm_fwd(
     eps: f64,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
-    (s3, l3): (&CudaStorage, &Layout),
+    bias: Option<(&CudaStorage, &Layout)>,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, w, dy) =
-        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?, contiguous_f32(s3, l3, "grad")?);
+    let (x, w) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "weight")?);
     let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
-    if d == 0 || n % d != 0 || l3.shape().elem_count() != n || d > MAX_HIDDEN {
-        candle_core::bail!(
-            "fused CUDA layer-norm backward: x {:?}, weight {:?}, grad {:?}",
-            l1.dims(),
-            l2.dims(),
-            l3.dims()
-        )
-    }
-    let rows = (n / d) as u32;
-    let out = dev.alloc_zeros::<f32>(n + 2 * d)?;
-    let f = dev.get_or_load_custom_func("layer_norm_bwd_f32", MODULE, ptx()?)?;
-    let mut launch = f.builder();
-    let (rows32, d32, eps32, per) = (rows as i32, d as i32, eps as f32, ROWS_PER_BLOCK as i32);
-    launch.arg(&x).arg(&w).arg(&dy).arg(&out).arg(&rows32).arg(&d32).arg(&eps32).arg(&per);
-    let cfg = LaunchConfig {
-        grid_dim: (rows.div_ceil(ROWS_PER_BLOCK), 1, 1),
-        block_dim: (ROW_THREADS, 1, 1),
-        shared_mem_bytes: 0,
+    let rows = rows_of("norm", n, d)?;
+    let b = match bias {
+        Some((s3, l3)) if l3.shape().elem_count() == d => Some(view::<f32>(s3, l3, "bias")?),
+        Some((_, l3)) => {
+            candle_core::bail!("fused CUDA layer norm: bias {:?} for weight {:?}", l3.dims(), l2.dims())
+        }
+        None => None,
     };
-    // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-    unsafe { launch.launch(cfg) }.w()?;
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + 2 * d)))
-}
-
-/// RMS norm forward on CUDA (`x` `[rows, d]` flattened, `w` `[d]`).
-pub(crate) fn rms_norm_fwd(
-    eps: f64,
-    (s1, l1): (&CudaStorage, &Layout),
-    (s2, l2): (&CudaStorage, &Layout),
-) -> candle_core::Result<(CudaStorage, Shape)> {
-    let dev = &s1.device;
-    let (x, w) = (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?);
-    let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
-    let rows = rows_of("RMS norm", n, d)?;
     // SAFETY: every element is written by the kernel.
     let y = unsafe { dev.alloc::<f32>(n)? };
+    let (d32, eps32) = (d as i32, eps as f32);
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("rms_norm_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (d32, eps32) = (d as i32, eps as f32);
-        launch.arg(&x).arg(&w).arg(&y).arg(&d32).arg(&eps32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (ROW_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY (both): the kernels' signatures; x and y hold rows × d, w and b hold d.
+        match &b {
+            Some(b) => launch!(dev, "layer_norm_f32", grid(rows, ROW_THREADS); &x, &w, b, &y, &d32, &eps32),
+            None => launch!(dev, "rms_norm_f32", grid(rows, ROW_THREADS); &x, &w, &y, &d32, &eps32),
+        }
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+    Ok(output(y, dev, l1.shape().clone()))
 }
 
-/// RMS norm backward on CUDA: `[dx | dw]` flattened, as the CPU op (rows up to
-/// [`MAX_HIDDEN`] wide).
-pub(crate) fn rms_norm_bwd(
+/// The norms' backward on CUDA: `[dx | dw | db]` (layer norm, `grads` 2) or `[dx | dw]`
+/// (RMS norm, `grads` 1) flattened, as the CPU ops; rows up to [`MAX_HIDDEN`] wide.
+pub(crate) fn norm_bwd(
     eps: f64,
+    grads: usize,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
     (s3, l3): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
     let (x, w, dy) =
-        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "weight")?, contiguous_f32(s3, l3, "grad")?);
+        (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "weight")?, view::<f32>(s3, l3, "grad")?);
     let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
-    let rows = rows_of("RMS-norm backward", n, d)?;
+    let rows = rows_of("norm backward", n, d)?;
     if l3.shape().elem_count() != n || d > MAX_HIDDEN {
         candle_core::bail!(
-            "fused CUDA RMS-norm backward: x {:?}, weight {:?}, grad {:?}",
+            "fused CUDA norm backward: x {:?}, weight {:?}, grad {:?}",
             l1.dims(),
             l2.dims(),
             l3.dims()
         )
     }
-    let out = dev.alloc_zeros::<f32>(n + d)?;
+    let name = if grads == 2 { "layer_norm_bwd_f32" } else { "rms_norm_bwd_f32" };
+    let out = dev.alloc_zeros::<f32>(n + grads * d)?;
+    let (rows32, d32, eps32, per) = (rows as i32, d as i32, eps as f32, ROWS_PER_BLOCK as i32);
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("rms_norm_bwd_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (rows32, d32, eps32, per) = (rows as i32, d as i32, eps as f32, ROWS_PER_BLOCK as i32);
-        launch.arg(&x).arg(&w).arg(&dy).arg(&out).arg(&rows32).arg(&d32).arg(&eps32).arg(&per);
-        let cfg = LaunchConfig {
-            grid_dim: ((rows as u32).div_ceil(ROWS_PER_BLOCK), 1, 1),
-            block_dim: (ROW_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        let blocks = rows.div_ceil(ROWS_PER_BLOCK as usize);
+        // SAFETY: the kernel's signature; out holds rows × d + grads × d, the inputs as checked.
+        launch!(dev, name, grid(blocks, ROW_THREADS); &x, &w, &dy, &out, &rows32, &d32, &eps32, &per);
     }
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + d)))
+    Ok(output(out, dev, Shape::from(n + grads * d)))
 }
 
 /// The rotary embedding on CUDA (half-split layout; `inverse`: the backward's opposite
@@ -215,8 +185,7 @@ pub(crate) fn rope(
     (s3, l3): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, cos, sin) =
-        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "cos")?, contiguous_f32(s3, l3, "sin")?);
+    let (x, cos, sin) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "cos")?, view::<f32>(s3, l3, "sin")?);
     let dims = l1.dims();
     if dims.len() < 2 {
         candle_core::bail!("fused CUDA rope: x {dims:?} has no [len, d] dims")
@@ -230,45 +199,17 @@ pub(crate) fn rope(
     }
     // SAFETY: every element is written by the kernel (each thread writes both of a pair).
     let y = unsafe { dev.alloc::<f32>(n)? };
+    let (pairs, d32, len32, inv) = ((n / 2) as u64, d as i32, len as i32, i32::from(inverse));
     if n > 0 {
-        let f = dev.get_or_load_custom_func("rope_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (pairs, d32, len32, inv) = ((n / 2) as u64, d as i32, len as i32, i32::from(inverse));
-        launch.arg(&x).arg(&cos).arg(&sin).arg(&y).arg(&pairs).arg(&d32).arg(&len32).arg(&inv);
-        let blocks = (n / 2).div_ceil(256).min(65_535 * 16) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; x and y hold n, the tables len × d/2.
+        launch!(dev, "rope_f32", grid_stride(n / 2); &x, &cos, &sin, &y, &pairs, &d32, &len32, &inv);
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
-}
-
-/// Threads per block of the warp-per-row kernels (softmax): 8 rows per block.
-const WARP_ROWS_THREADS: u32 = 256;
-/// Rows one block of the bias-GELU backward sums its column over.
-const GELU_ROWS_PER_BLOCK: u32 = 32;
-
-/// A launch of one warp per row over `rows` rows.
-fn warp_per_row(rows: usize) -> LaunchConfig {
-    let per_block = (WARP_ROWS_THREADS / 32) as usize;
-    LaunchConfig {
-        grid_dim: (rows.div_ceil(per_block) as u32, 1, 1),
-        block_dim: (WARP_ROWS_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// Rows of `k` in a tensor of `n` elements, checked to fit the kernels' `int` indices.
-fn rows_of(op: &str, n: usize, k: usize) -> candle_core::Result<usize> {
-    if k == 0 || !n.is_multiple_of(k) || n > i32::MAX as usize {
-        candle_core::bail!("fused CUDA {op}: {n} elements are not rows of {k} (or too many for one launch)")
-    }
-    Ok(n / k)
+    Ok(output(y, dev, l1.shape().clone()))
 }
 
 /// The softmax's broadcast bias as the kernel reads it: start, and the element strides of the
 /// layout padded to rank 4 (0 along broadcast dims). `None` above rank 4.
-pub(crate) fn bias_strides(l: &Layout) -> Option<[i64; 5]> {
+fn bias_strides(l: &Layout) -> Option<[i64; 5]> {
     let rank = l.dims().len();
     if rank > 4 || rank == 0 {
         return None;
@@ -288,49 +229,43 @@ pub(crate) fn softmax_fwd(
     bias: Option<(&CudaStorage, &Layout)>,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let x = contiguous_f32(s1, l1, "x")?;
+    let x = view::<f32>(s1, l1, "x")?;
     let dims = l1.dims();
-    let k = dims.last().copied().unwrap_or(1);
-    let n = l1.shape().elem_count();
-    let rows = rows_of("softmax", n, k)?;
-    // x's leading dims padded to [d0, d1, d2].
-    let mut lead = [1usize; 3];
     if dims.len() > 4 {
         candle_core::bail!("fused CUDA softmax: rank {} above 4", dims.len())
     }
+    let k = dims.last().copied().unwrap_or(1);
+    let n = l1.shape().elem_count();
+    let rows = rows_of("softmax", n, k)?;
+    // x's leading dims padded to [d0, d1, d2]; the kernel needs d1 and d2.
+    let mut lead = [1usize; 3];
     for (slot, &d) in lead.iter_mut().rev().zip(dims[..dims.len().saturating_sub(1)].iter().rev()) {
         *slot = d;
     }
-    let (has_bias, strides, bias_view) = match bias {
+    let (has_bias, [start, s0, s1, s2, s3], bias) = match bias {
         None => (0i32, [0i64; 5], None),
-        Some((s2, l2)) => {
-            let strides = bias_strides(l2).filter(|_| l2.dims() == dims).ok_or_else(|| {
-                candle_core::Error::Msg(format!("fused CUDA softmax: bias {:?} for x {dims:?}", l2.dims()))
+        Some((sb, lb)) => {
+            let strides = bias_strides(lb).filter(|_| lb.dims() == dims).ok_or_else(|| {
+                candle_core::Error::Msg(format!("fused CUDA softmax: bias {:?} for x {dims:?}", lb.dims()))
             })?;
-            (1, strides, Some(s2.as_cuda_slice::<f32>()?))
+            (1, strides, Some(sb.as_cuda_slice::<f32>()?))
         }
     };
     // SAFETY: every element is written by the kernel.
     let y = unsafe { dev.alloc::<f32>(n)? };
+    let (rows32, k32, scale32, d1, d2) =
+        (rows as i32, k as i32, scale as f32, lead[1] as i32, lead[2] as i32);
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("softmax_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (rows32, k32, scale32, d1, d2) =
-            (rows as i32, k as i32, scale as f32, lead[1] as i32, lead[2] as i32);
-        launch.arg(&x);
-        match &bias_view {
-            Some(b) => launch.arg(*b),
-            None => launch.arg(&x), // not read
-        };
-        launch.arg(&y).arg(&rows32).arg(&k32).arg(&scale32).arg(&has_bias).arg(&d1).arg(&d2);
-        for st in &strides {
-            launch.arg(st);
+        // SAFETY (both): the kernel's signature; x and y hold rows × k, and the bias offsets
+        // stay inside its storage because its layout has x's shape (no bias: not read).
+        match bias {
+            Some(b) => launch!(dev, "softmax_f32", warp_per_row(rows);
+                &x, b, &y, &rows32, &k32, &scale32, &has_bias, &d1, &d2, &start, &s0, &s1, &s2, &s3),
+            None => launch!(dev, "softmax_f32", warp_per_row(rows);
+                &x, &x, &y, &rows32, &k32, &scale32, &has_bias, &d1, &d2, &start, &s0, &s1, &s2, &s3),
         }
-        // SAFETY: the arguments match the kernel's signature; the bias offsets stay inside
-        // its storage because its layout has x's shape.
-        unsafe { launch.launch(warp_per_row(rows)) }.w()?;
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+    Ok(output(y, dev, l1.shape().clone()))
 }
 
 /// The softmax's backward on CUDA: `dx = scale · y · (dy - Σ dy·y)` per row.
@@ -340,7 +275,7 @@ pub(crate) fn softmax_bwd(
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (y, dy) = (contiguous_f32(s1, l1, "y")?, contiguous_f32(s2, l2, "grad")?);
+    let (y, dy) = (view::<f32>(s1, l1, "y")?, view::<f32>(s2, l2, "grad")?);
     let n = l1.shape().elem_count();
     let k = l1.dims().last().copied().unwrap_or(1);
     let rows = rows_of("softmax backward", n, k)?;
@@ -349,15 +284,12 @@ pub(crate) fn softmax_bwd(
     }
     // SAFETY: every element is written by the kernel.
     let dx = unsafe { dev.alloc::<f32>(n)? };
+    let (rows32, k32, scale32) = (rows as i32, k as i32, scale as f32);
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("softmax_bwd_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (rows32, k32, scale32) = (rows as i32, k as i32, scale as f32);
-        launch.arg(&y).arg(&dy).arg(&dx).arg(&rows32).arg(&k32).arg(&scale32);
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(warp_per_row(rows)) }.w()?;
+        // SAFETY: the kernel's signature; y, dy and dx hold rows × k.
+        launch!(dev, "softmax_bwd_f32", warp_per_row(rows); &y, &dy, &dx, &rows32, &k32, &scale32);
     }
-    Ok((CudaStorage::wrap_cuda_slice(dx, dev.clone()), l1.shape().clone()))
+    Ok(output(dx, dev, l1.shape().clone()))
 }
 
 /// `gelu(x + bias)` on CUDA (`kind` 0: erf, 1: tanh), `bias` `[last dim of x]`.
@@ -367,22 +299,17 @@ pub(crate) fn bias_gelu_fwd(
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, b) = (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "bias")?);
+    let (x, b) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "bias")?);
     let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
     rows_of("bias-GELU", n, d)?;
     // SAFETY: every element is written by the kernel.
     let y = unsafe { dev.alloc::<f32>(n)? };
+    let (n64, d32) = (n as u64, d as i32);
     if n > 0 {
-        let f = dev.get_or_load_custom_func("bias_gelu_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (n64, d32) = (n as u64, d as i32);
-        launch.arg(&x).arg(&b).arg(&y).arg(&n64).arg(&d32).arg(&kind);
-        let blocks = n.div_ceil(256).min(65_535 * 16) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; x and y hold n, b holds d.
+        launch!(dev, "bias_gelu_f32", grid_stride(n); &x, &b, &y, &n64, &d32, &kind);
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+    Ok(output(y, dev, l1.shape().clone()))
 }
 
 /// The bias-GELU backward on CUDA: `[dx | db]` flattened, as the CPU op.
@@ -393,33 +320,41 @@ pub(crate) fn bias_gelu_bwd(
     (s3, l3): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, b, dy) =
-        (contiguous_f32(s1, l1, "x")?, contiguous_f32(s2, l2, "bias")?, contiguous_f32(s3, l3, "grad")?);
+    let (x, b, dy) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "bias")?, view::<f32>(s3, l3, "grad")?);
     let (n, d) = (l1.shape().elem_count(), l2.shape().elem_count());
     let rows = rows_of("bias-GELU backward", n, d)?;
     if l3.shape().elem_count() != n {
         candle_core::bail!("fused CUDA bias-GELU backward: grad {:?} for x {:?}", l3.dims(), l1.dims())
     }
     let out = dev.alloc_zeros::<f32>(n + d)?;
+    let (rows32, d32, per) = (rows as i32, d as i32, GELU_ROWS_PER_BLOCK as i32);
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("bias_gelu_bwd_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let (rows32, d32, per) = (rows as i32, d as i32, GELU_ROWS_PER_BLOCK as i32);
-        launch.arg(&x).arg(&b).arg(&dy).arg(&out).arg(&rows32).arg(&d32).arg(&kind).arg(&per);
+        // Blocks (row chunk, column tile): each thread sums one column of db over its rows.
         let cfg = LaunchConfig {
-            grid_dim: ((rows as u32).div_ceil(GELU_ROWS_PER_BLOCK), (d as u32).div_ceil(256), 1),
-            block_dim: (256, 1, 1),
+            grid_dim: ((rows as u32).div_ceil(GELU_ROWS_PER_BLOCK), (d as u32).div_ceil(ROW_THREADS), 1),
+            block_dim: (ROW_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; x, dy hold rows × d, out rows × d + d, b holds d.
+        launch!(dev, "bias_gelu_bwd_f32", cfg; &x, &b, &dy, &out, &rows32, &d32, &kind, &per);
     }
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(n + d)))
+    Ok(output(out, dev, Shape::from(n + d)))
 }
 
-/// Threads of a cross-entropy block: a warp for a few classes, up to 512 for a vocabulary.
-fn cross_entropy_threads(k: usize) -> u32 {
-    (k.div_ceil(32) * 32).clamp(32, 512) as u32
+/// Rows and classes of `[n, k]` logits with `[n]` targets (and `[n]` upstream gradients).
+fn cross_entropy_shape(logits: &Layout, rest: &[&Layout]) -> candle_core::Result<(usize, usize)> {
+    let (rows, k) = logits.shape().dims2()?;
+    if let Some(bad) = rest.iter().find(|l| l.shape().elem_count() != rows) {
+        candle_core::bail!("fused CUDA cross-entropy: {:?} for logits {:?}", bad.dims(), logits.dims())
+    }
+    rows_of("cross-entropy", rows * k, k)?;
+    Ok((rows, k))
+}
+
+/// One block per row of a cross-entropy kernel: a warp for a few classes, up to 512 threads
+/// for a vocabulary.
+fn cross_entropy_grid(rows: usize, k: usize) -> LaunchConfig {
+    grid(rows, (k.div_ceil(32) * 32).clamp(32, 512) as u32)
 }
 
 /// Per-row cross-entropy on CUDA: `[n]` losses `logsumexp(x_r) - x_r[t_r]` of `[n, k]` f32
@@ -429,28 +364,16 @@ pub(crate) fn cross_entropy_rows(
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, t) = (contiguous_f32(s1, l1, "logits")?, contiguous_view::<u32>(s2, l2, "targets")?);
-    let (rows, k) = l1.shape().dims2()?;
-    if l2.shape().elem_count() != rows {
-        candle_core::bail!("fused CUDA cross-entropy: targets {:?} for logits {:?}", l2.dims(), l1.dims())
-    }
-    rows_of("cross-entropy", rows * k, k)?;
+    let (x, t) = (view::<f32>(s1, l1, "logits")?, view::<u32>(s2, l2, "targets")?);
+    let (rows, k) = cross_entropy_shape(l1, &[l2])?;
     // SAFETY: every element is written by the kernel.
     let loss = unsafe { dev.alloc::<f32>(rows)? };
+    let k32 = k as i32;
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("cross_entropy_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let k32 = k as i32;
-        launch.arg(&x).arg(&t).arg(&loss).arg(&k32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (cross_entropy_threads(k), 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; x holds rows × k, t and loss hold rows.
+        launch!(dev, "cross_entropy_f32", cross_entropy_grid(rows, k); &x, &t, &loss, &k32);
     }
-    Ok((CudaStorage::wrap_cuda_slice(loss, dev.clone()), Shape::from(rows)))
+    Ok(output(loss, dev, Shape::from(rows)))
 }
 
 /// The per-row cross-entropy's backward on CUDA: `(softmax(x_r) - onehot(t_r)) · g_r`.
@@ -460,37 +383,17 @@ pub(crate) fn cross_entropy_rows_bwd(
     (s3, l3): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, t, g) = (
-        contiguous_f32(s1, l1, "logits")?,
-        contiguous_view::<u32>(s2, l2, "targets")?,
-        contiguous_f32(s3, l3, "grad")?,
-    );
-    let (rows, k) = l1.shape().dims2()?;
-    if l2.shape().elem_count() != rows || l3.shape().elem_count() != rows {
-        candle_core::bail!(
-            "fused CUDA cross-entropy backward: targets {:?}, grad {:?} for logits {:?}",
-            l2.dims(),
-            l3.dims(),
-            l1.dims()
-        )
-    }
-    rows_of("cross-entropy backward", rows * k, k)?;
+    let (x, t, g) =
+        (view::<f32>(s1, l1, "logits")?, view::<u32>(s2, l2, "targets")?, view::<f32>(s3, l3, "grad")?);
+    let (rows, k) = cross_entropy_shape(l1, &[l2, l3])?;
     // SAFETY: every element is written by the kernel.
     let dx = unsafe { dev.alloc::<f32>(rows * k)? };
+    let k32 = k as i32;
     if rows > 0 {
-        let f = dev.get_or_load_custom_func("cross_entropy_bwd_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let k32 = k as i32;
-        launch.arg(&x).arg(&t).arg(&g).arg(&dx).arg(&k32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (cross_entropy_threads(k), 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; x and dx hold rows × k, t and g hold rows.
+        launch!(dev, "cross_entropy_bwd_f32", cross_entropy_grid(rows, k); &x, &t, &g, &dx, &k32);
     }
-    Ok((CudaStorage::wrap_cuda_slice(dx, dev.clone()), l1.shape().clone()))
+    Ok(output(dx, dev, l1.shape().clone()))
 }
 
 /// The Adam(W) update of one f32 parameter on CUDA: new `(parameter, m, v)` tensors, or
@@ -539,20 +442,11 @@ pub(crate) fn adam_update(
     let corr2 = (1.0 / (1.0 - s.beta2.powi(s.t))) as f32;
     let first = i32::from(moments.is_none());
     let n32 = n as u32;
-    let f = dev.get_or_load_custom_func("adam_f32", MODULE, ptx()?)?;
-    let mut launch = f.builder();
-    launch.arg(&n32);
-    for view in &views {
-        launch.arg(view);
-    }
-    launch.arg(&np).arg(&nm).arg(&nv);
-    for x in &scalars {
-        launch.arg(x);
-    }
-    launch.arg(&mode).arg(&corr1).arg(&corr2).arg(&first);
-    // SAFETY: the arguments match the kernel's signature; all buffers hold n f32.
-    unsafe { launch.launch(LaunchConfig::for_num_elems(n32)) }.w()?;
-    drop(launch);
+    let [lr, b1, b2, one_b1, one_b2, eps, decay, wd] = &scalars;
+    let [pv, gv, mv, vv] = &views[..] else { unreachable!("four views") };
+    // SAFETY: the kernel's signature; all seven buffers hold n f32.
+    launch!(dev, "adam_f32", LaunchConfig::for_num_elems(n32);
+        &n32, pv, gv, mv, vv, &np, &nm, &nv, lr, b1, b2, one_b1, one_b2, eps, decay, wd, &mode, &corr1, &corr2, &first);
     drop(views);
     drop(guards);
     super::count_call();
@@ -575,15 +469,10 @@ pub(crate) fn dropout_mask(
     let n = shape.elem_count();
     // SAFETY: every element is written by the kernel.
     let out = unsafe { dev.alloc::<f32>(n)? };
+    let n64 = n as u64;
     if n > 0 {
-        let f = dev.get_or_load_custom_func("dropout_mask_f32", MODULE, ptx()?)?;
-        let mut launch = f.builder();
-        let n64 = n as u64;
-        launch.arg(&n64).arg(&seed).arg(&threshold).arg(&scale).arg(&out);
-        let blocks = (n.div_ceil(256)).min(65_535 * 16) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: the arguments match the kernel's signature; out holds n f32.
-        unsafe { launch.launch(cfg) }.w()?;
+        // SAFETY: the kernel's signature; out holds n f32.
+        launch!(dev, "dropout_mask_f32", grid_stride(n); &n64, &seed, &threshold, &scale, &out);
     }
     let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()));
     Ok(Tensor::from_storage(storage, shape.clone(), BackpropOp::none(), false))

@@ -128,7 +128,7 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         super::count_call();
-        super::cuda::layer_norm_fwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+        super::cuda::norm_fwd(self.eps, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
@@ -214,6 +214,6 @@ impl CustomOp3 for LayerNormBackward {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cuda::layer_norm_bwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+        super::cuda::norm_bwd(self.eps, 2, (s1, l1), (s2, l2), (s3, l3))
     }
 }

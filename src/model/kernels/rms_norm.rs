@@ -89,7 +89,7 @@ impl CustomOp2 for RmsNorm {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         super::count_call();
-        super::cuda::rms_norm_fwd(self.eps, (s1, l1), (s2, l2))
+        super::cuda::norm_fwd(self.eps, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -163,6 +163,6 @@ impl candle_core::CustomOp3 for RmsNormBackward {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cuda::rms_norm_bwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+        super::cuda::norm_bwd(self.eps, 1, (s1, l1), (s2, l2), (s3, l3))
     }
 }
