@@ -1,6 +1,7 @@
 //! Mean cross-entropy of logits against class ids, fused: a stable log-sum-exp per row
 //! forward, and `(softmax - onehot) / n · dloss` backward in one pass, without
-//! materialising the log-probabilities.
+//! materialising the log-probabilities. The CPU op returns the mean itself; on CUDA the op
+//! returns each row's loss and candle takes the mean (a deterministic sum).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
@@ -19,14 +20,20 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         && targets.dtype() == DType::U32
         && targets.device().same_device(logits.device())
         && logits.dim(0)? > 0;
-    if shapes_ok && super::fusable_cuda(logits) {
-        let rows = logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropyRows)?;
-        return Ok(rows.mean_all()?);
-    }
-    if !(fusable(logits) && shapes_ok) {
+    let cuda = super::fusable_cuda(logits);
+    if !(shapes_ok && (fusable(logits) || cuda)) {
         return cross_entropy_composite(logits, targets);
     }
-    Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy)?)
+    if cuda {
+        return Ok(cross_entropy_per_row(logits, targets)?.mean_all()?);
+    }
+    Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy { per_row: false })?)
+}
+
+/// Each row's `-log softmax(logits)[target]` (`[n]`) by the fused op, on the CPU (f32/f64)
+/// or CUDA (f32); the caller has checked the shapes (as [`cross_entropy`] does).
+pub(crate) fn cross_entropy_per_row(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy { per_row: true })?)
 }
 
 /// The same loss from candle's ops (log-softmax, gather, mean).
@@ -68,8 +75,11 @@ fn targets_of<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32
     Ok(&all[start..end])
 }
 
-/// The forward op: `(logits, targets) → mean loss` (a scalar).
-struct CrossEntropy;
+/// The forward op: `(logits, targets) → mean loss` (a scalar), or with `per_row` each row's
+/// loss `[n]` (CPU and CUDA; CUDA always takes this form).
+struct CrossEntropy {
+    per_row: bool,
+}
 
 impl CustomOp2 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -88,13 +98,32 @@ impl CustomOp2 for CrossEntropy {
             let x = contiguous::<T>(s1, l1, OP, "logits")?;
             let t = targets_of(s2, l2)?;
             let k = l1.dims()[1];
-            let mut total = T::zero();
+            let mut losses = Vec::with_capacity(t.len());
             for (r, row) in x.chunks_exact(k).enumerate() {
                 let (max, lse) = log_sum_exp(row);
-                total += lse - (row[target(t, r, k)?] - max);
+                losses.push(lse - (row[target(t, r, k)?] - max));
             }
+            if self.per_row {
+                return Ok((T::wrap(losses), Shape::from(t.len())));
+            }
+            let total = losses.into_iter().fold(T::zero(), |a, b| a + b);
             Ok((T::wrap(vec![total / T::of(t.len() as f64)]), Shape::from(())))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        if !self.per_row {
+            candle_core::bail!("fused CUDA cross-entropy returns per-row losses (per_row: true)")
+        }
+        super::count_call();
+        super::cuda::cross_entropy_rows((s1, l1), (s2, l2))
     }
 
     fn bwd(
@@ -105,12 +134,16 @@ impl CustomOp2 for CrossEntropy {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.to_dtype(logits.dtype())?.contiguous()?;
-        Ok((Some(logits.apply_op3_no_bwd(targets, &grad, &CrossEntropyBackward)?), None))
+        let backward = CrossEntropyBackward { per_row: self.per_row };
+        Ok((Some(logits.apply_op3_no_bwd(targets, &grad, &backward)?), None))
     }
 }
 
-/// The backward op: `(logits, targets, dloss) → (softmax - onehot) · dloss / n`.
-struct CrossEntropyBackward;
+/// The backward op: `(logits, targets, dloss) → (softmax - onehot) · dloss / n`, or with
+/// `per_row` (`dloss` `[n]`) `(softmax - onehot) · dloss_r` for row `r`.
+struct CrossEntropyBackward {
+    per_row: bool,
+}
 
 impl CustomOp3 for CrossEntropyBackward {
     fn name(&self) -> &'static str {
@@ -129,11 +162,16 @@ impl CustomOp3 for CrossEntropyBackward {
         with_real!(s1, OP, "logits", |T| {
             let x = contiguous::<T>(s1, l1, OP, "logits")?;
             let t = targets_of(s2, l2)?;
-            let g = contiguous::<T>(s3, l3, OP, "grad")?[0];
+            let g = contiguous::<T>(s3, l3, OP, "grad")?;
             let k = l1.dims()[1];
-            let scale = g / T::of(t.len() as f64);
+            if g.len() != if self.per_row { t.len() } else { 1 } {
+                let what = format!("grad {:?} for {} rows (per_row: {})", l3.dims(), t.len(), self.per_row);
+                return Err(KernelError::Shape { op: OP, what }.into());
+            }
+            let mean_scale = g[0] / T::of(t.len() as f64);
             let mut dx = vec![T::zero(); x.len()];
             for (r, (row, dr)) in x.chunks_exact(k).zip(dx.chunks_exact_mut(k)).enumerate() {
+                let scale = if self.per_row { g[r] } else { mean_scale };
                 let (max, lse) = log_sum_exp(row);
                 for j in 0..k {
                     dr[j] = (row[j] - max - lse).exp() * scale;
@@ -142,72 +180,6 @@ impl CustomOp3 for CrossEntropyBackward {
             }
             Ok((T::wrap(dx), l1.shape().clone()))
         })
-    }
-}
-
-/// The CUDA op: `(logits, targets) → [n]` per-row losses (their mean is taken by candle, so
-/// the sum is deterministic). The CPU computes the mean in one op, [`CrossEntropy`].
-struct CrossEntropyRows;
-
-impl CustomOp2 for CrossEntropyRows {
-    fn name(&self) -> &'static str {
-        "tunelab-cross-entropy-rows"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let what = "the per-row op runs on CUDA only; the CPU takes the fused mean".to_string();
-        Err(KernelError::Shape { op: OP, what }.into())
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::count_call();
-        super::cuda::cross_entropy_rows((s1, l1), (s2, l2))
-    }
-
-    fn bwd(
-        &self,
-        logits: &Tensor,
-        targets: &Tensor,
-        _loss: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.to_dtype(logits.dtype())?.contiguous()?;
-        Ok((Some(logits.apply_op3_no_bwd(targets, &grad, &CrossEntropyRowsBackward)?), None))
-    }
-}
-
-/// The CUDA backward op: `(logits, targets, dloss [n]) → (softmax - onehot) · dloss_r`.
-struct CrossEntropyRowsBackward;
-
-impl CustomOp3 for CrossEntropyRowsBackward {
-    fn name(&self) -> &'static str {
-        "tunelab-cross-entropy-rows-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let what = "the per-row op runs on CUDA only; the CPU takes the fused mean".to_string();
-        Err(KernelError::Shape { op: OP, what }.into())
     }
 
     #[cfg(feature = "cuda")]
@@ -220,6 +192,9 @@ impl CustomOp3 for CrossEntropyRowsBackward {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        if !self.per_row {
+            candle_core::bail!("fused CUDA cross-entropy backward takes per-row gradients (per_row: true)")
+        }
         super::cuda::cross_entropy_rows_bwd((s1, l1), (s2, l2), (s3, l3))
     }
 }

@@ -284,6 +284,23 @@ fn cross_entropy_matches_the_composite() {
     }
 }
 
+/// The per-row form (what CUDA runs, candle taking the mean) gives the composite's loss and
+/// gradient on the CPU too.
+#[test]
+fn per_row_cross_entropy_averaged_matches_the_composite() {
+    let dev = Device::Cpu;
+    let (n, k) = (9usize, 40usize);
+    let targets = Tensor::from_vec((0..n as u32).map(|i| (i * 13) % k as u32).collect(), n, &dev).unwrap();
+    compare(
+        "cross_entropy per row",
+        &[randn(&[n, k], DType::F32, 3.0)],
+        |t| cross_entropy::cross_entropy_per_row(&t[0], &targets).unwrap().mean_all().unwrap(),
+        |t| cross_entropy_composite(&t[0], &targets).unwrap(),
+        1e-6,
+        1e-6,
+    );
+}
+
 #[test]
 fn cross_entropy_rejects_a_target_outside_the_classes() {
     super::set_enabled(true);
