@@ -1,4 +1,4 @@
-//! Fused CPU kernels with fused backward passes: layer norm, RMS norm, the attention softmax
+//! Fused kernels (CPU, and CUDA in a CUDA build) with fused backward passes: layer norm, RMS norm, the attention softmax
 //! (scale + additive mask bias), bias + GELU, rotary embedding, cross-entropy, and the
 //! Adam/AdamW update.
 //!
@@ -8,9 +8,10 @@
 //! each with its own temporary tensor.
 //!
 //! The fast paths cover contiguous f32/f64 tensors on the CPU, and (a `--features cuda`
-//! build, `cuda.rs` + `kernels.cu`) f32 tensors on CUDA. Anything else (bf16, norms
-//! wider than 2,048 on CUDA, a mask bias that needs a gradient) goes through the composite
-//! ops, which compute the same function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
+//! build, `cuda.rs` + `kernels.cu`) f32 tensors on CUDA; bf16/f16 input runs the f32
+//! kernels between two casts ([`in_f32`]). Anything else (norms wider than 2,048 on CUDA, a
+//! mask bias that needs a gradient) goes through the composite ops, which compute the same
+//! function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
 //! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
 //! optimised builds only), which is how the tests and `tunelab bench` compare the two.
 
