@@ -9,7 +9,7 @@
 //!
 //! The fast paths cover contiguous f32/f64 tensors on the CPU, and (a `--features cuda`
 //! build, `cuda.rs` + `kernels.cu`) f32 tensors on CUDA; bf16/f16 input runs the f32
-//! kernels between two casts ([`in_f32`]). Anything else (norms wider than 2,048 on CUDA, a
+//! kernels between two casts (`in_f32`). Anything else (norms wider than 2,048 on CUDA, a
 //! mask bias that needs a gradient) goes through the composite ops, which compute the same
 //! function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
 //! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
