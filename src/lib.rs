@@ -10,6 +10,7 @@
 //! - [`train`]: optimizers, schedules, the update step and the fit loop.
 //! - [`metrics`]: metrics and the training history.
 //! - [`plot`]: charts as PNG and SVG bytes.
+//! - [`host_memory`]: a global allocator that reuses freed large blocks (CPU training).
 //! - [`uploads`]: a count of host→device copies, for tests of GPU residency.
 //! - Front-ends: [`term`] (terminal rendering), [`repl`], [`script`], [`kernel`] (Jupyter); `bench`.
 //!
@@ -28,6 +29,7 @@ pub mod device_memory;
 pub mod dsl;
 pub mod error;
 mod files;
+pub mod host_memory;
 pub mod kernel;
 pub mod metrics;
 pub mod model;

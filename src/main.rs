@@ -8,6 +8,10 @@ use tunelab::script::{install_interrupt, run_file, run_source, EXIT_ERROR};
 use tunelab::term::TerminalSink;
 use tunelab::Session;
 
+/// Freed large blocks are kept for the next training step (`host_memory`; on in `tune_malloc`).
+#[global_allocator]
+static ALLOC: tunelab::host_memory::BlockCache = tunelab::host_memory::BlockCache;
+
 /// The built-in demo: walkthrough 5, linear regression by gradient descent.
 const DEMO: &str = include_str!("demo.tune");
 
@@ -182,8 +186,9 @@ fn survive_file_size_limit() {
 /// and frees the same multi-megabyte activations and gradients every time, so each one came
 /// back as new pages the kernel had to fault in and zero (~14% of a CPU profile of MiniLM
 /// fine-tuning). Keeping blocks up to 32 MiB (glibc's largest allowed threshold) on the heap
-/// and not trimming it reuses those pages. `TUNELAB_MALLOC=default` keeps glibc's settings
-/// (for measuring the difference; benches/RESULTS.md has the numbers).
+/// and not trimming it reuses those pages; blocks above 32 MiB are kept for reuse by
+/// `host_memory::BlockCache` (`TUNELAB_MALLOC=heap` leaves it off). `TUNELAB_MALLOC=default` keeps glibc's settings and turns the
+/// block cache off (for measuring the difference; benches/RESULTS.md has the numbers).
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("TUNELAB_MALLOC").is_none_or(|v| v != "default") {
@@ -192,6 +197,10 @@ fn tune_malloc() {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+        // `TUNELAB_MALLOC=heap`: the heap settings without the block cache.
+        if std::env::var_os("TUNELAB_MALLOC").is_none_or(|v| v != "heap") {
+            tunelab::host_memory::set_capacity(tunelab::host_memory::default_capacity());
         }
     }
 }

@@ -232,7 +232,10 @@ impl Session {
         };
         for (i, cmd) in commands.iter().enumerate() {
             sink.emit(Event::Echo(cmd.text.clone()));
-            match self.execute(cmd, sink) {
+            let outcome = self.execute(cmd, sink);
+            // Large blocks kept for reuse during the command go back to the system.
+            crate::host_memory::trim();
+            match outcome {
                 Ok(Flow::Quit) => return Ok(Flow::Quit),
                 Ok(Flow::Continue) => {}
                 Err(err) => {
