@@ -47,6 +47,8 @@ static CAPACITY: AtomicUsize = AtomicUsize::new(0);
 static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Allocations served from the cache.
 static HITS: AtomicUsize = AtomicUsize::new(0);
+/// Large allocations the cache could not serve.
+static MISSES: AtomicUsize = AtomicUsize::new(0);
 
 /// The system allocator, with freed blocks of [`MIN_BLOCK`] bytes or more kept for reuse.
 /// Install it in a binary with `#[global_allocator]`, then turn it on with
@@ -87,9 +89,10 @@ pub fn trim() {
     freed.into_iter().flatten().for_each(release);
 }
 
-/// Bytes held by the cache now, and how many allocations it has served.
-pub fn stats() -> (usize, usize) {
-    (HELD.load(Ordering::Relaxed), HITS.load(Ordering::Relaxed))
+/// Bytes held by the cache now, how many large allocations it has served, and how many it
+/// could not.
+pub fn stats() -> (usize, usize, usize) {
+    (HELD.load(Ordering::Relaxed), HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
 }
 
 fn release(block: Block) {
@@ -106,7 +109,11 @@ fn take(layout: Layout) -> Option<*mut u8> {
     let slot = b
         .slots
         .iter_mut()
-        .find(|s| s.is_some_and(|blk| blk.size == layout.size() && blk.align == layout.align()))?;
+        .find(|s| s.is_some_and(|blk| blk.size == layout.size() && blk.align == layout.align()));
+    let Some(slot) = slot else {
+        MISSES.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
     let block = slot.take()?;
     HELD.fetch_sub(block.size, Ordering::Relaxed);
     HITS.fetch_add(1, Ordering::Relaxed);

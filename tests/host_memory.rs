@@ -17,7 +17,7 @@ fn freed_large_blocks_are_reused_zeroed_bounded_and_trimmed() {
     let ptr = a.as_ptr();
     drop(a);
     assert_eq!(host_memory::stats().0, n, "the freed block is held");
-    let (_, hits) = host_memory::stats();
+    let (_, hits, _) = host_memory::stats();
     let b = vec![0u8; n];
     assert_eq!(b.as_ptr(), ptr, "the same block comes back");
     assert_eq!(host_memory::stats().1, hits + 1);

@@ -67,7 +67,7 @@ pub(crate) fn erf<T: Real>(x: T) -> T {
         * (T::of(0.254_829_592)
             + t * (T::of(-0.284_496_736)
                 + t * (T::of(1.421_413_741) + t * (T::of(-1.453_152_027) + t * T::of(1.061_405_429)))));
-    let y = T::one() - poly * (-a * a).exp();
+    let y = T::one() - poly * (-a * a).exp_fast();
     if x < T::zero() {
         -y
     } else {
@@ -85,13 +85,13 @@ fn gelu<T: Real>(u: T, kind: Kind) -> (T, T) {
     match kind {
         Kind::Erf => {
             let cdf = half * (T::one() + erf(u * T::of(std::f64::consts::FRAC_1_SQRT_2)));
-            let pdf = T::of(FRAC_1_SQRT_2PI) * (-half * u * u).exp();
+            let pdf = T::of(FRAC_1_SQRT_2PI) * (-half * u * u).exp_fast();
             (u * cdf, cdf + u * pdf)
         }
         Kind::Tanh => {
             let c = T::of(0.044_715);
             let inner = T::of(SQRT_2_OVER_PI) * (u + c * u * u * u);
-            let t = inner.tanh();
+            let t = inner.tanh_fast();
             let d_inner = T::of(SQRT_2_OVER_PI) * (T::one() + T::of(3.0) * c * u * u);
             (half * u * (T::one() + t), half * (T::one() + t) + half * u * (T::one() - t * t) * d_inner)
         }

@@ -19,6 +19,7 @@ mod adamw;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod fast_math;
 #[cfg(feature = "cuda")]
 pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
 mod gelu;
@@ -143,6 +144,14 @@ pub trait Real:
     fn wrap(v: Vec<Self>) -> CpuStorage;
     /// `x` converted (constants, hyper-parameters).
     fn of(x: f64) -> Self;
+    /// `e^self`, vectorisable for f32 (`fast_math`), libm's for f64.
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+    /// `tanh(self)`, vectorisable for f32 (`fast_math`), libm's for f64.
+    fn tanh_fast(self) -> Self {
+        self.tanh()
+    }
 }
 
 impl Real for f32 {
@@ -157,6 +166,14 @@ impl Real for f32 {
     }
     fn of(x: f64) -> f32 {
         x as f32
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> f32 {
+        fast_math::exp_f32(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> f32 {
+        fast_math::tanh_f32(self)
     }
 }
 
@@ -173,6 +190,25 @@ impl Real for f64 {
     fn of(x: f64) -> f64 {
         x
     }
+}
+
+/// Σ `xs`, in eight interleaved partial sums (a fixed order, so the result is the same on
+/// every run, and one the compiler can vectorise, which a single running sum is not).
+#[inline]
+pub(crate) fn sum<T: Real>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mut total = acc.iter().fold(T::zero(), |a, &b| a + b);
+    for &v in rest {
+        total += v;
+    }
+    total
 }
 
 /// The contiguous elements of `s` under layout `l`, as `T`.

@@ -82,12 +82,10 @@ fn forward<T: Real>(x: &[T], k: usize, scale: T, bias: impl Fn(usize, usize) -> 
             yr[j] = s;
             max = num_traits::Float::max(max, s);
         }
-        let mut sum = T::zero();
         for v in yr.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+            *v = (*v - max).exp_fast();
         }
-        let inv = sum.recip();
+        let inv = super::sum(yr).recip();
         for v in yr.iter_mut() {
             *v *= inv;
         }
