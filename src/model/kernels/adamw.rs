@@ -60,6 +60,9 @@ fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Option<R> {
     T::slice(cpu).map(|all| f(&all[start..end]))
 }
 
+/// Elements per parallel task of the update.
+const BLOCK: usize = 1 << 15;
+
 fn update<T: Real>(
     p: &Tensor,
     g: &Tensor,
@@ -92,20 +95,35 @@ fn update<T: Real>(
                 with_slice::<T, _>(v, |v| {
                     let (mut np, mut nm, mut nv) =
                         (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
-                    for i in 0..n {
-                        let (pi, gi) = if s.decoupled {
-                            (p[i] * decay, g[i])
-                        } else if s.weight_decay > 0.0 {
-                            (p[i], g[i] + p[i] * wd)
-                        } else {
-                            (p[i], g[i])
-                        };
-                        let mi = m[i] * b1 + gi * one_b1;
-                        let vi = v[i] * b2 + gi * gi * one_b2;
-                        let denom = (vi * corr2).sqrt() + eps;
-                        np[i] = pi - (mi * corr1) / denom * lr;
-                        nm[i] = mi;
-                        nv[i] = vi;
+                    // One block of the index range: element `start + j` of every tensor.
+                    let update = |(i, ((np, nm), nv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+                        let start = i * BLOCK;
+                        for j in 0..np.len() {
+                            let k = start + j;
+                            let (pi, gi) = if s.decoupled {
+                                (p[k] * decay, g[k])
+                            } else if s.weight_decay > 0.0 {
+                                (p[k], g[k] + p[k] * wd)
+                            } else {
+                                (p[k], g[k])
+                            };
+                            let mi = m[k] * b1 + gi * one_b1;
+                            let vi = v[k] * b2 + gi * gi * one_b2;
+                            let denom = (vi * corr2).sqrt() + eps;
+                            np[j] = pi - (mi * corr1) / denom * lr;
+                            nm[j] = mi;
+                            nv[j] = vi;
+                        }
+                    };
+                    if n > BLOCK {
+                        use rayon::prelude::*;
+                        np.par_chunks_mut(BLOCK)
+                            .zip(nm.par_chunks_mut(BLOCK))
+                            .zip(nv.par_chunks_mut(BLOCK))
+                            .enumerate()
+                            .for_each(update);
+                    } else {
+                        update((0, ((&mut np[..], &mut nm[..]), &mut nv[..])));
                     }
                     (np, nm, nv)
                 })

@@ -41,14 +41,16 @@ pub fn cross_entropy_composite(logits: &Tensor, targets: &Tensor) -> Result<Tens
     Ok(candle_nn::loss::cross_entropy(logits, targets)?)
 }
 
-/// Row `r`'s target, checked against the number of classes.
-fn target(t: &[u32], r: usize, k: usize) -> candle_core::Result<usize> {
-    let c = t[r] as usize;
-    if c >= k {
-        let what = format!("target {c} in row {r} is not a class of {k}; labels must be 0..{k}");
-        return Err(KernelError::Shape { op: OP, what }.into());
+/// Checks every target against the number of classes `k`.
+fn check_targets(t: &[u32], k: usize) -> candle_core::Result<()> {
+    match t.iter().position(|&c| c as usize >= k) {
+        Some(r) => {
+            let c = t[r];
+            let what = format!("target {c} in row {r} is not a class of {k}; labels must be 0..{k}");
+            Err(KernelError::Shape { op: OP, what }.into())
+        }
+        None => Ok(()),
     }
-    Ok(c)
 }
 
 /// Max and log Σ exp(x - max) of a row.
@@ -105,11 +107,16 @@ impl CustomOp2 for CrossEntropy {
             let x = contiguous::<T>(s1, l1, OP, "logits")?;
             let t = targets_of(s2, l2)?;
             let k = l1.dims()[1];
-            let mut losses = Vec::with_capacity(t.len());
-            for (r, row) in x.chunks_exact(k).enumerate() {
-                let (max, lse) = log_sum_exp(row);
-                losses.push(lse - (row[target(t, r, k)?] - max));
-            }
+            check_targets(t, k)?;
+            let mut losses = vec![T::zero(); t.len()];
+            // One loss per row, in blocks of as many rows as other kernels' blocks hold.
+            super::par_blocks(&mut losses, super::rows_per_task(k), |first, block| {
+                for (i, loss) in block.iter_mut().enumerate() {
+                    let row = &x[(first + i) * k..(first + i + 1) * k];
+                    let (max, lse) = log_sum_exp(row);
+                    *loss = lse - (row[t[first + i] as usize] - max);
+                }
+            });
             if self.per_row {
                 return Ok((T::wrap(losses), Shape::from(t.len())));
             }
@@ -176,15 +183,21 @@ impl CustomOp3 for CrossEntropyBackward {
                 return Err(KernelError::Shape { op: OP, what }.into());
             }
             let mean_scale = g[0] / T::of(t.len() as f64);
+            check_targets(t, k)?;
             let mut dx = vec![T::zero(); x.len()];
-            for (r, (row, dr)) in x.chunks_exact(k).zip(dx.chunks_exact_mut(k)).enumerate() {
-                let scale = if self.per_row { g[r] } else { mean_scale };
-                let (max, lse) = log_sum_exp(row);
-                for j in 0..k {
-                    dr[j] = (row[j] - max - lse).exp_fast() * scale;
+            let per_row = self.per_row;
+            super::par_rows(&mut dx, k, |first, block| {
+                let x = &x[first * k..first * k + block.len()];
+                for (i, (row, dr)) in x.chunks_exact(k).zip(block.chunks_exact_mut(k)).enumerate() {
+                    let r = first + i;
+                    let scale = if per_row { g[r] } else { mean_scale };
+                    let (max, lse) = log_sum_exp(row);
+                    for j in 0..k {
+                        dr[j] = (row[j] - max - lse).exp_fast() * scale;
+                    }
+                    dr[t[r] as usize] -= scale;
                 }
-                dr[target(t, r, k)?] -= scale;
-            }
+            });
             Ok((T::wrap(dx), l1.shape().clone()))
         })
     }

@@ -125,11 +125,15 @@ impl CustomOp2 for BiasGelu {
                 return Err(KernelError::Shape { op: OP, what }.into());
             }
             let mut y = vec![T::zero(); x.len()];
-            for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-                for i in 0..d {
-                    yr[i] = gelu(xr[i] + b[i], self.kind).0;
+            let kind = self.kind;
+            super::par_rows(&mut y, d, |row, block| {
+                let x = &x[row * d..row * d + block.len()];
+                for (xr, yr) in x.chunks_exact(d).zip(block.chunks_exact_mut(d)) {
+                    for i in 0..d {
+                        yr[i] = gelu(xr[i] + b[i], kind).0;
+                    }
                 }
-            }
+            });
             Ok((T::wrap(y), l1.shape().clone()))
         })
     }
@@ -188,11 +192,24 @@ impl CustomOp3 for BiasGeluBackward {
             same_len(OP, dy.len(), l3, ("x", n, l1))?;
             let mut out = vec![T::zero(); n + d];
             let (dx, db) = out.split_at_mut(n);
-            for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                for i in 0..d {
-                    let g = gr[i] * gelu(xr[i] + b[i], self.kind).1;
-                    dr[i] = g;
-                    db[i] += g;
+            let kind = self.kind;
+            // Each block of rows writes its dx and returns its part of db.
+            let partials = super::par_rows_partials(dx, d, |row, block| {
+                let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
+                let mut db = vec![T::zero(); d];
+                for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
+                {
+                    for i in 0..d {
+                        let g = gr[i] * gelu(xr[i] + b[i], kind).1;
+                        dr[i] = g;
+                        db[i] += g;
+                    }
+                }
+                db
+            });
+            for part in partials {
+                for (acc, v) in db.iter_mut().zip(part) {
+                    *acc += v;
                 }
             }
             Ok((T::wrap(out), Shape::from(n + d)))

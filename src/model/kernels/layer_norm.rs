@@ -107,12 +107,15 @@ impl CustomOp3 for LayerNorm {
             }
             let eps = T::of(self.eps);
             let mut y = vec![T::zero(); x.len()];
-            for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-                let (mean, rstd) = moments(xr, eps);
-                for i in 0..d {
-                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+            super::par_rows(&mut y, d, |row, block| {
+                let x = &x[row * d..row * d + block.len()];
+                for (xr, yr) in x.chunks_exact(d).zip(block.chunks_exact_mut(d)) {
+                    let (mean, rstd) = moments(xr, eps);
+                    for i in 0..d {
+                        yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                    }
                 }
-            }
+            });
             Ok((T::wrap(y), l1.shape().clone()))
         })
     }
@@ -182,22 +185,35 @@ impl CustomOp3 for LayerNormBackward {
             let mut out = vec![T::zero(); n + 2 * d];
             let (dx, rest) = out.split_at_mut(n);
             let (dw, db) = rest.split_at_mut(d);
-            let mut xhat = vec![T::zero(); d];
-            for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                let (mean, rstd) = moments(xr, eps);
-                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-                for i in 0..d {
-                    let h = (xr[i] - mean) * rstd;
-                    xhat[i] = h;
-                    let g = dyr[i] * w[i];
-                    sum_g += g;
-                    sum_gx += g * h;
-                    dw[i] += dyr[i] * h;
-                    db[i] += dyr[i];
+            // Each block of rows writes its dx and returns its parts of dw and db.
+            let partials = super::par_rows_partials(dx, d, |row, block| {
+                let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
+                let (mut dw, mut db, mut xhat) = (vec![T::zero(); d], vec![T::zero(); d], vec![T::zero(); d]);
+                for ((xr, dyr), dxr) in
+                    x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
+                {
+                    let (mean, rstd) = moments(xr, eps);
+                    let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                    for i in 0..d {
+                        let h = (xr[i] - mean) * rstd;
+                        xhat[i] = h;
+                        let g = dyr[i] * w[i];
+                        sum_g += g;
+                        sum_gx += g * h;
+                        dw[i] += dyr[i] * h;
+                        db[i] += dyr[i];
+                    }
+                    let (mean_g, mean_gx) = (sum_g * inv_d, sum_gx * inv_d);
+                    for i in 0..d {
+                        dxr[i] = rstd * (dyr[i] * w[i] - mean_g - xhat[i] * mean_gx);
+                    }
                 }
-                let (mean_g, mean_gx) = (sum_g * inv_d, sum_gx * inv_d);
+                (dw, db)
+            });
+            for (pw, pb) in partials {
                 for i in 0..d {
-                    dxr[i] = rstd * (dyr[i] * w[i] - mean_g - xhat[i] * mean_gx);
+                    dw[i] += pw[i];
+                    db[i] += pb[i];
                 }
             }
             Ok((T::wrap(out), Shape::from(n + 2 * d)))

@@ -192,6 +192,53 @@ impl Real for f64 {
     }
 }
 
+/// About how many elements one parallel task of a kernel covers: below twice this a kernel
+/// runs on the calling thread (handing work to another core costs a few microseconds).
+const PAR_GRAIN: usize = 1 << 15;
+
+/// The number of rows of length `d` in one parallel task.
+pub(crate) fn rows_per_task(d: usize) -> usize {
+    (PAR_GRAIN / d.max(1)).max(1)
+}
+
+/// Calls `f(start, block)` on consecutive `len`-element blocks of `out` (`start`: the
+/// block's first index), in parallel on rayon's pool (the threads the matmuls use, idle
+/// while a kernel runs) when there is more than one block. Each call writes only its own
+/// block, so the result does not depend on the number of threads.
+pub(crate) fn par_blocks<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    use rayon::prelude::*;
+    if len == 0 || out.len() <= len {
+        return f(0, out);
+    }
+    out.par_chunks_mut(len).enumerate().for_each(|(i, block)| f(i * len, block));
+}
+
+/// [`par_blocks`] over whole rows of length `d`, about [`PAR_GRAIN`] elements a block:
+/// `f(first_row, rows)`.
+pub(crate) fn par_rows<T: Send>(out: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let d = d.max(1);
+    par_blocks(out, rows_per_task(d) * d, |start, block| f(start / d, block));
+}
+
+/// [`par_rows`] where each block also returns a partial result (a bias gradient summed over
+/// its rows): the partials come back in block order, and blocks do not depend on the number
+/// of threads, so summing them gives the same bits on every machine.
+pub(crate) fn par_rows_partials<T: Send, P: Send>(
+    out: &mut [T],
+    d: usize,
+    f: impl Fn(usize, &mut [T]) -> P + Sync,
+) -> Vec<P> {
+    use rayon::prelude::*;
+    let rows = rows_per_task(d);
+    if d == 0 {
+        return vec![f(0, out)];
+    }
+    if out.len() < 2 * rows * d {
+        return out.chunks_mut(rows * d).enumerate().map(|(i, block)| f(i * rows, block)).collect();
+    }
+    out.par_chunks_mut(rows * d).enumerate().map(|(i, block)| f(i * rows, block)).collect()
+}
+
 /// Σ `xs`, in eight interleaved partial sums (a fixed order, so the result is the same on
 /// every run, and one the compiler can vectorise, which a single running sum is not).
 #[inline]

@@ -70,12 +70,15 @@ impl CustomOp2 for RmsNorm {
             }
             let eps = T::of(self.eps);
             let mut y = vec![T::zero(); x.len()];
-            for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-                let r = rstd(xr, eps);
-                for i in 0..d {
-                    yr[i] = xr[i] * r * w[i];
+            super::par_rows(&mut y, d, |row, block| {
+                let x = &x[row * d..row * d + block.len()];
+                for (xr, yr) in x.chunks_exact(d).zip(block.chunks_exact_mut(d)) {
+                    let r = rstd(xr, eps);
+                    for i in 0..d {
+                        yr[i] = xr[i] * r * w[i];
+                    }
                 }
-            }
+            });
             Ok((T::wrap(y), l1.shape().clone()))
         })
     }
@@ -136,17 +139,30 @@ impl candle_core::CustomOp3 for RmsNormBackward {
             let inv_d = T::of(1.0 / d as f64);
             let mut out = vec![T::zero(); n + d];
             let (dx, dw) = out.split_at_mut(n);
-            for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                let r = rstd(xr, eps);
-                let mut sum_gx = T::zero();
-                for i in 0..d {
-                    let h = xr[i] * r;
-                    sum_gx += dyr[i] * w[i] * h;
-                    dw[i] += dyr[i] * h;
+            // Each block of rows writes its dx and returns its part of dw.
+            let partials = super::par_rows_partials(dx, d, |row, block| {
+                let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
+                let mut dw = vec![T::zero(); d];
+                for ((xr, dyr), dxr) in
+                    x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
+                {
+                    let r = rstd(xr, eps);
+                    let mut sum_gx = T::zero();
+                    for i in 0..d {
+                        let h = xr[i] * r;
+                        sum_gx += dyr[i] * w[i] * h;
+                        dw[i] += dyr[i] * h;
+                    }
+                    let mean_gx = sum_gx * inv_d;
+                    for i in 0..d {
+                        dxr[i] = r * (dyr[i] * w[i] - xr[i] * r * mean_gx);
+                    }
                 }
-                let mean_gx = sum_gx * inv_d;
-                for i in 0..d {
-                    dxr[i] = r * (dyr[i] * w[i] - xr[i] * r * mean_gx);
+                dw
+            });
+            for part in partials {
+                for (acc, v) in dw.iter_mut().zip(part) {
+                    *acc += v;
                 }
             }
             Ok((T::wrap(out), Shape::from(n + d)))

@@ -73,23 +73,27 @@ fn bias_rows(l: &Layout) -> (Vec<usize>, usize) {
 }
 
 /// Softmax of `x · scale (+ bias)` into `y`, row by row; `bias(r, j)` reads the bias.
-fn forward<T: Real>(x: &[T], k: usize, scale: T, bias: impl Fn(usize, usize) -> T) -> Vec<T> {
+fn forward<T: Real>(x: &[T], k: usize, scale: T, bias: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
-    for (r, (xr, yr)) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)).enumerate() {
-        let mut max = T::neg_infinity();
-        for j in 0..k {
-            let s = xr[j] * scale + bias(r, j);
-            yr[j] = s;
-            max = num_traits::Float::max(max, s);
+    super::par_rows(&mut y, k, |first, block| {
+        let x = &x[first * k..first * k + block.len()];
+        for (i, (xr, yr)) in x.chunks_exact(k).zip(block.chunks_exact_mut(k)).enumerate() {
+            let r = first + i;
+            let mut max = T::neg_infinity();
+            for j in 0..k {
+                let s = xr[j] * scale + bias(r, j);
+                yr[j] = s;
+                max = num_traits::Float::max(max, s);
+            }
+            for v in yr.iter_mut() {
+                *v = (*v - max).exp_fast();
+            }
+            let inv = super::sum(yr).recip();
+            for v in yr.iter_mut() {
+                *v *= inv;
+            }
         }
-        for v in yr.iter_mut() {
-            *v = (*v - max).exp_fast();
-        }
-        let inv = super::sum(yr).recip();
-        for v in yr.iter_mut() {
-            *v *= inv;
-        }
-    }
+    });
     y
 }
 
@@ -206,15 +210,20 @@ impl CustomOp2 for SoftmaxBackward {
             let k = l1.dims().last().copied().unwrap_or(1).max(1);
             let scale = T::of(self.scale);
             let mut dx = vec![T::zero(); y.len()];
-            for ((yr, gr), dr) in y.chunks_exact(k).zip(dy.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
-                let mut dot = T::zero();
-                for j in 0..k {
-                    dot += yr[j] * gr[j];
+            super::par_rows(&mut dx, k, |first, block| {
+                let (y, dy) =
+                    (&y[first * k..first * k + block.len()], &dy[first * k..first * k + block.len()]);
+                for ((yr, gr), dr) in y.chunks_exact(k).zip(dy.chunks_exact(k)).zip(block.chunks_exact_mut(k))
+                {
+                    let mut dot = T::zero();
+                    for j in 0..k {
+                        dot += yr[j] * gr[j];
+                    }
+                    for j in 0..k {
+                        dr[j] = scale * yr[j] * (gr[j] - dot);
+                    }
                 }
-                for j in 0..k {
-                    dr[j] = scale * yr[j] * (gr[j] - dot);
-                }
-            }
+            });
             Ok((T::wrap(dx), l1.shape().clone()))
         })
     }

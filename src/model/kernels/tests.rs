@@ -330,3 +330,81 @@ fn adam_update_matches_the_composite_rule() {
     let p16 = p.to_dtype(DType::BF16).unwrap();
     assert!(adam_update(&p16, &g.to_dtype(DType::BF16).unwrap(), None, &s).unwrap().is_none());
 }
+
+/// Inputs large enough that every kernel splits its rows into several blocks run on rayon's
+/// threads (`par_rows`): the same values and gradients as the composite ops.
+#[test]
+fn kernels_split_across_threads_match_the_composite() {
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
+        let (x, w, b) =
+            (randn(&[3, 100, 384], dtype, 2.0), randn(&[384], dtype, 1.0), randn(&[384], dtype, 1.0));
+        compare(
+            &format!("layer_norm {dtype:?} in blocks"),
+            &[x.clone(), w.clone(), b.clone()],
+            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            |t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            tol,
+            tol,
+        );
+        compare(
+            &format!("rms_norm {dtype:?} in blocks"),
+            &[x.clone(), w.clone()],
+            |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+            |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
+            tol,
+            tol,
+        );
+        let xb = randn(&[2, 100, 768], dtype, 3.0);
+        let bias = randn(&[768], dtype, 1.0);
+        compare(
+            &format!("bias_gelu_tanh {dtype:?} in blocks"),
+            &[xb, bias],
+            |t| bias_gelu_tanh(&t[0], &t[1]).unwrap(),
+            |t| bias_gelu_tanh_composite(&t[0], &t[1]).unwrap(),
+            1e-6,
+            1e-5,
+        );
+        let causal = crate::model::layers::causal_bias(128, 0, dtype, &dev).unwrap();
+        compare(
+            &format!("softmax {dtype:?} causal in blocks"),
+            &[randn(&[4, 4, 128, 128], dtype, 3.0)],
+            |t| softmax(&t[0], 0.125, Some(&causal)).unwrap(),
+            |t| softmax_composite(&t[0], 0.125, Some(&causal)).unwrap(),
+            tol,
+            tol * 10.0,
+        );
+        let (n, k) = (40usize, 5000usize);
+        let targets =
+            Tensor::from_vec((0..n as u32).map(|i| (i * 997) % k as u32).collect(), n, &dev).unwrap();
+        compare(
+            &format!("cross_entropy {dtype:?} in blocks"),
+            &[randn(&[n, k], dtype, 4.0)],
+            |t| cross_entropy(&t[0], &targets).unwrap(),
+            |t| cross_entropy_composite(&t[0], &targets).unwrap(),
+            tol,
+            tol,
+        );
+    }
+}
+
+/// The Adam update of a tensor split into parallel blocks gives the same bits as the
+/// update of each piece on its own (one block, the calling thread).
+#[test]
+fn adam_update_in_blocks_equals_the_update_piece_by_piece() {
+    super::set_enabled(true);
+    let n = 100_003;
+    let (p, g) = (randn(&[n], DType::F32, 1.0), randn(&[n], DType::F32, 0.1));
+    let (m, v) = (randn(&[n], DType::F32, 0.01), randn(&[n], DType::F32, 0.01).abs().unwrap());
+    let s =
+        AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true, t: 7 };
+    let whole = adam_update(&p, &g, Some((&m, &v)), &s).unwrap().unwrap();
+    for start in [0, 20_000, 40_000, 99_990] {
+        let len = 10.min(n - start);
+        let piece = |t: &Tensor| t.narrow(0, start, len).unwrap();
+        let part = adam_update(&piece(&p), &piece(&g), Some((&piece(&m), &piece(&v))), &s).unwrap().unwrap();
+        for (a, b) in [(&whole.0, &part.0), (&whole.1, &part.1), (&whole.2, &part.2)] {
+            assert_eq!(piece(a).to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap(), "at {start}");
+        }
+    }
+}
