@@ -96,7 +96,7 @@ fn update<T: Real>(
                     let (mut np, mut nm, mut nv) =
                         (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
                     // One block of the index range: element `start + j` of every tensor.
-                    let update = |(i, ((np, nm), nv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+                    let update = |i: usize, np: &mut [T], nm: &mut [T], nv: &mut [T]| {
                         let start = i * BLOCK;
                         for j in 0..np.len() {
                             let k = start + j;
@@ -121,9 +121,9 @@ fn update<T: Real>(
                             .zip(nm.par_chunks_mut(BLOCK))
                             .zip(nv.par_chunks_mut(BLOCK))
                             .enumerate()
-                            .for_each(update);
+                            .for_each(|(i, ((np, nm), nv))| update(i, np, nm, nv));
                     } else {
-                        update((0, ((&mut np[..], &mut nm[..]), &mut nv[..])));
+                        update(0, &mut np, &mut nm, &mut nv);
                     }
                     (np, nm, nv)
                 })
