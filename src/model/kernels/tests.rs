@@ -78,6 +78,26 @@ fn compare(
     }
 }
 
+/// Layer norm of `x` with `w`, `b`, and RMS norm of `x` with `w`, fused vs composite.
+fn compare_norms(what: &str, x: &Tensor, w: &Tensor, b: &Tensor, tol: f64) {
+    compare(
+        &format!("layer_norm {what}"),
+        &[x.clone(), w.clone(), b.clone()],
+        |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        |t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        tol,
+        tol,
+    );
+    compare(
+        &format!("rms_norm {what}"),
+        &[x.clone(), w.clone()],
+        |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+        |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
+        tol,
+        tol,
+    );
+}
+
 #[test]
 fn layer_norm_matches_the_composite() {
     for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
@@ -202,22 +222,7 @@ fn half_precision_runs_the_f32_kernels() {
     for dtype in [DType::BF16, DType::F16] {
         let tol = 3e-2;
         let (x, w, b) = (randn(&[3, 5, 64], dtype, 2.0), randn(&[64], dtype, 1.0), randn(&[64], dtype, 1.0));
-        compare(
-            &format!("layer_norm {dtype:?}"),
-            &[x.clone(), w.clone(), b.clone()],
-            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
-            |t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5).unwrap(),
-            tol,
-            tol,
-        );
-        compare(
-            &format!("rms_norm {dtype:?}"),
-            &[x.clone(), w.clone()],
-            |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
-            |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
-            tol,
-            tol,
-        );
+        compare_norms(&format!("{dtype:?}"), &x, &w, &b, tol);
         compare(
             &format!("bias_gelu {dtype:?}"),
             &[x.clone(), b.clone()],
@@ -339,22 +344,7 @@ fn kernels_split_across_threads_match_the_composite() {
     for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
         let (x, w, b) =
             (randn(&[3, 100, 384], dtype, 2.0), randn(&[384], dtype, 1.0), randn(&[384], dtype, 1.0));
-        compare(
-            &format!("layer_norm {dtype:?} in blocks"),
-            &[x.clone(), w.clone(), b.clone()],
-            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
-            |t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5).unwrap(),
-            tol,
-            tol,
-        );
-        compare(
-            &format!("rms_norm {dtype:?} in blocks"),
-            &[x.clone(), w.clone()],
-            |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
-            |t| rms_norm_composite(&t[0], &t[1], 1e-6).unwrap(),
-            tol,
-            tol,
-        );
+        compare_norms(&format!("{dtype:?} in blocks"), &x, &w, &b, tol);
         let xb = randn(&[2, 100, 768], dtype, 3.0);
         let bias = randn(&[768], dtype, 1.0);
         compare(
