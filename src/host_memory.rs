@@ -128,7 +128,7 @@ fn keep(ptr: *mut u8, layout: Layout) -> bool {
         return false;
     }
     let mut evicted = [None; SLOTS];
-    {
+    let kept = {
         let Ok(mut b) = BLOCKS.lock() else { return false };
         let held = |b: &Blocks| b.slots.iter().flatten().map(|blk| blk.size).sum::<usize>();
         while held(&b) + layout.size() > capacity || b.slots.iter().all(Option::is_some) {
@@ -141,13 +141,18 @@ fn keep(ptr: *mut u8, layout: Layout) -> bool {
         }
         b.clock += 1;
         let age = b.clock;
-        let Some(free) = b.slots.iter_mut().find(|s| s.is_none()) else { return false };
-        *free = Some(Block { ptr: ptr as usize, size: layout.size(), align: layout.align(), age });
-        HELD.fetch_add(layout.size(), Ordering::Relaxed);
-    }
+        match b.slots.iter_mut().find(|s| s.is_none()) {
+            Some(free) => {
+                *free = Some(Block { ptr: ptr as usize, size: layout.size(), align: layout.align(), age });
+                HELD.fetch_add(layout.size(), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    };
     // Outside the lock: `release` calls into the system allocator.
     evicted.into_iter().flatten().for_each(release);
-    true
+    kept
 }
 
 // SAFETY: every block handed out was allocated by `System` with the layout it is used

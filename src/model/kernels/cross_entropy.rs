@@ -56,18 +56,7 @@ fn check_targets(t: &[u32], k: usize) -> candle_core::Result<()> {
 /// Max and log Σ exp(x - max) of a row.
 fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
     let max = row.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
-    // Eight interleaved partial sums: vectorisable, and the same order on every run.
-    let mut acc = [T::zero(); 8];
-    let chunks = row.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..8 {
-            acc[i] += (c[i] - max).exp_fast();
-        }
-    }
-    let sum = acc.iter().fold(T::zero(), |a, &b| a + b)
-        + rest.iter().fold(T::zero(), |a, &v| a + (v - max).exp_fast());
-    (max, sum.ln())
+    (max, super::sum_map(row, |v| (v - max).exp_fast()).ln())
 }
 
 /// The u32 targets of a storage.

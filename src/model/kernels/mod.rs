@@ -239,21 +239,22 @@ pub(crate) fn par_rows_partials<T: Send, P: Send>(
     out.par_chunks_mut(rows * d).enumerate().map(|(i, block)| f(i * rows, block)).collect()
 }
 
-/// Σ `xs`, in eight interleaved partial sums (a fixed order, so the result is the same on
-/// every run, and one the compiler can vectorise, which a single running sum is not).
+/// Σ `f(x)` over `xs`, in eight interleaved partial sums (a fixed order, so the result is
+/// the same on every run, and one the compiler can vectorise, which a single running sum
+/// is not).
 #[inline]
-pub(crate) fn sum<T: Real>(xs: &[T]) -> T {
+pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
     let mut acc = [T::zero(); 8];
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..8 {
-            acc[i] += c[i];
+            acc[i] += f(c[i]);
         }
     }
     let mut total = acc.iter().fold(T::zero(), |a, &b| a + b);
     for &v in rest {
-        total += v;
+        total += f(v);
     }
     total
 }

@@ -88,7 +88,7 @@ fn forward<T: Real>(x: &[T], k: usize, scale: T, bias: impl Fn(usize, usize) -> 
             for v in yr.iter_mut() {
                 *v = (*v - max).exp_fast();
             }
-            let inv = super::sum(yr).recip();
+            let inv = super::sum_map(yr, |v| v).recip();
             for v in yr.iter_mut() {
                 *v *= inv;
             }
