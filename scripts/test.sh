@@ -18,7 +18,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # As the binary does on machines with ≤ 4 cores (src/main.rs): candle's element-wise pool
 # otherwise spins against the matmul threads and training runs 2.5× slower.
 export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
-step() { printf '\n== %s\n' "$*"; }
+# Each stage line says how long the suite has run so far, so a slow stage shows in CI's log.
+started=$SECONDS
+step() { printf '\n== [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "format"
 cargo fmt --check
