@@ -69,7 +69,13 @@ JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" 
 step "Rust cells (the evcxr feature, through the kernel)"
 # The evcxr build adds rust-analyzer's crates; the first `:dep tunelab` cell compiles tunelab
 # inside evcxr. This build replaces target/debug/tunelab, so it runs after the stages above.
-cargo build --locked --features evcxr --bin tunelab
+# rust-analyzer's crates (evcxr's type inference, ~40 of them) are most of this build; at
+# opt-level 1 instead of the dependencies' 2 they compile faster (benches/RESULTS.md).
+ra_opt=()
+for c in $(sed -n 's/^name = "\(ra[_-]ap[_-][^"]*\)"$/\1/p' Cargo.lock | sort -u); do
+  ra_opt+=(--config "profile.dev.package.$c.opt-level=1")
+done
+cargo build --locked --features evcxr --bin tunelab "${ra_opt[@]}"
 cp "$bin" "$jupyter_tmp/tunelab-evcxr"
 "$jupyter_tmp/tunelab-evcxr" kernel install --prefix "$venv"
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
