@@ -37,7 +37,6 @@ cargo test --locked --doc
 
 step "model families with the composite ops (the fused kernels are the default)"
 TUNELAB_KERNELS=composite cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
-TUNELAB_KERNELS=composite cargo test --locked --test remedies distilled_student_against_labels_alone
 
 step "jupyter kernel (real clients from PyPI)"
 # A venv with jupyter_client, jupyter_kernel_test, nbclient, … pinned in tests/kernel/

@@ -501,21 +501,8 @@ fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
 /// labelled texts, test accuracy 0.973), over three seeds. Measured: alone 0.723 / 0.597 /
 /// 0.673 (mean 0.664), distilled (T=2, alpha=0.7) 0.873 / 0.667 / 0.703 (mean 0.748): better
 /// on every seed, which is what is asserted (with a margin on the mean).
-///
-/// Measured with candle's composite ops, and only true there: with the fused kernels (the
-/// default) the teacher reaches 1.000 and the distilled students land at 0.68 / 0.66 / 0.54
-/// against 0.72 / 0.72 / 0.67 alone. At lr 3e-3 the student's training loss swings from
-/// epoch to epoch and the two paths part at epoch 8; at lr 1e-3 it is stable and
-/// distillation neither helps nor hurts (0.742 alone, 0.744 / 0.712 distilled). The effect
-/// asserted here is the trajectory's, not distillation's (benches/RESULTS.md, 2026-12-06), so
-/// the test runs in CI's composite stage only, where it was measured, until a setting that
-/// holds on both paths replaces it.
 #[test]
 fn distilled_student_against_labels_alone() {
-    if tunelab::model::kernels::enabled() {
-        println!("skipped: measured with the composite ops (TUNELAB_KERNELS=composite runs it)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let rows = word_task(dir.path(), 740, 5);
     let (teacher_rows, rest) = rows.split_at(400);
