@@ -35,8 +35,8 @@ step "tests"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
-step "model families with the composite ops (the fused kernels are the default)"
-TUNELAB_KERNELS=composite cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
+step "model families with the fused kernels (a debug build defaults to the composite ops)"
+TUNELAB_KERNELS=fused cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
 
 step "jupyter kernel (real clients from PyPI)"
 # A venv with jupyter_client, jupyter_kernel_test, nbclient, … pinned in tests/kernel/
@@ -54,8 +54,7 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
   touch "$venv/.complete"
 fi
-# `cargo test` built target/debug/tunelab for the tests above; `cargo build --bin` would build
-# it again (the dev-dependencies unify features differently) for nothing.
+cargo build --locked --bin tunelab  # already built by `cargo test`: a no-op
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" = /* ]] || target_dir="$(pwd)/$target_dir"
 bin="$target_dir/debug/tunelab"
@@ -64,7 +63,7 @@ trap 'rm -rf "$jupyter_tmp"' EXIT
 "$bin" kernel install --prefix "$venv"
 # An empty user data dir, so a tunelab kernelspec installed by hand does not shadow this one.
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
-  TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q --durations=8 tests/kernel
+  TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel
 
 step "Rust cells (the evcxr feature, through the kernel)"
 # The evcxr build adds rust-analyzer's crates; the first `:dep tunelab` cell compiles tunelab
@@ -80,7 +79,7 @@ cp "$bin" "$jupyter_tmp/tunelab-evcxr"
 "$jupyter_tmp/tunelab-evcxr" kernel install --prefix "$venv"
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
   TUNELAB_BIN="$jupyter_tmp/tunelab-evcxr" TUNELAB_EVCXR_BIN="$jupyter_tmp/tunelab-evcxr" \
-  "$venv/bin/python" -m pytest -p no:cacheprovider -q --durations=4 tests/kernel/test_rust_cells.py
+  "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel/test_rust_cells.py
 # Point the kernelspec back at target/debug/tunelab (the copy above goes when this script ends).
 "$bin" kernel install --prefix "$venv" >/dev/null 2>&1 || true
 
