@@ -54,7 +54,8 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
   touch "$venv/.complete"
 fi
-cargo build --locked --bin tunelab  # already built by `cargo test`: a no-op
+# `cargo test` built target/debug/tunelab for the tests above; `cargo build --bin` would build
+# it again (the dev-dependencies unify features differently) for nothing.
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" = /* ]] || target_dir="$(pwd)/$target_dir"
 bin="$target_dir/debug/tunelab"
@@ -63,7 +64,7 @@ trap 'rm -rf "$jupyter_tmp"' EXIT
 "$bin" kernel install --prefix "$venv"
 # An empty user data dir, so a tunelab kernelspec installed by hand does not shadow this one.
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
-  TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel
+  TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q --durations=8 tests/kernel
 
 step "Rust cells (the evcxr feature, through the kernel)"
 # The evcxr build adds rust-analyzer's crates; the first `:dep tunelab` cell compiles tunelab
@@ -79,7 +80,7 @@ cp "$bin" "$jupyter_tmp/tunelab-evcxr"
 "$jupyter_tmp/tunelab-evcxr" kernel install --prefix "$venv"
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
   TUNELAB_BIN="$jupyter_tmp/tunelab-evcxr" TUNELAB_EVCXR_BIN="$jupyter_tmp/tunelab-evcxr" \
-  "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/kernel/test_rust_cells.py
+  "$venv/bin/python" -m pytest -p no:cacheprovider -q --durations=4 tests/kernel/test_rust_cells.py
 # Point the kernelspec back at target/debug/tunelab (the copy above goes when this script ends).
 "$bin" kernel install --prefix "$venv" >/dev/null 2>&1 || true
 
