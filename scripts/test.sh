@@ -35,8 +35,8 @@ step "tests"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
-step "model families with the fused kernels (a debug build defaults to the composite ops)"
-TUNELAB_KERNELS=fused cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
+step "model families with the composite ops (the fused kernels are the default)"
+TUNELAB_KERNELS=composite cargo test --locked --test bert --test encoders --test gpt2 --test llama --test linear
 
 step "jupyter kernel (real clients from PyPI)"
 # A venv with jupyter_client, jupyter_kernel_test, nbclient, … pinned in tests/kernel/

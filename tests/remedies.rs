@@ -472,18 +472,18 @@ fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
             }
             None => s,
         };
-        let texts: Vec<String> = rows.iter().take(4).map(|r| format!("\"{}\"", r.0)).collect();
+        let texts: Vec<String> = rows.iter().take(8).map(|r| format!("\"{}\"", r.0)).collect();
         let out = ok(s, &format!("predict {}", texts.join(" ")));
         tables(&out)[0].rows.iter().map(|r| [r[2].parse().unwrap(), r[3].parse().unwrap()]).collect()
     };
     let student_p = probs(&mut s, None);
     let teacher_p = probs(&mut s, Some(&teacher));
-    let kl: f64 = student_p
+    let kl_rows: Vec<f64> = student_p
         .iter()
         .zip(&teacher_p)
         .map(|(ps, pt)| (0..2).map(|c| pt[c] * (pt[c] / ps[c]).ln()).sum::<f64>())
-        .sum::<f64>()
-        / 4.0;
+        .collect();
+    let kl = kl_rows[..4].iter().sum::<f64>() / 4.0;
     // The first batch of a fit is the first rows of the shuffled epoch: compare on a batch
     // of exactly the four texts instead, as their own data set.
     let four = dir.path().join("four.jsonl");
@@ -494,13 +494,70 @@ fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
     let got = last_loss(&s);
     println!("fresh student, alpha=1, T=1: step loss {got:.6}, KL from predicted probabilities {kl:.6}");
     assert!((got - kl).abs() < 2e-4 * kl.max(1.0) + 1e-4, "{got} vs {kl}");
+
+    // A transfer set of four other texts: the update draws all four beside the batch's four
+    // labelled ones, and the KL term is the mean over the eight.
+    let transfer = dir.path().join("transfer.txt");
+    let lines: Vec<&str> = rows[4..8].iter().map(|r| r.0.as_str()).collect();
+    std::fs::write(&transfer, lines.join("\n") + "\n").unwrap();
+    let shown = render(&ok(&mut s, &format!("distill transfer={}", transfer.display())));
+    assert!(shown.contains("transfer set") && shown.contains("(4 texts without labels"), "{shown}");
+    assert!(shown.contains("loss = 1·T²·KL(teacher ‖ student at T=1)"), "the setting is kept: {shown}");
+    ok(&mut s, "fit steps=1 batch=4");
+    let got = last_loss(&s);
+    let both = kl_rows.iter().sum::<f64>() / 8.0;
+    println!("with the transfer set: step loss {got:.6}, KL over the eight texts {both:.6}");
+    assert!((got - both).abs() < 2e-4 * both.max(1.0) + 1e-4 && (both - kl).abs() > 1e-3, "{got} vs {both}");
+}
+
+/// `distill transfer=`: a missing file, a table without the text column, an empty file, and
+/// `text=` without a transfer file are refused with the fix, and leave the setting as it was.
+#[test]
+fn distill_transfer_set_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = word_task(dir.path(), 120, 4);
+    let data = dir.path().join("words.jsonl");
+    write_jsonl(&data, &rows);
+    let teacher = dir.path().join("teacher");
+    let mut s = Session::new();
+    ok(
+        &mut s,
+        &format!(
+            "seed 1; data {} max_len=16; load bert config=tiny vocab={} task=classify; fit steps=1 batch=8; save {}",
+            data.display(),
+            dir.path().join("vocab.txt").display(),
+            teacher.display()
+        ),
+    );
+    let e = common::err(&mut s, "distill transfer=unlabelled.txt");
+    assert!(e.contains("no teacher yet"), "{e}");
+    ok(&mut s, &format!("distill teacher={} alpha=0.7", teacher.display()));
+    let before = render(&ok(&mut s, "distill"));
+    let missing = dir.path().join("nowhere.txt");
+    let e = common::err(&mut s, &format!("distill transfer={}", missing.display()));
+    assert!(e.contains("no such file"), "{e}");
+    let table = dir.path().join("pool.csv");
+    std::fs::write(&table, "review,stars\ngood n1 n2,5\n").unwrap();
+    let e = common::err(&mut s, &format!("distill transfer={}", table.display()));
+    assert!(e.contains("no column 'text'") && e.contains("review, stars") && e.contains("text="), "{e}");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let e = common::err(&mut s, &format!("distill transfer={}", empty.display()));
+    assert!(e.contains("no texts"), "{e}");
+    let e = common::err(&mut s, "distill text=review");
+    assert!(e.contains("add transfer=FILE"), "{e}");
+    assert_eq!(render(&ok(&mut s, "distill")), before, "a refused transfer set changes nothing");
+    // The table's column by name works.
+    let out = render(&ok(&mut s, &format!("distill transfer={} text=review", table.display())));
+    assert!(out.contains("(1 text without labels"), "{out}");
 }
 
 /// Distillation against labels alone: a tiny BERT student with 40 labelled texts of the
 /// word task, trained the same way with and without a teacher (a tiny BERT that saw 400
-/// labelled texts, test accuracy 0.973), over three seeds. Measured: alone 0.723 / 0.597 /
-/// 0.673 (mean 0.664), distilled (T=2, alpha=0.7) 0.873 / 0.667 / 0.703 (mean 0.748): better
-/// on every seed, which is what is asserted (with a margin on the mean).
+/// labelled texts), over three seeds. The distilled student also has a transfer set: the
+/// teacher's 400 texts without their labels, on which it learns the teacher's soft targets.
+/// Better on every seed, with a margin on the mean, is what is asserted; the measured
+/// numbers are in tutorials/07-remedies/README.md, on the fused and the composite path.
 #[test]
 fn distilled_student_against_labels_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -545,7 +602,14 @@ fn distilled_student_against_labels_alone() {
                 ),
             );
             if with {
-                ok(&mut s, &format!("distill teacher={} temperature=2 alpha=0.7", teacher.display()));
+                ok(
+                    &mut s,
+                    &format!(
+                        "distill teacher={} temperature=2 alpha=0.7 transfer={}",
+                        teacher.display(),
+                        tf.display()
+                    ),
+                );
             }
             ok(&mut s, "optimizer adamw lr=3e-3; fit epochs=15 batch=8");
             let acc = accuracy(&mut s);
@@ -558,13 +622,14 @@ fn distilled_student_against_labels_alone() {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "teacher (400 labels) {teacher_acc:.3}; student on 40 labels: alone {plain:?} (mean {:.3}), distilled {distilled:?} (mean {:.3})",
+        "teacher (400 labels) {teacher_acc:.3}; student on 40 labels: alone {plain:?} (mean {:.3}), \
+         distilled with the transfer set {distilled:?} (mean {:.3})",
         mean(&plain),
         mean(&distilled)
     );
     assert!(teacher_acc > 0.9, "the teacher learnt the task: {teacher_acc}");
-    assert!(mean(&distilled) > mean(&plain) + 0.03, "{distilled:?} vs {plain:?}");
-    assert!(plain.iter().zip(&distilled).all(|(p, d)| d >= p), "{distilled:?} vs {plain:?}");
+    assert!(mean(&distilled) > mean(&plain) + 0.05, "{distilled:?} vs {plain:?}");
+    assert!(plain.iter().zip(&distilled).all(|(p, d)| d > p), "{distilled:?} vs {plain:?}");
 }
 
 /// AdaLoRA: `lora r=4 budget=6` on the four attention query/value weights of a tiny BERT

@@ -183,8 +183,9 @@ fn tutorial_03_light_fine_tuning_of_smollm2_on_poems_halves_perplexity() {
 }
 
 /// Tutorial 7, the FAQ remedies: long reviews are cut into windows, the teacher learns the
-/// word task, the distilled student is not worse than the student alone, LoRA on a q8_0 base
-/// learns it too, and `eval generate`
+/// word task, the student distilled with a transfer set beats the student alone by more than
+/// 0.05 (measured +0.18 with the fused kernels, +0.11 with the composite ops), LoRA on a q8_0
+/// base learns it too, and `eval generate`
 /// scores a tiny GPT-2 higher once it has learnt the references; MAE is reported.
 #[test]
 fn tutorial_07_remedies_each_run_and_show_their_effect() {
@@ -198,7 +199,7 @@ fn tutorial_07_remedies_each_run_and_show_their_effect() {
     let [teacher, alone, distilled, adalora, quantized] = accuracies[..] else {
         panic!("five evals on the word task: {out}")
     };
-    assert!(teacher > 0.8 && alone > 0.6 && distilled >= alone && adalora > 0.7, "{accuracies:?}");
+    assert!(teacher > 0.8 && alone > 0.6 && distilled > alone + 0.05 && adalora > 0.7, "{accuracies:?}");
     // LoRA on a q8_0 base learns the word task as on an f32 one (measured 0.877 vs 0.873).
     let q8_row = out.lines().any(|l| l.starts_with("frozen weights") && l.contains(" q8_0 "));
     assert!(quantized > 0.8 && q8_row, "{accuracies:?}\n{out}");

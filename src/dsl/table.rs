@@ -749,7 +749,11 @@ pub static VERBS: &[VerbSpec] = &[
                   update of the loaded student minimises alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) \
                   + (1−alpha)·CE(s, labels), t and s the teacher's and the student's logits on the \
                   same batch, T the temperature (Hinton et al., 2015). The teacher must have the \
-                  student's labels and tokenizer. Without options it shows the setting.",
+                  student's labels and tokenizer. `transfer=FILE` adds a transfer set: texts \
+                  without labels (one per line of a .txt, or a table's text column), of which \
+                  each update draws as many as its labelled batch holds; on them the student \
+                  learns the teacher's soft targets alone, which is where a student with few \
+                  labels gains most. Without options it shows the setting.",
         args: &[ArgSpec {
             name: "ACTION",
             kind: Kind::Choice(&["off"]),
@@ -777,8 +781,25 @@ pub static VERBS: &[VerbSpec] = &[
                 default: Some("0.5"),
                 doc: "weight of the teacher's term; 1 − alpha weighs the labels' cross-entropy",
             },
+            OptSpec {
+                name: "transfer",
+                kind: Kind::Path,
+                default: None,
+                doc: "texts without labels the student matches the teacher on (.txt: one per line; csv/tsv/jsonl)",
+            },
+            OptSpec {
+                name: "text",
+                kind: Kind::Text,
+                default: None,
+                doc: "the transfer table's text column (default: the data's text column, else text)",
+            },
         ],
-        examples: &["distill teacher=runs/teacher temperature=2 alpha=0.5", "distill", "distill off"],
+        examples: &[
+            "distill teacher=runs/teacher temperature=2 alpha=0.5",
+            "distill teacher=runs/teacher alpha=0.7 transfer=unlabelled.txt",
+            "distill",
+            "distill off",
+        ],
     },
     VerbSpec {
         name: "regularize",

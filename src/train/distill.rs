@@ -1,10 +1,14 @@
 //! Knowledge distillation (Hinton et al., 2015): a student classifier trained on a mix of the
-//! labels and a teacher's softened predictions.
+//! labels and a teacher's softened predictions, optionally on a transfer set of texts
+//! without labels as well.
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor, D};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
+use crate::data::{Batch, Split, TextData};
 use crate::error::Result;
 use crate::model::Model;
 
@@ -18,6 +22,59 @@ pub struct Distill {
     pub temperature: f64,
     /// Weight of the soft term; `1 − alpha` weighs the cross-entropy on the labels.
     pub alpha: f64,
+    /// Texts without labels on which the student matches the teacher too, if any.
+    pub transfer: Option<TransferSet>,
+}
+
+impl Distill {
+    /// The same teacher and transfer set on another device.
+    pub fn to_device(&self, device: &Device) -> Result<Distill> {
+        Ok(Distill {
+            teacher: self.teacher.to_device(device)?,
+            source: self.source.clone(),
+            temperature: self.temperature,
+            alpha: self.alpha,
+            transfer: self.transfer.as_ref().map(|t| t.to_device(device)).transpose()?,
+        })
+    }
+}
+
+/// Hinton's transfer set: texts without labels, tokenized once, on which the student learns
+/// the teacher's soft targets alone. Each update draws as many of them as its labelled batch
+/// holds, so a student with few labels sees the teacher's view of many more texts.
+#[derive(Clone, Debug)]
+pub struct TransferSet {
+    /// The file they came from (shown to the user).
+    pub source: String,
+    /// The texts, tokenized for the student (their labels are placeholders, never read).
+    pub texts: TextData,
+}
+
+impl TransferSet {
+    /// Number of texts.
+    pub fn len(&self) -> usize {
+        self.texts.split(Split::Train).len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `n` texts (at most all of them) drawn without replacement, chosen by `seed` alone so a
+    /// resumed fit draws what an uninterrupted one would.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Batch> {
+        let rows = self.texts.split(Split::Train);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let picked = rand::seq::index::sample(&mut rng, rows.len(), n.min(rows.len()));
+        let idx: Vec<u32> = picked.iter().map(|i| rows[i]).collect();
+        self.texts.batch(&idx)
+    }
+
+    /// The same texts on another device.
+    pub fn to_device(&self, device: &Device) -> Result<TransferSet> {
+        Ok(TransferSet { source: self.source.clone(), texts: self.texts.to_device(device)? })
+    }
 }
 
 impl std::fmt::Debug for Distill {

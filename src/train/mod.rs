@@ -12,7 +12,7 @@ mod schedule;
 mod step;
 
 pub use anchor::{copy_weights, fisher_diagonal, Anchors, Ewc, L2Sp, FISHER_ROWS};
-pub use distill::{distill_loss, Distill, SharedDistill};
+pub use distill::{distill_loss, Distill, SharedDistill, TransferSet};
 pub use evaluate::{classify_rows, mean_loss, mean_loss_rows, pool_windows, Predictions};
 pub use fit::{fit, steps_per_epoch, AutosaveHook, FitEnd, FitPlan, FitReport, Monitor, Trainer};
 pub use loss::{inverse_frequency, weighted_cross_entropy, ClassWeights};

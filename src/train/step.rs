@@ -11,6 +11,10 @@ use crate::error::Result;
 use crate::model::layers::step_seed;
 use crate::model::{Model, Pass, Task};
 
+/// Separates the draws from a distillation transfer set (and their dropout masks) from the
+/// labelled batches' seeds.
+const TRANSFER_SALT: u64 = 0x7472_616E_7366_6572;
+
 /// Gradients by parameter name.
 pub type Grads = HashMap<String, Tensor>;
 
@@ -128,7 +132,18 @@ pub fn train_step(
                 };
                 let d = d.lock().unwrap_or_else(|e| e.into_inner());
                 let teacher = d.teacher.forward(batch, &mut Pass::eval())?.detach();
-                distill_loss(&logits, &teacher, &hard, d.temperature, d.alpha)?
+                // With a transfer set, as many texts without labels join the soft term.
+                let (student, teacher) = match &d.transfer {
+                    None => (logits, teacher),
+                    Some(t) => {
+                        let seed = step_seed(seed ^ TRANSFER_SALT, i as u64);
+                        let extra = t.sample(n, seed)?;
+                        let s = model.forward(&extra, &mut Pass::train(seed))?;
+                        let t = d.teacher.forward(&extra, &mut Pass::eval())?.detach();
+                        (Tensor::cat(&[&logits, &s], 0)?, Tensor::cat(&[&teacher, &t], 0)?)
+                    }
+                };
+                distill_loss(&student, &teacher, &hard, d.temperature, d.alpha)?
             }
             (Some(w), _, Batch::Text { labels: Some(labels), .. }) if model.task() == Task::Classify => {
                 weighted_cross_entropy(&model.forward(batch, &mut pass)?, labels, w)?

@@ -12,8 +12,8 @@
 //! kernels between two casts (`in_f32`). Anything else (norms wider than 2,048 on CUDA, a
 //! mask bias that needs a gradient) goes through the composite ops, which compute the same
 //! function. `TUNELAB_KERNELS=composite` in the environment, or [`set_enabled(false)`],
-//! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on; by default they are on in
-//! optimised builds only), which is how the tests and `tunelab bench` compare the two.
+//! turns every fused op off (`TUNELAB_KERNELS=fused` turns them on, which is the default),
+//! which is how the tests and `tunelab bench` compare the two.
 
 mod adamw;
 mod cross_entropy;
@@ -45,20 +45,15 @@ use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
 /// 0: not decided yet (read the environment), 1: fused, 2: composite.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the fused kernels are used. `TUNELAB_KERNELS=fused|composite` or
-/// [`set_enabled`] decide; otherwise they are on in optimised builds and off in
-/// unoptimised (debug) ones, where their loops, compiled without optimisation, lose to
-/// candle's optimised composite ops (MiniLM fine-tuning in `cargo test`: 1.37× slower fused).
+/// Whether the fused kernels are used: yes, unless `TUNELAB_KERNELS=composite` or
+/// [`set_enabled`] says otherwise. (Cargo.toml compiles tunelab optimised in debug builds
+/// too: unoptimised, the kernels' loops lose to candle's optimised composite ops.)
 pub fn enabled() -> bool {
     match MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
         _ => {
-            let on = match std::env::var("TUNELAB_KERNELS").as_deref() {
-                Ok("composite") => false,
-                Ok("fused") => true,
-                _ => !cfg!(debug_assertions),
-            };
+            let on = std::env::var("TUNELAB_KERNELS").as_deref() != Ok("composite");
             MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
             on
         }

@@ -1,9 +1,11 @@
 //! `distill`: a teacher classifier whose soft targets join the labels in the student's loss.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 
+use crate::data::{Labelled, TextData, TextOptions, TextTable};
 use crate::dsl::Command;
 use crate::error::{Error, Result};
 use crate::model::bert::BertTask;
@@ -12,7 +14,7 @@ use crate::model::{
 };
 use crate::model::{Model, Task};
 use crate::session::{Event, Session, Sink};
-use crate::train::Distill;
+use crate::train::{Distill, TransferSet};
 
 /// A text both tokenizers must turn into the same ids.
 const PROBE: &str = "The teacher and the student must read text the same way: 12 tokens, ünïcode, 中文.";
@@ -27,17 +29,30 @@ impl Session {
             sink.emit(Event::Text("distill off: training on the labels alone".into()));
             return Ok(());
         }
+        if cmd.given("text").is_some() && cmd.given("transfer").is_none() {
+            return Err(Error::invalid("text= names the transfer file's text column; add transfer=FILE")
+                .at(cmd.span_of("text")));
+        }
         let Some(dir) = cmd.str("teacher") else {
-            if cmd.given("temperature").is_some() || cmd.given("alpha").is_some() {
+            if ["temperature", "alpha", "transfer"].iter().any(|o| cmd.given(o).is_some()) {
                 let Some(d) = &self.distill else {
                     return Err(Error::invalid(
                         "no teacher yet: give one, e.g. `distill teacher=runs/teacher temperature=2 alpha=0.5`",
                     )
                     .at(cmd.span));
                 };
+                let transfer = match cmd.given("transfer") {
+                    Some(_) => Some(self.read_transfer(cmd, self.model()?)?),
+                    None => None,
+                };
                 let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
-                d.temperature = cmd.f64("temperature").unwrap_or(d.temperature);
-                d.alpha = cmd.f64("alpha").unwrap_or(d.alpha);
+                // Only what is given changes (`cmd.f64` would fall back to the table's defaults).
+                let given = |name: &str| cmd.given(name).and_then(|v| v.value.as_f64());
+                d.temperature = given("temperature").unwrap_or(d.temperature);
+                d.alpha = given("alpha").unwrap_or(d.alpha);
+                if transfer.is_some() {
+                    d.transfer = transfer;
+                }
             }
             sink.emit(Event::Text(self.describe_distill()));
             return Ok(());
@@ -74,11 +89,16 @@ impl Session {
             ))
             .at(span));
         }
+        let transfer = match cmd.given("transfer") {
+            Some(_) => Some(self.read_transfer(cmd, student)?),
+            None => None,
+        };
         let distill = Distill {
             teacher,
             source: dir,
             temperature: cmd.f64("temperature").unwrap_or(2.0),
             alpha: cmd.f64("alpha").unwrap_or(0.5),
+            transfer,
         };
         self.distill = Some(Arc::new(Mutex::new(distill)));
         sink.emit(Event::Text(self.describe_distill()));
@@ -103,13 +123,79 @@ impl Session {
         })
     }
 
+    /// The texts of `transfer=` (a .txt file's lines, or the text column of a table),
+    /// tokenized for `student` as the data is (same `max_len`).
+    fn read_transfer(&self, cmd: &Command, student: &dyn Model) -> Result<TransferSet> {
+        let span = cmd.span_of("transfer");
+        let file = cmd.str("transfer").unwrap_or_default();
+        let path = Path::new(&file);
+        let data = self.data.as_ref().and_then(|d| d.text());
+        let is_txt = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+        let texts: Vec<String> = if is_txt && cmd.given("text").is_none() {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file; check the path".to_string(),
+                    _ => e.to_string(),
+                };
+                Error::Read { path: path.to_path_buf(), reason }.at(span)
+            })?;
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+        } else {
+            let table = TextTable::read(path).map_err(|e| e.at(span))?;
+            let column = cmd
+                .str("text")
+                .or_else(|| data.and_then(|d| d.columns.as_ref()).map(|c| c.0.clone()))
+                .unwrap_or_else(|| "text".into());
+            let Some(c) = table.column(&column) else {
+                return Err(Error::invalid(format!(
+                    "'{file}' has no column '{column}'; name its text column with text= (its columns are: {})",
+                    table.columns.join(", ")
+                ))
+                .at(span));
+            };
+            table.column_values(c)
+        };
+        let n = texts.len();
+        let unlabelled = Labelled { texts, labels: vec![String::new(); n] };
+        let opts = TextOptions {
+            fractions: &[1.0, 0.0],
+            shuffle: false,
+            clean: true,
+            augment: (0, 0.0),
+            max_len: data.map_or(128, |d| d.max_len),
+            limit: None,
+            labels: None,
+            block: None,
+            balance: None,
+        };
+        let mut texts = TextData::new(file.clone(), unlabelled, None, None, &opts, &mut rand::rng())
+            .map_err(|e| e.at(span))?;
+        let Some(tokenizer) = student.tokenizer() else {
+            return Err(Error::invalid("the student has no tokenizer").at(span));
+        };
+        texts.encode(tokenizer, &self.device)?;
+        Ok(TransferSet { source: file, texts })
+    }
+
     fn describe_distill(&self) -> String {
         match &self.distill {
             None => "distill: off (training on the labels alone)".into(),
             Some(d) => {
                 let d = d.lock().unwrap_or_else(|e| e.into_inner());
+                let transfer = match &d.transfer {
+                    None => String::new(),
+                    Some(t) => format!(
+                        "; transfer set {} ({} without labels: each update adds as many of them as its \
+                         batch holds, scored by the KL term alone)",
+                        t.source,
+                        match t.len() {
+                            1 => "1 text".to_string(),
+                            n => format!("{n} texts"),
+                        }
+                    ),
+                };
                 format!(
-                    "distill: teacher {} ({}); loss = {}·T²·KL(teacher ‖ student at T={}) + {}·cross-entropy",
+                    "distill: teacher {} ({}); loss = {}·T²·KL(teacher ‖ student at T={}) + {}·cross-entropy{transfer}",
                     d.source,
                     d.teacher.describe(),
                     super::num(d.alpha),

@@ -103,11 +103,16 @@ impl Session {
         let model = self.model.as_ref().map(|m| m.to_device(&device)).transpose()?;
         let optimizer = self.optimizer.to_device(&device)?;
         let data = self.data.as_ref().map(|d| d.to_device(&device)).transpose()?;
+        let distill = match &self.distill {
+            Some(d) => Some(d.lock().unwrap_or_else(|e| e.into_inner()).to_device(&device)?),
+            None => None,
+        };
         let moved: Vec<&str> =
             [model.as_ref().map(|_| "model"), data.as_ref().map(|_| "data")].into_iter().flatten().collect();
         self.model = model;
         self.optimizer = optimizer;
         self.data = data;
+        self.distill = distill.map(|d| std::sync::Arc::new(std::sync::Mutex::new(d)));
         self.last_grads = None;
         let what = if moved.is_empty() { String::new() } else { format!(" (moved {})", moved.join(" and ")) };
         sink.emit(Event::Text(format!("device {}{what}", device_name(&device))));
