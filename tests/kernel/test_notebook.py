@@ -69,20 +69,51 @@ def tutorial_notebooks() -> list[pathlib.Path]:
     return [p for p in paths if not needs_evcxr(p)]
 
 
+def prepared(path: pathlib.Path):
+    """The notebook at `path` with its outputs cleared (the run must produce them, not the
+    committed copy) and the assets' folder pointed at $TUNELAB_ASSETS when that is set."""
+    nb = nbformat.read(path, as_version=4)
+    assets = os.environ.get("TUNELAB_ASSETS")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            if assets:  # the tutorials name ~/.cache/tunelab/assets, fetch_assets.py's default
+                cell.source = cell.source.replace("~/.cache/tunelab/assets", assets)
+    return nb
+
+
+def client(nb, path: pathlib.Path) -> NotebookClient:
+    return NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(path.parent)}})
+
+
 def executed(path: pathlib.Path):
     """The notebook at `path`, executed once per test session as `jupyter nbconvert --execute`
     runs it: errors fail it, except in cells tagged `raises-exception` (nbclient's rule)."""
     if path not in _executed:
-        nb = nbformat.read(path, as_version=4)
-        assets = os.environ.get("TUNELAB_ASSETS")
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                cell.outputs = []  # the run below must produce them, not the committed copy
-                if assets:  # the tutorials name ~/.cache/tunelab/assets, fetch_assets.py's default
-                    cell.source = cell.source.replace("~/.cache/tunelab/assets", assets)
-        NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(path.parent)}}).execute()
+        nb = prepared(path)
+        client(nb, path).execute()
         _executed[path] = nb
     return _executed[path]
+
+
+def execute_all(paths: list[pathlib.Path], at_once: int = 2):
+    """Executes the notebooks of `paths` not run yet, `at_once` kernels at a time, into the
+    cache `executed` reads. A kernel is its own process and keeps about 1.3 cores busy, so on
+    CI's two cores a pair of notebooks finishes sooner than two in a row."""
+    import asyncio
+
+    async def run_all():
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(path):
+            async with gate:
+                nb = prepared(path)
+                await client(nb, path).async_execute()
+                _executed[path] = nb
+
+        await asyncio.gather(*(one(p) for p in paths if p not in _executed))
+
+    asyncio.run(run_all())
 
 
 def text_of(cell) -> str:
@@ -135,6 +166,7 @@ def test_the_tutorial_notebooks_run_without_errors():
     committed copy is stored executed (every code cell ran, in order)."""
     notebooks = tutorial_notebooks()
     assert len(notebooks) >= 4, notebooks
+    execute_all(notebooks)
     for path in notebooks:
         if path.parent != TUTORIALS:  # the walkthroughs' tutorials, tutorials/NN-name/
             committed = nbformat.read(path, as_version=4)
