@@ -510,7 +510,7 @@ fn distill_mixes_the_teachers_soft_targets_into_the_loss() {
     assert!((got - both).abs() < 2e-4 * both.max(1.0) + 1e-4 && (both - kl).abs() > 1e-3, "{got} vs {both}");
 }
 
-/// `distill transfer=`: a missing file, a table without the text column, an empty file, and
+/// `distill transfer=`: a missing file, a table without the text field, an empty file, and
 /// `text=` without a transfer file are refused with the fix, and leave the setting as it was.
 #[test]
 fn distill_transfer_set_bad_input() {
@@ -539,11 +539,11 @@ fn distill_transfer_set_bad_input() {
     let table = dir.path().join("pool.csv");
     std::fs::write(&table, "review,stars\ngood n1 n2,5\n").unwrap();
     let e = common::err(&mut s, &format!("distill transfer={}", table.display()));
-    assert!(e.contains("no column 'text'") && e.contains("review, stars") && e.contains("text="), "{e}");
+    assert!(e.contains("no field 'text'") && e.contains("review, stars") && e.contains("text="), "{e}");
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "\n  \n").unwrap();
     let e = common::err(&mut s, &format!("distill transfer={}", empty.display()));
-    assert!(e.contains("no texts"), "{e}");
+    assert!(e.contains("holds no text"), "{e}");
     let e = common::err(&mut s, "distill text=review");
     assert!(e.contains("add transfer=FILE"), "{e}");
     assert_eq!(render(&ok(&mut s, "distill")), before, "a refused transfer set changes nothing");

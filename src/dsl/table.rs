@@ -750,7 +750,7 @@ pub static VERBS: &[VerbSpec] = &[
                   + (1−alpha)·CE(s, labels), t and s the teacher's and the student's logits on the \
                   same batch, T the temperature (Hinton et al., 2015). The teacher must have the \
                   student's labels and tokenizer. `transfer=FILE` adds a transfer set: texts \
-                  without labels (one per line of a .txt, or a table's text column), of which \
+                  without labels (read as `data … format=text` reads a corpus), of which \
                   each update draws as many as its labelled batch holds; on them the student \
                   learns the teacher's soft targets alone, which is where a student with few \
                   labels gains most. Without options it shows the setting.",
@@ -785,13 +785,13 @@ pub static VERBS: &[VerbSpec] = &[
                 name: "transfer",
                 kind: Kind::Path,
                 default: None,
-                doc: "texts without labels the student matches the teacher on (.txt: one per line; csv/tsv/jsonl)",
+                doc: "texts without labels the student matches the teacher on (a text file, one per line; json, jsonl, csv, tsv)",
             },
             OptSpec {
                 name: "text",
                 kind: Kind::Text,
                 default: None,
-                doc: "the transfer table's text column (default: the data's text column, else text)",
+                doc: "the transfer file's text field (default: the data's text column, else text)",
             },
         ],
         examples: &[

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 
-use crate::data::{Labelled, TextData, TextOptions, TextTable};
+use crate::data::{read_corpus, Labelled, TextData, TextOptions};
 use crate::dsl::Command;
 use crate::error::{Error, Result};
 use crate::model::bert::BertTask;
@@ -123,38 +123,19 @@ impl Session {
         })
     }
 
-    /// The texts of `transfer=` (a .txt file's lines, or the text column of a table),
-    /// tokenized for `student` as the data is (same `max_len`).
+    /// The texts of `transfer=`, read as `data … format=text` reads a corpus (a text file's
+    /// lines or blank-line-separated blocks, a table's or JSON's `text=` field), tokenized
+    /// for `student` as the data is (same `max_len`).
     fn read_transfer(&self, cmd: &Command, student: &dyn Model) -> Result<TransferSet> {
         let span = cmd.span_of("transfer");
         let file = cmd.str("transfer").unwrap_or_default();
         let path = Path::new(&file);
         let data = self.data.as_ref().and_then(|d| d.text());
-        let is_txt = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
-        let texts: Vec<String> = if is_txt && cmd.given("text").is_none() {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                let reason = match e.kind() {
-                    std::io::ErrorKind::NotFound => "no such file; check the path".to_string(),
-                    _ => e.to_string(),
-                };
-                Error::Read { path: path.to_path_buf(), reason }.at(span)
-            })?;
-            text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
-        } else {
-            let table = TextTable::read(path).map_err(|e| e.at(span))?;
-            let column = cmd
-                .str("text")
-                .or_else(|| data.and_then(|d| d.columns.as_ref()).map(|c| c.0.clone()))
-                .unwrap_or_else(|| "text".into());
-            let Some(c) = table.column(&column) else {
-                return Err(Error::invalid(format!(
-                    "'{file}' has no column '{column}'; name its text column with text= (its columns are: {})",
-                    table.columns.join(", ")
-                ))
-                .at(span));
-            };
-            table.column_values(c)
-        };
+        let column = cmd
+            .str("text")
+            .or_else(|| data.and_then(|d| d.columns.as_ref()).map(|c| c.0.clone()))
+            .unwrap_or_else(|| "text".into());
+        let texts = read_corpus(path, &column).map_err(|e| e.at(span))?;
         let n = texts.len();
         let unlabelled = Labelled { texts, labels: vec![String::new(); n] };
         let opts = TextOptions {
