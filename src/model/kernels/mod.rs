@@ -1,6 +1,7 @@
 //! Fused kernels (CPU, and CUDA in a CUDA build) with fused backward passes: layer norm, RMS norm, the attention softmax
-//! (scale + additive mask bias), bias + GELU, rotary embedding, cross-entropy, and the
-//! Adam/AdamW update.
+//! (scale + additive mask bias), bias + GELU, rotary embedding, cross-entropy, the
+//! Adam/AdamW update, and (CPU) the dense layer `x · wᵀ + b` and attention scores `q · kᵀ`
+//! as single graph nodes.
 //!
 //! Each op is a candle `CustomOp` whose `bwd` is itself one fused op, so training keeps its
 //! graph (candle's own fused norms and softmax have no backward: shared/CANDLE.md) while a
@@ -23,7 +24,10 @@ mod fast_math;
 #[cfg(feature = "cuda")]
 pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
 mod gelu;
+mod heads;
 mod layer_norm;
+mod linear;
+mod mask;
 mod rms_norm;
 mod rope;
 mod softmax;
@@ -33,7 +37,10 @@ mod tests;
 pub use adamw::{adam_update, AdamStep};
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
+pub use heads::{merge_heads, split_heads};
 pub use layer_norm::{layer_norm, layer_norm_composite};
+pub use linear::{conv1d, linear, linear_composite, matmul_nt};
+pub use mask::mul_mask;
 pub use rms_norm::{rms_norm, rms_norm_composite};
 pub use rope::{rope, rope_composite};
 pub use softmax::{softmax, softmax_composite};

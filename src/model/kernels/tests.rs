@@ -161,6 +161,78 @@ fn softmax_with_padding_and_causal_masks_matches_the_composite() {
 }
 
 #[test]
+fn linear_and_attention_scores_match_candles_matmul() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12)] {
+        // A dense layer over [batch, len, in], with and without its bias, and over a plain
+        // matrix of rows; sizes past gemm's blocking (k > 256) and odd ones.
+        for (x_shape, out) in [(vec![2usize, 5, 7], 3usize), (vec![3, 17, 300], 65), (vec![9, 4], 1)] {
+            let inp = *x_shape.last().unwrap();
+            let inputs =
+                [randn(&x_shape, dtype, 1.0), randn(&[out, inp], dtype, 0.5), randn(&[out], dtype, 1.0)];
+            compare(
+                &format!("linear {dtype:?} {x_shape:?} → {out}"),
+                &inputs,
+                |t| linear(&t[0], &t[1], Some(&t[2])).unwrap(),
+                |t| linear_composite(&t[0], &t[1], Some(&t[2])).unwrap(),
+                tol,
+                tol,
+            );
+            compare(
+                &format!("linear without bias {dtype:?} {x_shape:?} → {out}"),
+                &inputs[..2],
+                |t| linear(&t[0], &t[1], None).unwrap(),
+                |t| linear_composite(&t[0], &t[1], None).unwrap(),
+                tol,
+                tol,
+            );
+        }
+        // GPT-2's Conv1D, x · w + b with w stored [in, out].
+        let inputs = [randn(&[2, 9, 40], dtype, 1.0), randn(&[40, 24], dtype, 0.5), randn(&[24], dtype, 1.0)];
+        compare(
+            &format!("conv1d {dtype:?}"),
+            &inputs,
+            |t| conv1d(&t[0], &t[1], Some(&t[2])).unwrap(),
+            |t| {
+                (t[0].reshape((18, 40)).unwrap().matmul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap())
+                    .reshape((2, 9, 24))
+                    .unwrap()
+            },
+            tol,
+            tol,
+        );
+        // Attention scores q · kᵀ over [batch, heads, len, head_dim], queries ≠ keys.
+        let inputs = [randn(&[2, 3, 5, 8], dtype, 1.0), randn(&[2, 3, 7, 8], dtype, 1.0)];
+        compare(
+            &format!("matmul_nt {dtype:?}"),
+            &inputs,
+            |t| matmul_nt(&t[0], &t[1]).unwrap(),
+            |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
+            tol,
+            tol,
+        );
+    }
+}
+
+#[test]
+fn a_frozen_weight_gets_no_gradient_and_its_input_still_does() {
+    set_enabled(true);
+    let x = Var::from_tensor(&randn(&[4, 6], DType::F32, 1.0)).unwrap();
+    let w = randn(&[3, 6], DType::F32, 1.0); // a plain tensor: frozen
+    let b = Var::from_tensor(&randn(&[3], DType::F32, 1.0)).unwrap();
+    let y = linear(x.as_tensor(), &w, Some(b.as_tensor())).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&w).is_none());
+    // d Σy / dx = Σ_out w, the same for every row; d Σy / db = the number of rows.
+    let want = w.sum(0).unwrap().to_vec1::<f32>().unwrap();
+    for row in grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap() {
+        for (g, w) in row.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{row:?} vs {want:?}");
+        }
+    }
+    assert_eq!(grads.get(b.as_tensor()).unwrap().to_vec1::<f32>().unwrap(), [4.0; 3]);
+}
+
+#[test]
 fn bias_gelu_matches_candles_gelus() {
     for (dtype, fwd_tol) in [(DType::F32, 1e-6), (DType::F64, 1e-6)] {
         for shape in [[2usize, 3, 16], [4, 6, 1536]] {

@@ -81,18 +81,12 @@ pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
 /// GPT-2's `Conv1D`: `x · w + b` over the last dimension with `w` stored `[in, out]`
 /// (transposed relative to `torch.nn.Linear`).
 pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    conv1d_no_bias(x, w)?.broadcast_add(b).map_err(Into::into)
+    crate::model::kernels::conv1d(x, w, Some(b))
 }
 
 /// GPT-2's `Conv1D` without its bias, `x · w` (for a bias fused into what follows).
 pub fn conv1d_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (inner, last) = dims.split_at(dims.len() - 1);
-    let rows: usize = inner.iter().product();
-    let y = x.reshape((rows, last[0]))?.matmul(w)?;
-    let mut out = inner.to_vec();
-    out.push(w.dim(1)?);
-    Ok(y.reshape(out)?)
+    crate::model::kernels::conv1d(x, w, None)
 }
 
 /// Repeats each of `x`'s key/value heads `rep` times: `[b, kv, len, d]` → `[b, kv·rep, len, d]`

@@ -50,14 +50,14 @@ impl Dropout {
         }
         if !x.device().is_cpu() {
             let mask = keep_mask(rng.random(), p, x.shape(), x.device())?;
-            return Ok((x * mask.to_dtype(x.dtype())?)?);
+            return crate::model::kernels::mul_mask(x, &mask.to_dtype(x.dtype())?);
         }
         let threshold = (p * u32::MAX as f64) as u32;
         let scale = (1.0 / (1.0 - p)) as f32;
         let mask: Vec<f32> =
             (0..x.elem_count()).map(|_| if rng.random::<u32>() >= threshold { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?.to_dtype(x.dtype())?;
-        Ok((x * mask)?)
+        crate::model::kernels::mul_mask(x, &mask)
     }
 }
 

@@ -26,19 +26,10 @@ pub fn upcast(t: Tensor) -> Result<Tensor> {
     })
 }
 
-/// `x · wᵀ + b` over the last dimension, as `torch.nn.Linear` (w: `[out, in]`).
+/// `x · wᵀ + b` over the last dimension, as `torch.nn.Linear` (w: `[out, in]`): one fused
+/// graph node on CPU ([`crate::model::kernels::linear`]).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (inner, last) = dims.split_at(dims.len() - 1);
-    let rows: usize = inner.iter().product();
-    let y = x.reshape((rows, last[0]))?.matmul(&w.t()?)?;
-    let y = match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
-    let mut out = inner.to_vec();
-    out.push(w.dim(0)?);
-    Ok(y.reshape(out)?)
+    crate::model::kernels::linear(x, w, b)
 }
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) · w + b`,
@@ -77,21 +68,20 @@ pub fn attention(
     p: f64,
 ) -> Result<Tensor> {
     let head_dim = q.dim(D::Minus1)? as f64;
-    let probs = crate::model::kernels::softmax(&q.matmul(&k.t()?)?, 1.0 / head_dim.sqrt(), Some(bias))?;
+    let scores = crate::model::kernels::matmul_nt(q, k)?;
+    let probs = crate::model::kernels::softmax(&scores, 1.0 / head_dim.sqrt(), Some(bias))?;
     let probs = dropout.apply(&probs, p)?;
     Ok(probs.matmul(v)?)
 }
 
-/// `[batch, len, heads·dim]` → `[batch, heads, len, dim]`, contiguous.
+/// `[batch, len, heads·dim]` → `[batch, heads, len, dim]`, contiguous (one fused node on CPU).
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
-    let (b, l, h) = x.dims3()?;
-    Ok(x.reshape((b, l, heads, h / heads))?.transpose(1, 2)?.contiguous()?)
+    crate::model::kernels::split_heads(x, heads)
 }
 
-/// `[batch, heads, len, dim]` → `[batch, len, heads·dim]`.
+/// `[batch, heads, len, dim]` → `[batch, len, heads·dim]` (one fused node on CPU).
 pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
-    let (b, h, l, d) = x.dims4()?;
-    Ok(x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?)
+    crate::model::kernels::merge_heads(x)
 }
 
 #[cfg(test)]

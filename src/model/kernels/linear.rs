@@ -1,0 +1,404 @@
+//! Matrix products with their backward pass as one graph node: `x · wᵀ + b` (every dense
+//! layer), `x · w + b` (GPT-2's `Conv1D`) and `q · kᵀ` (attention scores).
+//!
+//! Composed from candle's ops, a dense layer is six graph nodes (reshape, transpose,
+//! matmul, broadcast, add, reshape), and candle's backward gives every node's every input a
+//! fresh zero tensor and adds its gradient into it: four extra passes over the layer's output
+//! and input for bookkeeping alone, and a gradient for the bias's broadcast copy as large as
+//! the output. Here the layer is one node; its backward is three products (`dx = dy · w`,
+//! `dw = dyᵀ · x`, `db = Σ_rows dy`), each written once, and skips the gradient of any input
+//! that does not need one (a frozen weight costs no `dw`). The forward writes the bias into
+//! the output before the product accumulates onto it, so the add is free.
+//!
+//! The products go straight to `gemm` (the crate candle's CPU matmul calls, with the same
+//! threads), on contiguous f32/f64 CPU tensors; anything else takes the composite ops.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+use super::{contiguous, fusable, with_real, KernelError, Real};
+use crate::error::Result;
+
+const OP: &str = "matmul";
+
+/// `x · wᵀ + b` over the last dimension of `x`, as `torch.nn.Linear` (`w`: `[out, in]`,
+/// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
+/// [`linear_composite`] otherwise.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
+    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == w.dims2().ok().map(|(o, _)| o));
+    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == w.dims().get(1);
+    if !(fusable(x) && same(w) && bias_ok && shapes_ok) {
+        return linear_composite(x, w, b);
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let op = Gemm { ta: false, tb: true };
+    Ok(match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
+        None => x.apply_op2(&w, op)?,
+    })
+}
+
+/// `x · wᵀ + b` from candle's ops.
+pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (inner, last) = dims.split_at(dims.len() - 1);
+    let rows: usize = inner.iter().product();
+    let y = x.reshape((rows, last[0]))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = inner.to_vec();
+    out.push(w.dim(0)?);
+    Ok(y.reshape(out)?)
+}
+
+/// `x · w + b` over the last dimension of `x` with `w` stored `[in, out]` (GPT-2's
+/// `Conv1D`); one fused node on CPU for f32/f64, candle's ops otherwise.
+pub fn conv1d(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
+    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == w.dims2().ok().map(|(_, o)| o));
+    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == w.dims().first();
+    if !(fusable(x) && same(w) && bias_ok && shapes_ok) {
+        let dims = x.dims().to_vec();
+        let (inner, last) = dims.split_at(dims.len() - 1);
+        let rows: usize = inner.iter().product();
+        let y = x.reshape((rows, last[0]))?.matmul(w)?;
+        let y = match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = inner.to_vec();
+        out.push(w.dim(1)?);
+        return Ok(y.reshape(out)?);
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let op = Gemm { ta: false, tb: false };
+    Ok(match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
+        None => x.apply_op2(&w, op)?,
+    })
+}
+
+/// `a · bᵀ` over the last two dimensions of two tensors with the same leading (batch)
+/// dimensions: `[…, m, k] · [… , n, k]ᵀ → […, m, n]`, the attention scores `q · kᵀ`. One
+/// fused node on CPU for f32/f64, `a.matmul(&b.t())` otherwise.
+pub fn matmul_nt(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let batched = a.rank() >= 3 && a.rank() == b.rank() && {
+        let (da, db) = (a.dims(), b.dims());
+        let r = da.len();
+        da[..r - 2] == db[..r - 2] && da[r - 1] == db[r - 1]
+    };
+    if !(fusable(a) && b.dtype() == a.dtype() && b.device().same_device(a.device()) && batched) {
+        return Ok(a.matmul(&b.t()?)?);
+    }
+    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, Gemm { ta: false, tb: true })?)
+}
+
+/// `C = op(A) · op(B) (+ a bias row)` over contiguous row-major inputs, where `op`
+/// transposes the last two dimensions when `ta` / `tb` is set.
+///
+/// `A` is a batch of matrices `[…, r, c]`. `B` is either a batch of the same size, or one
+/// matrix `[r, c]` shared by every row of `A`: then `A`'s leading dimensions fold into its
+/// rows (a dense layer over `[batch, len, in]`). The output keeps `A`'s leading dimensions.
+#[derive(Clone, Copy)]
+struct Gemm {
+    ta: bool,
+    tb: bool,
+}
+
+/// One product's sizes: `batch` products of `[m, k] · [k, n]`, with the element offset
+/// from one batch to the next in each input (0: shared), and the output's shape.
+struct Plan {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a_skip: usize,
+    b_skip: usize,
+    out: Shape,
+}
+
+impl Gemm {
+    /// The sizes of `op(A) · op(B)` for inputs of `da` and `db` dimensions.
+    fn plan(&self, da: &[usize], db: &[usize]) -> std::result::Result<Plan, KernelError> {
+        let bad = || KernelError::Shape {
+            op: OP,
+            what: format!("cannot multiply {da:?}{} by {db:?}{}", t(self.ta), t(self.tb)),
+        };
+        fn t(on: bool) -> &'static str {
+            if on {
+                "ᵀ"
+            } else {
+                ""
+            }
+        }
+        if da.len() < 2 || db.len() < 2 {
+            return Err(bad());
+        }
+        let (ra, ca) = (da[da.len() - 2], da[da.len() - 1]);
+        let (rb, cb) = (db[db.len() - 2], db[db.len() - 1]);
+        let (k, n) = if self.tb { (cb, rb) } else { (rb, cb) };
+        let shared = db.len() == 2;
+        let (batch, m) = match (shared, self.ta) {
+            // A's rows all meet the same B: fold the leading dimensions into the rows.
+            (true, false) => (1, da[..da.len() - 1].iter().product::<usize>()),
+            (true, true) if da.len() == 2 => (1, ca),
+            (false, _) if da[..da.len() - 2] == db[..db.len() - 2] => {
+                (da[..da.len() - 2].iter().product(), if self.ta { ca } else { ra })
+            }
+            _ => return Err(bad()),
+        };
+        let ka = if self.ta { ra } else { ca };
+        if ka != k {
+            return Err(bad());
+        }
+        let mut out = da[..da.len() - 2].to_vec();
+        if !self.ta && shared {
+            out.push(ra);
+        } else {
+            out.push(m);
+        }
+        out.push(n);
+        Ok(Plan {
+            batch,
+            m,
+            n,
+            k,
+            a_skip: ra * ca,
+            b_skip: if shared { 0 } else { rb * cb },
+            out: out.into(),
+        })
+    }
+
+    /// The product on the CPU, `bias` (length `n`) added to every output row.
+    fn run<T: Real>(
+        &self,
+        a: &[T],
+        b: &[T],
+        bias: Option<&[T]>,
+        p: &Plan,
+    ) -> std::result::Result<Vec<T>, KernelError> {
+        let len = p.batch * p.m * p.n;
+        if let Some(bias) = bias {
+            if bias.len() != p.n {
+                let what = format!("bias of {} for {} outputs", bias.len(), p.n);
+                return Err(KernelError::Shape { op: OP, what });
+            }
+        }
+        if p.k == 0 || len == 0 {
+            let mut out = vec![T::zero(); len];
+            if let Some(bias) = bias {
+                out.chunks_exact_mut(p.n.max(1)).for_each(|row| row.copy_from_slice(bias));
+            }
+            return Ok(out);
+        }
+        // Strides of op(A) [m, k] and op(B) [k, n] in their row-major storage.
+        let (a_rs, a_cs) = if self.ta { (1, p.m) } else { (p.k, 1) };
+        let (b_rs, b_cs) = if self.tb { (1, p.k) } else { (p.n, 1) };
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism =
+            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let mut out: Vec<T> = Vec::with_capacity(len);
+        if let Some(bias) = bias {
+            for _ in 0..p.batch * p.m {
+                out.extend_from_slice(bias);
+            }
+        }
+        let dst = out.as_mut_ptr();
+        for step in 0..p.batch {
+            // SAFETY: the plan's sizes come from the inputs' own dimensions and the slices
+            // hold exactly their elements (`contiguous`); each step reads `A[step]` and `B[step]` (or the shared `B`) within
+            // their slices and writes the `m × n` block `step` of `out`'s capacity. Without a
+            // bias `read_dst` is false, so gemm only writes the (uninitialised) block.
+            unsafe {
+                gemm::gemm(
+                    p.m,
+                    p.n,
+                    p.k,
+                    dst.add(step * p.m * p.n),
+                    1,
+                    p.n as isize,
+                    bias.is_some(),
+                    a.as_ptr().add(step * p.a_skip),
+                    a_cs as isize,
+                    a_rs as isize,
+                    b.as_ptr().add(step * p.b_skip),
+                    b_cs as isize,
+                    b_rs as isize,
+                    T::one(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+        // SAFETY: every element of the `len` was written by gemm (or holds the bias gemm
+        // accumulated onto).
+        unsafe { out.set_len(len) };
+        Ok(out)
+    }
+
+    fn cpu(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        super::count_call();
+        let p = self.plan(l1.dims(), l2.dims())?;
+        with_real!(s1, OP, "a", |T| {
+            let a = contiguous::<T>(s1, l1, OP, "a")?;
+            let b = contiguous::<T>(s2, l2, OP, "b")?;
+            let bias = match bias {
+                Some((s3, l3)) => Some(contiguous::<T>(s3, l3, OP, "bias")?),
+                None => None,
+            };
+            Ok((T::wrap(self.run(a, b, bias, &p)?), p.out))
+        })
+    }
+}
+
+impl CustomOp2 for Gemm {
+    fn name(&self) -> &'static str {
+        "tunelab-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _c: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (da, db, _) = backward(*self, a, b, None, grad)?;
+        Ok((da, db))
+    }
+}
+
+impl CustomOp3 for Gemm {
+    fn name(&self) -> &'static str {
+        "tunelab-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: &Tensor,
+        _c: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        backward(*self, a, b, Some(bias), grad)
+    }
+}
+
+/// Gradients of `C = A · op(B) (+ bias)` (the forms the public functions build: `op` the
+/// transpose or not): `dA = dC · op(B)ᵀ`; `dB = dCᵀ · A` for `C = A · Bᵀ` and `Aᵀ · dC` for
+/// `C = A · B`, summed over the rows of every batch when `B` is shared; `dbias = Σ_rows dC`.
+/// Each only for an input that needs one.
+fn backward(
+    op: Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    grad: &Tensor,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    debug_assert!(!op.ta, "only A · op(B) is built with a backward pass");
+    let g = grad.contiguous()?;
+    // Whether each input needs a gradient, before `detach` drops the graph from the copies
+    // the products read.
+    let (need_a, need_b) = (a.track_op(), b.track_op());
+    let need_bias = bias.is_some_and(Tensor::track_op);
+    let (a, b) = (a.detach(), b.detach());
+    let shared = b.rank() == 2;
+    let da = if need_a {
+        let back = Gemm { ta: false, tb: !op.tb };
+        Some(g.apply_op2_no_bwd(&b, &back)?.reshape(a.shape())?)
+    } else {
+        None
+    };
+    // With a shared B, every row of A met it: fold the leading dimensions into rows.
+    let rows2d = |t: &Tensor| -> candle_core::Result<Tensor> {
+        let last = t.dims().last().copied().unwrap_or(1);
+        t.reshape((t.elem_count() / last.max(1), last))
+    };
+    let db = if need_b {
+        let lhs_t = Gemm { ta: true, tb: false };
+        let (a, g) = if shared { (rows2d(&a)?, rows2d(&g)?) } else { (a, g.clone()) };
+        Some(if op.tb { g.apply_op2_no_bwd(&a, &lhs_t)? } else { a.apply_op2_no_bwd(&g, &lhs_t)? })
+    } else {
+        None
+    };
+    let dbias = if need_bias { Some(rows2d(&g)?.apply_op1_no_bwd(&ColumnSum)?) } else { None };
+    Ok((da, db, dbias))
+}
+
+/// Sums of the columns of a contiguous `[rows, n]` matrix: `[n]`.
+struct ColumnSum;
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "tunelab-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = l.dims().last().copied().unwrap_or(1).max(1);
+        with_real!(s, OP, "grad", |T| {
+            let x = contiguous::<T>(s, l, OP, "grad")?;
+            Ok((T::wrap(column_sums(x, n)), Shape::from(n)))
+        })
+    }
+}
+
+/// Column sums of row-major `x` with rows of `n`, in blocks of rows summed in parallel and
+/// then in block order (the same bits for any number of threads).
+fn column_sums<T: Real>(x: &[T], n: usize) -> Vec<T> {
+    use rayon::prelude::*;
+    let rows = super::rows_per_task(n);
+    let partial = |block: &[T]| {
+        let mut acc = vec![T::zero(); n];
+        for row in block.chunks_exact(n) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        acc
+    };
+    let parts: Vec<Vec<T>> = if x.len() < 2 * rows * n {
+        x.chunks(rows * n).map(partial).collect()
+    } else {
+        x.par_chunks(rows * n).map(partial).collect()
+    };
+    let mut out = vec![T::zero(); n];
+    for part in parts {
+        for (a, v) in out.iter_mut().zip(part) {
+            *a += v;
+        }
+    }
+    out
+}
