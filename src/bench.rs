@@ -133,7 +133,11 @@ fn gpt2_sized(
     s.run("generate \"The\" greedy=true max_tokens=4", &mut Quiet)?;
     let mut counted = GeneratedTokens(None);
     let t = Instant::now();
-    s.run(&format!("generate \"The quick brown fox\" greedy=true max_tokens={NEW_TOKENS}"), &mut counted)?;
+    // min_tokens: all 64, as `benches/torch_cpu_gpt2.py` forces with `min_new_tokens`.
+    let generate = format!(
+        "generate \"The quick brown fox\" greedy=true max_tokens={NEW_TOKENS} min_tokens={NEW_TOKENS}"
+    );
+    s.run(&generate, &mut counted)?;
     let gen_secs = t.elapsed().as_secs_f64();
     // A generation that reaches the end-of-text token stops early: count what came out.
     let generated = counted.0.unwrap_or(NEW_TOKENS);

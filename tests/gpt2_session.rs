@@ -107,6 +107,8 @@ fn bad_input_gets_one_clear_line() {
     assert!(e.contains("top_p=1.5"), "{e}");
     let e = err(&mut s, "generate \"\"");
     assert!(e.contains("prompt is empty"), "{e}");
+    let e = err(&mut s, "generate \"月\" max_tokens=8 min_tokens=9");
+    assert!(e.contains("min_tokens=9 is more than max_tokens=8"), "{e}");
     let poems = asset("poetry").join("shuimotangshi.json");
     let e = err(&mut s, &format!("data {} format=text text=paragraphs block=128", poems.display()));
     assert!(e.contains("block=128 is longer than the model's context of 64"), "{e}");

@@ -147,11 +147,27 @@ fn cache_gives_the_same_tokens_as_rerunning_the_sequence() {
             "degenerate continuation {a:?}"
         );
         // Sampled generation draws the same tokens too.
-        let s = Sampling { greedy: false, temperature: 0.9, top_k: 10, top_p: 0.95 };
+        let s = Sampling { greedy: false, temperature: 0.9, top_k: 10, top_p: 0.95, min_tokens: 0 };
         let a = generate(&model, &prompt, 24, &s, 42, true, &mut |_| true).unwrap();
         let b = generate(&model, &prompt, 24, &s, 42, false, &mut |_| true).unwrap();
         assert_eq!(a, b, "sampled, tied={tied}");
     }
+}
+
+#[test]
+fn min_tokens_holds_back_the_end_of_text_token() {
+    // A zero final norm makes every logit 0, and greedy's argmax takes the last of equal
+    // values: the end-of-text token (31) at every step.
+    let model = tiny(false, 3);
+    let norm = model.params().iter().find(|p| p.name == "model.norm.weight").unwrap();
+    norm.var.set(&norm.var.as_tensor().zeros_like().unwrap()).unwrap();
+    let prompt = [3u32, 1, 4];
+    let first = generate(&model, &prompt, 10, &Sampling::greedy(), 0, true, &mut |_| true).unwrap();
+    assert_eq!(first, [31], "stops at once without min_tokens");
+    let held = Sampling { min_tokens: 5, ..Sampling::greedy() };
+    let out = generate(&model, &prompt, 10, &held, 0, true, &mut |_| true).unwrap();
+    assert_eq!(out.len(), 6, "{out:?}");
+    assert!(out[..5].iter().all(|&t| t != 31) && out[5] == 31, "{out:?}");
 }
 
 fn batch(rows: &[&[u32]]) -> Batch {

@@ -167,6 +167,12 @@ const SAMPLE_SEED: OptSpec = OptSpec {
     default: None,
     doc: "sampling seed (default: the session's)",
 };
+const SAMPLE_MIN_TOKENS: OptSpec = OptSpec {
+    name: "min_tokens",
+    kind: Kind::Int(Bound::NonNegative),
+    default: Some("0"),
+    doc: "no end-of-text before this many tokens",
+};
 const SAMPLE_N: OptSpec = OptSpec { name: "n", kind: COUNT, default: Some("1"), doc: "number of samples" };
 
 /// Every verb of the language.
@@ -1199,6 +1205,7 @@ pub static VERBS: &[VerbSpec] = &[
         }],
         options: &[
             SAMPLE_MAX_TOKENS,
+            SAMPLE_MIN_TOKENS,
             SAMPLE_TEMPERATURE,
             SAMPLE_TOP_K,
             SAMPLE_TOP_P,
@@ -1242,6 +1249,7 @@ pub static VERBS: &[VerbSpec] = &[
         options: &[
             OptSpec { name: "snapshot", kind: Kind::Text, default: None, doc: "the snapshot to compare with (default: the latest)" },
             SAMPLE_MAX_TOKENS,
+            SAMPLE_MIN_TOKENS,
             SAMPLE_TEMPERATURE,
             SAMPLE_TOP_K,
             SAMPLE_TOP_P,

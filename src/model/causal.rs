@@ -137,12 +137,15 @@ pub struct Sampling {
     pub top_k: usize,
     /// Keep the fewest most likely tokens whose probabilities add up to `top_p` (1: all).
     pub top_p: f64,
+    /// The end-of-text token cannot come before this many new tokens (transformers'
+    /// `min_new_tokens`; 0: it can come first).
+    pub min_tokens: usize,
 }
 
 impl Sampling {
     /// Greedy decoding.
     pub fn greedy() -> Sampling {
-        Sampling { greedy: true, temperature: 1.0, top_k: 0, top_p: 1.0 }
+        Sampling { greedy: true, temperature: 1.0, top_k: 0, top_p: 1.0, min_tokens: 0 }
     }
 
     /// Checks the settings, naming the bad one and the fix.
@@ -209,7 +212,8 @@ impl Sampling {
 /// (`cached`) each step runs one position; without it each step reruns the whole sequence
 /// through the training forward pass (the reference the cache is tested against). Sampling
 /// draws from a generator seeded by `seed`. `on_token` sees each new token and returns
-/// `false` to stop early (Ctrl-C). Stops after an end-of-text token (included).
+/// `false` to stop early (Ctrl-C). Stops after an end-of-text token (included), which
+/// cannot come before `sampling.min_tokens` new tokens.
 pub fn generate(
     lm: &dyn CausalLm,
     prompt: &[u32],
@@ -247,7 +251,14 @@ pub fn generate(
             lm.logits(&ids)?
         };
         let last = logits.dim(1)? - 1;
-        let row = logits.narrow(1, last, 1)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut row = logits.narrow(1, last, 1)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if out.len() < sampling.min_tokens {
+            for &id in &stop {
+                if let Some(l) = row.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
         let token = sampling.pick(&row, &mut rng);
         seq.push(token);
         out.push(token);
@@ -273,19 +284,19 @@ mod tests {
         let logits = [2.0f32, 1.0, 0.5, -1.0, 3.0];
         let mut rng = StdRng::seed_from_u64(0);
         assert_eq!(Sampling::greedy().pick(&logits, &mut rng), 4);
-        let top1 = Sampling { greedy: false, temperature: 0.7, top_k: 1, top_p: 1.0 };
+        let top1 = Sampling { greedy: false, temperature: 0.7, top_k: 1, top_p: 1.0, min_tokens: 0 };
         assert!((0..20).all(|_| top1.pick(&logits, &mut rng) == 4));
-        let top2 = Sampling { greedy: false, temperature: 1.0, top_k: 2, top_p: 1.0 };
+        let top2 = Sampling { greedy: false, temperature: 1.0, top_k: 2, top_p: 1.0, min_tokens: 0 };
         let seen: std::collections::BTreeSet<u32> = (0..200).map(|_| top2.pick(&logits, &mut rng)).collect();
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), [0, 4]);
         // p(3.0) ≈ 0.61 < 0.7, so top_p=0.7 keeps the two best.
-        let nucleus = Sampling { greedy: false, temperature: 1.0, top_k: 0, top_p: 0.7 };
+        let nucleus = Sampling { greedy: false, temperature: 1.0, top_k: 0, top_p: 0.7, min_tokens: 0 };
         let seen: std::collections::BTreeSet<u32> =
             (0..200).map(|_| nucleus.pick(&logits, &mut rng)).collect();
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), [0, 4]);
-        let bad = Sampling { greedy: false, temperature: 0.0, top_k: 0, top_p: 1.0 };
+        let bad = Sampling { greedy: false, temperature: 0.0, top_k: 0, top_p: 1.0, min_tokens: 0 };
         assert!(bad.validate().unwrap_err().to_string().contains("greedy=true"));
-        let bad = Sampling { greedy: false, temperature: 1.0, top_k: 0, top_p: 1.5 };
+        let bad = Sampling { greedy: false, temperature: 1.0, top_k: 0, top_p: 1.5, min_tokens: 0 };
         assert!(bad.validate().unwrap_err().to_string().contains("top_p=1.5"));
     }
 

@@ -20,6 +20,11 @@ use crate::error::Result;
 
 const OP: &str = "matmul";
 
+/// At most this many rows make a product a matrix-vector one (see [`Gemm::run`]).
+const GEMV_ROWS: usize = 4;
+/// Columns of `B` one thread reads at least in a matrix-vector product.
+const GEMV_MIN_COLS: usize = 256;
+
 /// `x · wᵀ + b` over the last dimension of `x`, as `torch.nn.Linear` (`w`: `[out, in]`,
 /// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
 /// [`linear_composite`] otherwise.
@@ -205,25 +210,29 @@ impl Gemm {
                 out.extend_from_slice(bias);
             }
         }
-        let dst = out.as_mut_ptr();
-        for step in 0..p.batch {
+        // Addresses as integers, so the column blocks below can cross threads.
+        let (dst, a_at, b_at) = (out.as_mut_ptr() as usize, a.as_ptr() as usize, b.as_ptr() as usize);
+        // Columns `cols` of product `step`.
+        let block = |step: usize, cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
             // SAFETY: the plan's sizes come from the inputs' own dimensions and the slices
-            // hold exactly their elements (`contiguous`); each step reads `A[step]` and `B[step]` (or the shared `B`) within
-            // their slices and writes the `m × n` block `step` of `out`'s capacity. Without a
-            // bias `read_dst` is false, so gemm only writes the (uninitialised) block.
+            // hold exactly their elements (`contiguous`); the block reads `A[step]` and
+            // columns `cols` of `B[step]` (or of the shared `B`) within their slices, and
+            // writes columns `cols` of the `m × n` block `step` of `out`'s capacity, which no
+            // other block writes. Without a bias `read_dst` is false, so gemm only writes the
+            // (uninitialised) block.
             unsafe {
                 gemm::gemm(
                     p.m,
-                    p.n,
+                    cols.len(),
                     p.k,
-                    dst.add(step * p.m * p.n),
+                    (dst as *mut T).add(step * p.m * p.n + cols.start),
                     1,
                     p.n as isize,
                     bias.is_some(),
-                    a.as_ptr().add(step * p.a_skip),
+                    (a_at as *const T).add(step * p.a_skip),
                     a_cs as isize,
                     a_rs as isize,
-                    b.as_ptr().add(step * p.b_skip),
+                    (b_at as *const T).add(step * p.b_skip + cols.start * b_cs),
                     b_cs as isize,
                     b_rs as isize,
                     T::one(),
@@ -234,6 +243,17 @@ impl Gemm {
                     parallelism,
                 );
             }
+        };
+        if p.batch == 1 && p.m <= GEMV_ROWS && threads > 1 && p.n >= 2 * GEMV_MIN_COLS {
+            // A few rows (generation: one token) make gemm a matrix-vector product, which
+            // it runs on one thread, bound by reading B: split B's columns across threads.
+            use rayon::prelude::*;
+            let width = p.n.div_ceil(threads).max(GEMV_MIN_COLS);
+            (0..p.n.div_ceil(width))
+                .into_par_iter()
+                .for_each(|i| block(0, i * width..((i + 1) * width).min(p.n), gemm::Parallelism::None));
+        } else {
+            (0..p.batch).for_each(|step| block(step, 0..p.n, parallelism));
         }
         // SAFETY: every element of the `len` was written by gemm (or holds the bias gemm
         // accumulated onto).

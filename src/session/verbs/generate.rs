@@ -21,6 +21,7 @@ fn sampling(cmd: &Command) -> Sampling {
         temperature: cmd.f64("temperature").unwrap_or(0.8),
         top_k: cmd.usize("top_k").unwrap_or(50),
         top_p: cmd.f64("top_p").unwrap_or(0.95),
+        min_tokens: cmd.usize("min_tokens").unwrap_or(0),
     }
 }
 
@@ -66,6 +67,12 @@ impl Session {
         seed: u64,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(String, usize)> {
+        if sampling.min_tokens > max_tokens {
+            bail!(
+                "min_tokens={} is more than max_tokens={max_tokens}: raise max_tokens or lower min_tokens",
+                sampling.min_tokens
+            )
+        }
         let model = self.model()?;
         let lm = causal(model)?;
         let mut detok = Detokenizer { ids: Vec::new(), shown: 0 };
