@@ -466,6 +466,75 @@ fn fused_cuda_softmax_gelu_norms_rope_and_cross_entropy_match_the_composite_ops(
     println!("fused CUDA kernels: softmax (3 biases × 3 shapes), bias-GELU (2 kinds × 2 shapes), RMS norm, rope and cross-entropy match");
 }
 
+/// The one-node dense layer, GPT-2 Conv1D, attention scores, head split/merge and dropout
+/// mask (candle's CUDA storage ops under one graph node each) against the composite ops.
+#[test]
+fn graph_saving_cuda_ops_match_the_composite_ops() {
+    use candle_core::Var;
+    use tunelab::model::{kernels, layers};
+    let Some(dev) = cuda() else { return };
+    let randn = |shape: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
+    let check =
+        |what: &str, fused: &dyn Fn() -> Tensor, composite: &dyn Fn() -> Tensor, inputs: &[(&str, &Var)]| {
+            kernels::set_enabled(true);
+            let calls = kernels::fused_calls();
+            let f = fused();
+            assert!(kernels::fused_calls() > calls, "{what}: the CUDA graph op was not taken");
+            kernels::set_enabled(false);
+            let c = composite();
+            kernels::set_enabled(true);
+            let d = tensor_diff(&f, &c);
+            assert!(d < 1e-4, "{what}: forward differs by {d}");
+            grads_agree(what, &f, &c, inputs);
+        };
+    let (x, w, b) = (randn(&[4, 33, 768]), randn(&[3072, 768]), randn(&[3072]));
+    check(
+        "linear 4×33×768 → 3072",
+        &|| kernels::linear(&x, &w, Some(&b)).unwrap(),
+        &|| kernels::linear_composite(&x, &w, Some(&b)).unwrap(),
+        &[("dx", &x), ("dw", &w), ("db", &b)],
+    );
+    let wc = randn(&[768, 2304]);
+    check(
+        "conv1d 4×33×768 → 2304",
+        &|| kernels::conv1d(&x, &wc, None).unwrap(),
+        &|| kernels::conv1d(&x, &wc, None).unwrap(),
+        &[("dx", &x), ("dw", &wc)],
+    );
+    let (q, k) = (randn(&[2, 12, 33, 64]), randn(&[2, 12, 40, 64]));
+    check(
+        "q·kᵀ 2×12×33×64 · 2×12×40×64",
+        &|| kernels::matmul_nt(&q, &k).unwrap(),
+        &|| kernels::matmul_nt(&q, &k).unwrap(),
+        &[("dq", &q), ("dk", &k)],
+    );
+    check(
+        "split heads 4×33×768 / 12",
+        &|| layers::split_heads(&x, 12).unwrap(),
+        &|| layers::split_heads(&x, 12).unwrap(),
+        &[("dx", &x)],
+    );
+    check(
+        "merge heads 2×12×33×64",
+        &|| layers::merge_heads(&q).unwrap(),
+        &|| layers::merge_heads(&q).unwrap(),
+        &[("dq", &q)],
+    );
+    let mask = Tensor::randn(0f32, 1.0, (4, 33, 768), &dev)
+        .unwrap()
+        .ge(0.0)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
+    check(
+        "dropout mask 4×33×768",
+        &|| kernels::mul_mask(&x, &mask).unwrap(),
+        &|| kernels::mul_mask(&x, &mask).unwrap(),
+        &[("dx", &x)],
+    );
+    println!("CUDA graph ops: linear, conv1d, q·kᵀ, split/merge heads and the dropout mask match the composite ops");
+}
+
 /// `fit` records the peak device memory of its last step: more than nothing, and at least
 /// the weights, which live on the device throughout the step; `show memory` prints it.
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! From candle's ops this is a reshape, a transpose and a copy, three nodes whose backward
 //! each allocate and accumulate a gradient of the whole tensor (one of them through a
-//! strided add). Here the forward is one copy and the backward the opposite copy.
+//! strided add). Here the forward is one copy and the backward the opposite copy (on CUDA,
+//! candle's strided copy; on the CPU, f32/f64, a row-block copy on rayon's pool).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
@@ -15,7 +16,7 @@ const OP: &str = "heads";
 /// `[batch, len, heads·dim]` → `[batch, heads, len, dim]`, contiguous.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, l, h) = x.dims3()?;
-    if fusable(x) && x.elem_count() > 0 && heads > 0 && h % heads == 0 {
+    if (fusable(x) || super::graph_op_on_cuda(x)) && x.elem_count() > 0 && heads > 0 && h % heads == 0 {
         return Ok(x.contiguous()?.apply_op1(Heads { heads, split: true })?);
     }
     Ok(x.reshape((b, l, heads, h / heads.max(1)))?.transpose(1, 2)?.contiguous()?)
@@ -24,7 +25,7 @@ pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 /// `[batch, heads, len, dim]` → `[batch, len, heads·dim]`, contiguous.
 pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
     let (b, h, l, d) = x.dims4()?;
-    if fusable(x) && x.elem_count() > 0 {
+    if (fusable(x) || super::graph_op_on_cuda(x)) && x.elem_count() > 0 {
         return Ok(x.contiguous()?.apply_op1(Heads { heads: h, split: false })?);
     }
     Ok(x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?)
@@ -102,6 +103,36 @@ impl CustomOp1 for Heads {
             let x = contiguous::<T>(s, l, OP, "x")?;
             Ok((T::wrap(self.copy(x, (len, d))), shape))
         })
+    }
+
+    /// On CUDA: candle's strided copy, reading the input through the permuted layout.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::{BackendDevice, BackendStorage};
+        super::count_call();
+        let (b, len, d) = self.sizes(l.dims())?;
+        let h = self.heads;
+        let off = l.start_offset();
+        // The output's dimensions, and the input's strides along each of them.
+        let (shape, src) = if self.split {
+            (
+                Shape::from((b, h, len, d)),
+                Layout::new((b, h, len, d).into(), vec![len * h * d, d, h * d, 1], off),
+            )
+        } else {
+            (
+                Shape::from((b, len, h * d)),
+                Layout::new((b, len, h, d).into(), vec![h * len * d, d, len * d, 1], off),
+            )
+        };
+        // SAFETY: the strided copy below writes every element.
+        let mut out = unsafe { s.device().alloc_uninit(&shape, s.dtype())? };
+        s.copy_strided_src(&mut out, 0, &src)?;
+        Ok((out, shape))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {

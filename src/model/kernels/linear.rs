@@ -10,8 +10,10 @@
 //! that does not need one (a frozen weight costs no `dw`). The forward writes the bias into
 //! the output before the product accumulates onto it, so the add is free.
 //!
-//! The products go straight to `gemm` (the crate candle's CPU matmul calls, with the same
-//! threads), on contiguous f32/f64 CPU tensors; anything else takes the composite ops.
+//! On the CPU the products go straight to `gemm` (the crate candle's CPU matmul calls, with
+//! the same threads), for f32/f64. On CUDA the same nodes run candle's own storage ops
+//! (cuBLAS, broadcast add, reduce) for any float dtype: what they save there is the
+//! backward's extra kernel launches and allocations. Anything else takes the composite ops.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
@@ -29,14 +31,25 @@ const GEMV_MIN_COLS: usize = 256;
 /// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
 /// [`linear_composite`] otherwise.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    dense(x, w, b, true)
+}
+
+/// `x · op(w) + b` as one node (`op`: the transpose when `transposed`, `w` then `[out, in]`;
+/// else `w` is `[in, out]`), or from candle's ops where the node does not apply.
+fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, transposed: bool) -> Result<Tensor> {
     let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
-    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == w.dims2().ok().map(|(o, _)| o));
-    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == w.dims().get(1);
-    if !(fusable(x) && same(w) && bias_ok && shapes_ok) {
-        return linear_composite(x, w, b);
+    let (inputs, outputs) = match w.dims2() {
+        Ok((r, c)) if transposed => (c, r),
+        Ok((r, c)) => (r, c),
+        Err(_) => (0, 0),
+    };
+    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == Some(outputs));
+    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == Some(&inputs);
+    if !((fusable(x) || super::graph_op_on_cuda(x)) && same(w) && bias_ok && shapes_ok) {
+        return if transposed { linear_composite(x, w, b) } else { rows_times(x, w, b) };
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    let op = Gemm { ta: false, tb: true };
+    let op = Gemm { ta: false, tb: transposed };
     Ok(match b {
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
         None => x.apply_op2(&w, op)?,
@@ -45,44 +58,28 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 /// `x · wᵀ + b` from candle's ops.
 pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    rows_times(x, &w.t()?, b)
+}
+
+/// `x · m + b` from candle's ops, `m`: `[in, out]`, over the rows of `x`'s last dimension.
+fn rows_times(x: &Tensor, m: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (inner, last) = dims.split_at(dims.len() - 1);
     let rows: usize = inner.iter().product();
-    let y = x.reshape((rows, last[0]))?.matmul(&w.t()?)?;
+    let y = x.reshape((rows, last[0]))?.matmul(m)?;
     let y = match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
     };
     let mut out = inner.to_vec();
-    out.push(w.dim(0)?);
+    out.push(m.dim(1)?);
     Ok(y.reshape(out)?)
 }
 
 /// `x · w + b` over the last dimension of `x` with `w` stored `[in, out]` (GPT-2's
 /// `Conv1D`); one fused node on CPU for f32/f64, candle's ops otherwise.
 pub fn conv1d(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
-    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == w.dims2().ok().map(|(_, o)| o));
-    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == w.dims().first();
-    if !(fusable(x) && same(w) && bias_ok && shapes_ok) {
-        let dims = x.dims().to_vec();
-        let (inner, last) = dims.split_at(dims.len() - 1);
-        let rows: usize = inner.iter().product();
-        let y = x.reshape((rows, last[0]))?.matmul(w)?;
-        let y = match b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = inner.to_vec();
-        out.push(w.dim(1)?);
-        return Ok(y.reshape(out)?);
-    }
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    let op = Gemm { ta: false, tb: false };
-    Ok(match b {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
-        None => x.apply_op2(&w, op)?,
-    })
+    dense(x, w, b, false)
 }
 
 /// `a · bᵀ` over the last two dimensions of two tensors with the same leading (batch)
@@ -94,7 +91,8 @@ pub fn matmul_nt(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let r = da.len();
         da[..r - 2] == db[..r - 2] && da[r - 1] == db[r - 1]
     };
-    if !(fusable(a) && b.dtype() == a.dtype() && b.device().same_device(a.device()) && batched) {
+    let device_ok = fusable(a) || super::graph_op_on_cuda(a);
+    if !(device_ok && b.dtype() == a.dtype() && b.device().same_device(a.device()) && batched) {
         return Ok(a.matmul(&b.t()?)?);
     }
     Ok(a.contiguous()?.apply_op2(&b.contiguous()?, Gemm { ta: false, tb: true })?)
@@ -281,6 +279,37 @@ impl Gemm {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl Gemm {
+    /// The product on CUDA through candle's own storage ops: one cuBLAS (strided batched)
+    /// matmul over layouts that describe `op(A)` and `op(B)` in place, then the bias added
+    /// by candle's broadcast add. Any float dtype candle's CUDA matmul takes.
+    fn cuda(
+        &self,
+        (s1, l1): (&candle_core::CudaStorage, &Layout),
+        (s2, l2): (&candle_core::CudaStorage, &Layout),
+        bias: Option<(&candle_core::CudaStorage, &Layout)>,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        super::count_call();
+        if !(l1.is_contiguous() && l2.is_contiguous()) {
+            return Err(KernelError::NotContiguous { op: OP, arg: "a or b" }.into());
+        }
+        let p = self.plan(l1.dims(), l2.dims())?;
+        let la = if self.ta { vec![p.a_skip, 1, p.m] } else { vec![p.a_skip, p.k, 1] };
+        let lb = if self.tb { vec![p.b_skip, 1, p.k] } else { vec![p.b_skip, p.n, 1] };
+        let la = Layout::new((p.batch, p.m, p.k).into(), la, l1.start_offset());
+        let lb = Layout::new((p.batch, p.k, p.n).into(), lb, l2.start_offset());
+        let mut y = s1.matmul(s2, (p.batch, p.m, p.n, p.k), &la, &lb)?;
+        if let Some((s3, l3)) = bias {
+            let rows = p.batch * p.m;
+            let lb = Layout::new((rows, p.n).into(), vec![0, 1], l3.start_offset());
+            y = y.binary_impl::<candle_core::op::Add>(s3, &Layout::contiguous((rows, p.n)), &lb)?;
+        }
+        Ok((y, p.out))
+    }
+}
+
 impl CustomOp2 for Gemm {
     fn name(&self) -> &'static str {
         "tunelab-matmul"
@@ -294,6 +323,17 @@ impl CustomOp2 for Gemm {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.cpu((s1, l1), (s2, l2), None)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -323,6 +363,19 @@ impl CustomOp3 for Gemm {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.cpu((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda((s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
@@ -392,6 +445,19 @@ impl CustomOp1 for ColumnSum {
             let x = contiguous::<T>(s, l, OP, "grad")?;
             Ok((T::wrap(column_sums(x, n)), Shape::from(n)))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let n = l.dims().last().copied().unwrap_or(1).max(1);
+        let rows = l.shape().elem_count() / n;
+        let l = Layout::contiguous_with_offset((rows, n), l.start_offset());
+        Ok((s.reduce_op(candle_core::op::ReduceOp::Sum, &l, &[0])?, Shape::from(n)))
     }
 }
 

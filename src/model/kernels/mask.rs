@@ -10,7 +10,8 @@ use crate::error::Result;
 const OP: &str = "mask";
 
 /// `x · mask` elementwise (same shape), with a gradient for `x` only. Fused on CPU for
-/// contiguous f32/f64; candle's multiply otherwise.
+/// contiguous f32/f64, candle's CUDA multiply as one node on CUDA; candle's multiply
+/// otherwise.
 pub fn mul_mask(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     if fusable(x)
         && mask.dtype() == x.dtype()
@@ -46,6 +47,19 @@ impl CustomOp2 for MulMask {
                 x.par_iter().zip(m).with_min_len(super::rows_per_task(1)).map(|(&v, &k)| v * k).collect();
             Ok((T::wrap(y), l1.shape().clone()))
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        super::count_call();
+        Ok((s1.binary_impl::<candle_core::op::Mul>(s2, l1, l2)?, l1.shape().clone()))
     }
 
     fn bwd(

@@ -302,6 +302,13 @@ pub(crate) fn fusable_cuda(t: &Tensor) -> bool {
     cfg!(feature = "cuda") && enabled() && t.device().is_cuda() && t.dtype() == DType::F32
 }
 
+/// Whether `t` can take one of the graph-saving ops built from candle's own CUDA storage
+/// ops (`linear.rs`, `heads.rs`, `mask.rs`): kernels on, a CUDA build, a CUDA float tensor
+/// of any precision.
+pub(crate) fn graph_op_on_cuda(t: &Tensor) -> bool {
+    cfg!(feature = "cuda") && enabled() && t.device().is_cuda() && t.dtype().is_float()
+}
+
 /// Whether `t` is half precision (bf16/f16) on a device with fused f32 kernels (the CPU, or
 /// CUDA in a CUDA build) and the kernels are on: then an op casts its inputs to f32, runs
 /// the fused kernel and casts the result back (see [`in_f32`]), as mixed-precision training
