@@ -189,7 +189,7 @@ pub fn train_step(
     }
     // Global gradient norm (one transfer to the host); clip to it when asked.
     let squares =
-        grads.values().map(|g| Ok(g.sqr()?.sum_all()?.to_dtype(DType::F64)?)).collect::<Result<Vec<_>>>()?;
+        grads.values().map(|g| Ok(crate::model::kernels::sum_squares(g)?)).collect::<Result<Vec<_>>>()?;
     let sq = match squares.is_empty() {
         true => 0.0,
         false => Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?,

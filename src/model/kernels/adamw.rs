@@ -4,6 +4,8 @@
 //! snapshot of it stays a cheap clone), with the composite update's arithmetic in the same
 //! order.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Storage, Tensor};
 
 use super::{enabled, Real};
@@ -93,37 +95,40 @@ fn update<T: Real>(
         with_slice::<T, _>(g, |g| {
             with_slice::<T, _>(m, |m| {
                 with_slice::<T, _>(v, |v| {
+                    // Uninitialised outputs: the update writes every element once, and
+                    // zero-filling three parameter-sized buffers first cost as much again.
                     let (mut np, mut nm, mut nv) =
-                        (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
+                        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                    let k = Coefficients { b1, b2, one_b1, one_b2, decay, wd, corr1, corr2, lr, eps };
                     // One block of the index range: element `start + j` of every tensor.
-                    let update = |i: usize, np: &mut [T], nm: &mut [T], nv: &mut [T]| {
-                        let start = i * BLOCK;
-                        for j in 0..np.len() {
-                            let k = start + j;
-                            let (pi, gi) = if s.decoupled {
-                                (p[k] * decay, g[k])
-                            } else if s.weight_decay > 0.0 {
-                                (p[k], g[k] + p[k] * wd)
-                            } else {
-                                (p[k], g[k])
-                            };
-                            let mi = m[k] * b1 + gi * one_b1;
-                            let vi = v[k] * b2 + gi * gi * one_b2;
-                            let denom = (vi * corr2).sqrt() + eps;
-                            np[j] = pi - (mi * corr1) / denom * lr;
-                            nm[j] = mi;
-                            nv[j] = vi;
-                        }
+                    let update = |i: usize,
+                                  np: &mut [MaybeUninit<T>],
+                                  nm: &mut [MaybeUninit<T>],
+                                  nv: &mut [MaybeUninit<T>]| {
+                        let (start, len) = (i * BLOCK, np.len());
+                        let r = start..start + len;
+                        update_block(s, &k, [&p[r.clone()], &g[r.clone()], &m[r.clone()], &v[r]], np, nm, nv)
                     };
+                    let (up, um, uv) = (
+                        &mut np.spare_capacity_mut()[..n],
+                        &mut nm.spare_capacity_mut()[..n],
+                        &mut nv.spare_capacity_mut()[..n],
+                    );
                     if n > BLOCK {
                         use rayon::prelude::*;
-                        np.par_chunks_mut(BLOCK)
-                            .zip(nm.par_chunks_mut(BLOCK))
-                            .zip(nv.par_chunks_mut(BLOCK))
+                        up.par_chunks_mut(BLOCK)
+                            .zip(um.par_chunks_mut(BLOCK))
+                            .zip(uv.par_chunks_mut(BLOCK))
                             .enumerate()
                             .for_each(|(i, ((np, nm), nv))| update(i, np, nm, nv));
                     } else {
-                        update(0, &mut np, &mut nm, &mut nv);
+                        update(0, up, um, uv);
+                    }
+                    // SAFETY: every one of the n elements of each vector was written above.
+                    unsafe {
+                        np.set_len(n);
+                        nm.set_len(n);
+                        nv.set_len(n);
                     }
                     (np, nm, nv)
                 })
@@ -138,4 +143,48 @@ fn update<T: Real>(
         Tensor::from_vec(nm, shape, device)?,
         Tensor::from_vec(nv, shape, device)?,
     )))
+}
+
+/// The update's constants, in the element type.
+struct Coefficients<T> {
+    b1: T,
+    b2: T,
+    one_b1: T,
+    one_b2: T,
+    decay: T,
+    wd: T,
+    corr1: T,
+    corr2: T,
+    lr: T,
+    eps: T,
+}
+
+/// The update of one block: `[p, g, m, v]` in, the new parameter and moments written to
+/// `np`, `nm`, `nv` (all of the block's length).
+#[inline(always)]
+fn update_block<T: Real>(
+    s: &AdamStep,
+    k: &Coefficients<T>,
+    [p, g, m, v]: [&[T]; 4],
+    np: &mut [MaybeUninit<T>],
+    nm: &mut [MaybeUninit<T>],
+    nv: &mut [MaybeUninit<T>],
+) {
+    let len = np.len();
+    let (p, g, m, v, nm, nv) = (&p[..len], &g[..len], &m[..len], &v[..len], &mut nm[..len], &mut nv[..len]);
+    for j in 0..len {
+        let (pi, gi) = if s.decoupled {
+            (p[j] * k.decay, g[j])
+        } else if s.weight_decay > 0.0 {
+            (p[j], g[j] + p[j] * k.wd)
+        } else {
+            (p[j], g[j])
+        };
+        let mi = m[j] * k.b1 + gi * k.one_b1;
+        let vi = v[j] * k.b2 + gi * gi * k.one_b2;
+        let denom = (vi * k.corr2).sqrt() + k.eps;
+        np[j].write(pi - (mi * k.corr1) / denom * k.lr);
+        nm[j].write(mi);
+        nv[j].write(vi);
+    }
 }

@@ -55,7 +55,7 @@ fn check_targets(t: &[u32], k: usize) -> candle_core::Result<()> {
 
 /// Max and log Σ exp(x - max) of a row.
 fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
-    let max = row.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
+    let max = super::max_of(row);
     (max, super::sum_map(row, |v| (v - max).exp_fast()).ln())
 }
 

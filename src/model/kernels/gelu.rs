@@ -172,6 +172,19 @@ impl CustomOp2 for BiasGelu {
 
 /// The backward op: `(x, bias, dy) → [dx | db]` with `dx = dy · gelu'(x + b)` and
 /// `db = Σ_rows dx`.
+/// `dx = dy · slope(x + b)` over rows of `b.len()`, adding each row's `dx` into `db`.
+#[inline(always)]
+fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slope: impl Fn(T) -> T) {
+    let d = b.len();
+    for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+        for ((((&xv, &gv), &bv), dv), acc) in xr.iter().zip(gr).zip(b).zip(dr.iter_mut()).zip(db.iter_mut()) {
+            let g = gv * slope(xv + bv);
+            *dv = g;
+            *acc += g;
+        }
+    }
+}
+
 struct BiasGeluBackward {
     kind: Kind,
 }
@@ -203,13 +216,10 @@ impl CustomOp3 for BiasGeluBackward {
             let partials = super::par_rows_partials(dx, d, |row, block| {
                 let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
                 let mut db = vec![T::zero(); d];
-                for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
-                {
-                    for i in 0..d {
-                        let g = gr[i] * gelu(xr[i] + b[i], kind).1;
-                        dr[i] = g;
-                        db[i] += g;
-                    }
+                // One loop per kind, so each is straight-line and vectorises.
+                match kind {
+                    Kind::Erf => bwd_rows(x, dy, b, block, &mut db, |u| gelu(u, Kind::Erf).1),
+                    Kind::Tanh => bwd_rows(x, dy, b, block, &mut db, |u| gelu(u, Kind::Tanh).1),
                 }
                 db
             });

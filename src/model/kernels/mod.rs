@@ -17,6 +17,7 @@
 //! which is how the tests and `tunelab bench` compare the two.
 
 mod adamw;
+mod attention;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
@@ -31,10 +32,12 @@ mod mask;
 mod rms_norm;
 mod rope;
 mod softmax;
+mod sum_squares;
 #[cfg(test)]
 mod tests;
 
 pub use adamw::{adam_update, AdamStep};
+pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
 pub use heads::{merge_heads, split_heads};
@@ -44,6 +47,7 @@ pub use mask::mul_mask;
 pub use rms_norm::{rms_norm, rms_norm_composite};
 pub use rope::{rope, rope_composite};
 pub use softmax::{softmax, softmax_composite};
+pub use sum_squares::sum_squares;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -259,6 +263,26 @@ pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
         total += f(v);
     }
     total
+}
+
+/// The largest element of `xs` (−∞ when empty), in eight interleaved lanes so that the
+/// compiler vectorises it; the maximum does not depend on the order, so this is the value
+/// a running maximum gives (NaNs aside, which no caller's input holds).
+#[inline]
+pub(crate) fn max_of<T: Real>(xs: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    let mut max = acc.iter().fold(T::neg_infinity(), |a, &b| if b > a { b } else { a });
+    for &v in rest {
+        max = if v > max { v } else { max };
+    }
+    max
 }
 
 /// The contiguous elements of `s` under layout `l`, as `T`.

@@ -52,7 +52,7 @@ pub fn softmax_composite(x: &Tensor, scale: f64, bias: Option<&Tensor>) -> Resul
 
 /// Offsets into a (possibly broadcast, strided) bias storage: the start of each row of the
 /// last dimension, and the stride along it.
-fn bias_rows(l: &Layout) -> (Vec<usize>, usize) {
+pub(crate) fn bias_rows(l: &Layout) -> (Vec<usize>, usize) {
     let dims = l.dims();
     let stride = l.stride();
     let rank = dims.len();
@@ -79,12 +79,10 @@ fn forward<T: Real>(x: &[T], k: usize, scale: T, bias: impl Fn(usize, usize) -> 
         let x = &x[first * k..first * k + block.len()];
         for (i, (xr, yr)) in x.chunks_exact(k).zip(block.chunks_exact_mut(k)).enumerate() {
             let r = first + i;
-            let mut max = T::neg_infinity();
             for j in 0..k {
-                let s = xr[j] * scale + bias(r, j);
-                yr[j] = s;
-                max = num_traits::Float::max(max, s);
+                yr[j] = xr[j] * scale + bias(r, j);
             }
+            let max = super::max_of(yr);
             for v in yr.iter_mut() {
                 *v = (*v - max).exp_fast();
             }

@@ -470,3 +470,72 @@ fn adam_update_in_blocks_equals_the_update_piece_by_piece() {
         }
     }
 }
+
+/// Attention as one node against candle's own ops (`q·kᵀ`, softmax, mask multiply, `·v`):
+/// padding and causal biases (keys longer than queries, as with a KV cache), with and without
+/// a dropout mask, in f32 and f64; values and the gradients of q, k and v.
+#[test]
+fn fused_attention_matches_the_composite_ops() {
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-11)] {
+        for (b, h, tq, tk, d) in [(2, 3, 5, 5, 4), (1, 2, 3, 7, 8), (3, 4, 33, 33, 16)] {
+            let (q, k, v) = (
+                randn(&[b, h, tq, d], dtype, 1.0),
+                randn(&[b, h, tk, d], dtype, 1.0),
+                randn(&[b, h, tk, d], dtype, 1.5),
+            );
+            // Padding: the last key of batch 0 masked out; causal: query i sees keys ≤ i + past.
+            let mut pad = vec![1u32; b * tk];
+            pad[tk - 1] = 0;
+            let pad =
+                crate::model::layers::attention_bias(&Tensor::from_vec(pad, (b, tk), &dev).unwrap(), dtype)
+                    .unwrap();
+            let causal = crate::model::layers::causal_bias(tq, tk - tq, dtype, &dev).unwrap();
+            let keep: Vec<f64> =
+                (0..b * h * tq * tk).map(|i| if (i * 7919) % 10 < 2 { 0.0 } else { 1.25 }).collect();
+            let keep = Tensor::from_vec(keep, (b, h, tq, tk), &dev).unwrap().to_dtype(dtype).unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            for (name, bias) in [("padding", &pad), ("causal", &causal)] {
+                for mask in [None, Some(&keep)] {
+                    let what = format!(
+                        "attention {dtype:?} {name} {b}x{h}x{tq}x{tk}x{d} dropout={}",
+                        mask.is_some()
+                    );
+                    compare(
+                        &what,
+                        &[q.clone(), k.clone(), v.clone()],
+                        |t| {
+                            attention(&t[0], &t[1], &t[2], Some(bias), scale, mask).unwrap().expect("fusable")
+                        },
+                        |t| {
+                            let s = t[0].matmul(&t[1].t().unwrap()).unwrap();
+                            let p = softmax_composite(&s, scale, Some(bias)).unwrap();
+                            let p = match mask {
+                                Some(m) => (p * m).unwrap(),
+                                None => p,
+                            };
+                            p.matmul(&t[2]).unwrap()
+                        },
+                        tol,
+                        tol * 10.0,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// What the fused attention leaves to the composite path: a bias being trained, inputs that
+/// are not 4-D, mismatched head sizes.
+#[test]
+fn fused_attention_declines_what_it_does_not_handle() {
+    super::set_enabled(true);
+    let q = randn(&[1, 2, 3, 4], DType::F32, 1.0);
+    let trained = Var::from_tensor(&randn(&[1, 1, 1, 3], DType::F32, 1.0)).unwrap();
+    assert!(attention(&q, &q, &q, Some(trained.as_tensor()), 0.5, None).unwrap().is_none());
+    let flat = q.flatten_to(1).unwrap();
+    assert!(attention(&flat, &flat, &flat, None, 0.5, None).unwrap().is_none());
+    let wide = randn(&[1, 2, 3, 5], DType::F32, 1.0);
+    assert!(attention(&q, &wide, &wide, None, 0.5, None).unwrap().is_none());
+    assert!(attention(&q, &q, &q, None, 0.5, None).unwrap().is_some());
+}

@@ -8,7 +8,7 @@
 //! reach `p·2³²`, computed on the device by one kernel (`kernels::cuda`). The two devices
 //! therefore draw different (equally distributed) masks from the same seed.
 
-use candle_core::{Device, Shape, Tensor};
+use candle_core::{DType, Device, Shape, Tensor};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -44,20 +44,36 @@ impl Dropout {
 
     /// Zeroes each element of `x` with probability `p` and scales the rest by `1/(1-p)`.
     pub fn apply(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
-        let Some(rng) = self.rng.as_mut() else { return Ok(x.clone()) };
-        if p <= 0.0 {
-            return Ok(x.clone());
+        match self.keep_mask(x.shape(), p, x.dtype(), x.device())? {
+            Some(mask) => crate::model::kernels::mul_mask(x, &mask),
+            None => Ok(x.clone()),
         }
-        if !x.device().is_cpu() {
-            let mask = keep_mask(rng.random(), p, x.shape(), x.device())?;
-            return crate::model::kernels::mul_mask(x, &mask.to_dtype(x.dtype())?);
+    }
+
+    /// The mask [`apply`](Self::apply) would multiply a tensor of `shape` by: 0 with
+    /// probability `p`, else `1/(1-p)`, as `dtype` on `device`; `None` when evaluating or
+    /// `p` is 0. Draws what `apply` draws, so a kernel that applies the mask itself (fused
+    /// attention) sees the same masks.
+    pub fn keep_mask(
+        &mut self,
+        shape: &Shape,
+        p: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
+        let Some(rng) = self.rng.as_mut() else { return Ok(None) };
+        if p <= 0.0 {
+            return Ok(None);
+        }
+        if !device.is_cpu() {
+            return Ok(Some(keep_mask(rng.random(), p, shape, device)?.to_dtype(dtype)?));
         }
         let threshold = (p * u32::MAX as f64) as u32;
         let scale = (1.0 / (1.0 - p)) as f32;
-        let mask: Vec<f32> =
-            (0..x.elem_count()).map(|_| if rng.random::<u32>() >= threshold { scale } else { 0.0 }).collect();
-        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?.to_dtype(x.dtype())?;
-        crate::model::kernels::mul_mask(x, &mask)
+        let mask: Vec<f32> = (0..shape.elem_count())
+            .map(|_| if rng.random::<u32>() >= threshold { scale } else { 0.0 })
+            .collect();
+        Ok(Some(Tensor::from_vec(mask, shape, &Device::Cpu)?.to_dtype(dtype)?))
     }
 }
 

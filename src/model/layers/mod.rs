@@ -57,8 +57,10 @@ pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
 }
 
 /// Scaled dot-product attention of `[batch, heads, len, head_dim]` tensors with an additive
-/// bias broadcast over heads and queries (scale, mask and softmax in one fused kernel on
-/// CPU); attention probabilities pass through `dropout`.
+/// bias broadcast over heads and queries; attention probabilities pass through `dropout`.
+/// On the CPU the whole of it is one graph node ([`crate::model::kernels::attention`]);
+/// elsewhere the scores, the fused softmax, the dropout multiply and the product with `v`
+/// are separate ops (the same masks either way).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -67,10 +69,20 @@ pub fn attention(
     dropout: &mut Dropout,
     p: f64,
 ) -> Result<Tensor> {
-    let head_dim = q.dim(D::Minus1)? as f64;
-    let scores = crate::model::kernels::matmul_nt(q, k)?;
-    let probs = crate::model::kernels::softmax(&scores, 1.0 / head_dim.sqrt(), Some(bias))?;
-    let probs = dropout.apply(&probs, p)?;
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    let mut scores = q.dims().to_vec();
+    if let Some(last) = scores.last_mut() {
+        *last = k.dim(D::Minus2)?;
+    }
+    let mask = dropout.keep_mask(&scores.into(), p, q.dtype(), q.device())?;
+    if let Some(out) = crate::model::kernels::attention(q, k, v, Some(bias), scale, mask.as_ref())? {
+        return Ok(out);
+    }
+    let probs = crate::model::kernels::softmax(&crate::model::kernels::matmul_nt(q, k)?, scale, Some(bias))?;
+    let probs = match &mask {
+        Some(m) => crate::model::kernels::mul_mask(&probs, m)?,
+        None => probs,
+    };
     Ok(probs.matmul(v)?)
 }
 
