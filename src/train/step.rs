@@ -188,8 +188,7 @@ pub fn train_step(
         }
     }
     // Global gradient norm (one transfer to the host); clip to it when asked.
-    let squares =
-        grads.values().map(|g| Ok(crate::model::kernels::sum_squares(g)?)).collect::<Result<Vec<_>>>()?;
+    let squares = grads.values().map(crate::model::kernels::sum_squares).collect::<Result<Vec<_>>>()?;
     let sq = match squares.is_empty() {
         true => 0.0,
         false => Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?,

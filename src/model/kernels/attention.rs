@@ -203,7 +203,7 @@ fn probabilities<T: Real>(
             }
             None => {
                 for s in row.iter_mut() {
-                    *s = *s * scale;
+                    *s *= scale;
                 }
             }
         }
@@ -257,7 +257,7 @@ impl CustomOp3 for Attention {
                             probabilities(p, qp, kp, dims, pair, scale, &c);
                             if let Some(mask) = c.mask {
                                 for (x, m) in p.iter_mut().zip(&mask[pair * tq * tk..][..tq * tk]) {
-                                    *x = *x * *m;
+                                    *x *= *m;
                                 }
                             }
                             // SAFETY: P' is `tq×tk` and v this pair's `tk×d`, both row-major.
@@ -373,7 +373,7 @@ impl CustomOp3 for AttentionBackward {
                                 unsafe { product(ds, (tq, tk, d), go.as_ptr(), (d, 1), vp.as_ptr(), (1, d)) };
                                 if let Some(m) = mask {
                                     for (x, &mv) in ds.iter_mut().zip(m) {
-                                        *x = *x * mv;
+                                        *x *= mv;
                                     }
                                 }
                                 // dS = scale · P ∘ (dP − Σ dP ∘ P), the softmax backward.

@@ -539,3 +539,21 @@ fn fused_attention_declines_what_it_does_not_handle() {
     assert!(attention(&q, &wide, &wide, None, 0.5, None).unwrap().is_none());
     assert!(attention(&q, &q, &q, None, 0.5, None).unwrap().is_some());
 }
+
+/// Σx² in one pass equals the composite `sqr().sum_all()`, over several parallel blocks and
+/// on a transposed (non-contiguous) view, which takes the composite path.
+#[test]
+fn sum_squares_matches_the_composite() {
+    super::set_enabled(true);
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12)] {
+        let g = randn(&[300, 700], dtype, 0.3);
+        let want =
+            g.sqr().unwrap().sum_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let before = fused_calls();
+        let got = sum_squares(&g).unwrap().to_scalar::<f64>().unwrap();
+        assert!(fused_calls() > before, "the one-pass sum ran");
+        assert!(((got - want) / want).abs() < tol, "{dtype:?}: {got} vs {want}");
+        let t = sum_squares(&g.t().unwrap()).unwrap().to_scalar::<f64>().unwrap();
+        assert!(((t - want) / want).abs() < tol, "{dtype:?} transposed: {t} vs {want}");
+    }
+}
