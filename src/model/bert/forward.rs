@@ -13,11 +13,11 @@ use crate::model::layers::{
 };
 use crate::model::{kernels, Params, Pass};
 
-/// `act(x · wᵀ + b)`: the GELUs take the bias into their fused kernel.
+/// `act(x · wᵀ + b)`: with a GELU, one fused node (`kernels::linear_gelu`).
 fn dense_act(x: &Tensor, w: &Tensor, b: &Tensor, name: &str) -> Result<Tensor> {
     match name {
-        "gelu" => kernels::bias_gelu(&linear(x, w, None)?, b),
-        "gelu_new" | "gelu_pytorch_tanh" => kernels::bias_gelu_tanh(&linear(x, w, None)?, b),
+        "gelu" => kernels::linear_gelu(x, w, b, false),
+        "gelu_new" | "gelu_pytorch_tanh" => kernels::linear_gelu(x, w, b, true),
         _ => act(&linear(x, w, Some(b))?, name),
     }
 }

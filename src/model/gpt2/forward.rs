@@ -8,16 +8,17 @@ use super::Gpt2Config;
 use crate::error::{bail, Result};
 use crate::model::causal::{causal_attention, KvCache};
 use crate::model::kernels;
-use crate::model::layers::{conv1d, conv1d_no_bias, embedding, layer_norm, linear, merge_heads, split_heads};
+use crate::model::layers::{conv1d, embedding, layer_norm, linear, merge_heads, split_heads};
 use crate::model::{Params, Pass};
 
-/// `act(x · w + b)` (GPT-2's `Conv1D` layout), the GELUs with the bias add fused in.
+/// `act(x · w + b)` (GPT-2's `Conv1D` layout); with a GELU, one fused node
+/// (`kernels::conv1d_gelu`).
 fn dense_act(x: &Tensor, w: &Tensor, b: &Tensor, name: &str) -> Result<Tensor> {
     match name {
-        "gelu" => kernels::bias_gelu(&conv1d_no_bias(x, w)?, b),
+        "gelu" => kernels::conv1d_gelu(x, w, b, false),
         "relu" => Ok(conv1d(x, w, b)?.relu()?),
         // gelu_new / gelu_pytorch_tanh: the tanh approximation.
-        _ => kernels::bias_gelu_tanh(&conv1d_no_bias(x, w)?, b),
+        _ => kernels::conv1d_gelu(x, w, b, true),
     }
 }
 

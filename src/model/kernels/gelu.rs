@@ -11,7 +11,7 @@ const OP: &str = "bias-gelu";
 
 /// Which GELU (the discriminant is the CUDA kernels' `kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// `u · Φ(u)` with the normal CDF through erf.
     Erf = 0,
     /// `0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))`.
@@ -96,8 +96,8 @@ fn gelu<T: Real>(u: T, kind: Kind) -> (T, T) {
 }
 
 /// The forward op: `(x, bias) → gelu(x + bias)`.
-struct BiasGelu {
-    kind: Kind,
+pub(super) struct BiasGelu {
+    pub(super) kind: Kind,
 }
 
 impl CustomOp2 for BiasGelu {
@@ -185,8 +185,8 @@ fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slo
     }
 }
 
-struct BiasGeluBackward {
-    kind: Kind,
+pub(super) struct BiasGeluBackward {
+    pub(super) kind: Kind,
 }
 
 impl CustomOp3 for BiasGeluBackward {

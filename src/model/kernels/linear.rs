@@ -105,9 +105,9 @@ pub fn matmul_nt(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// matrix `[r, c]` shared by every row of `A`: then `A`'s leading dimensions fold into its
 /// rows (a dense layer over `[batch, len, in]`). The output keeps `A`'s leading dimensions.
 #[derive(Clone, Copy)]
-struct Gemm {
-    ta: bool,
-    tb: bool,
+pub(super) struct Gemm {
+    pub(super) ta: bool,
+    pub(super) tb: bool,
 }
 
 /// One product's sizes: `batch` products of `[m, k] · [k, n]`, with the element offset
@@ -259,7 +259,7 @@ impl Gemm {
         Ok(out)
     }
 
-    fn cpu(
+    pub(super) fn cpu(
         &self,
         (s1, l1): (&CpuStorage, &Layout),
         (s2, l2): (&CpuStorage, &Layout),
@@ -394,7 +394,7 @@ impl CustomOp3 for Gemm {
 /// transpose or not): `dA = dC · op(B)ᵀ`; `dB = dCᵀ · A` for `C = A · Bᵀ` and `Aᵀ · dC` for
 /// `C = A · B`, summed over the rows of every batch when `B` is shared; `dbias = Σ_rows dC`.
 /// Each only for an input that needs one.
-fn backward(
+pub(super) fn backward(
     op: Gemm,
     a: &Tensor,
     b: &Tensor,

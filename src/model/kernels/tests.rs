@@ -557,3 +557,80 @@ fn sum_squares_matches_the_composite() {
         assert!(((t - want) / want).abs() < tol, "{dtype:?} transposed: {t} vs {want}");
     }
 }
+
+/// The feed-forward's `gelu(x · op(w) + b)` as one node against the dense layer and the
+/// GELU from candle's ops, both GELUs and both weight layouts, f32 and f64, with enough
+/// rows to split the GELU across threads.
+#[test]
+fn dense_gelu_matches_the_composite_ops() {
+    // The erf GELU is Abramowitz–Stegun's (|err| < 1.5e-7), so f64 matches candle's exact
+    // one to about that, as `bias_gelu` does.
+    for dtype in [DType::F32, DType::F64] {
+        for (rows, inp, out) in [(3, 5, 7), (160, 48, 256)] {
+            let x = randn(&[2, rows, inp], dtype, 1.0);
+            let (w_out_in, w_in_out) = (randn(&[out, inp], dtype, 0.4), randn(&[inp, out], dtype, 0.4));
+            let b = randn(&[out], dtype, 0.5);
+            for tanh in [false, true] {
+                let act = |u: &Tensor, b: &Tensor| {
+                    if tanh {
+                        bias_gelu_tanh_composite(u, b).unwrap()
+                    } else {
+                        bias_gelu_composite(u, b).unwrap()
+                    }
+                };
+                compare(
+                    &format!("linear_gelu {dtype:?} {rows}x{inp}x{out} tanh={tanh}"),
+                    &[x.clone(), w_out_in.clone(), b.clone()],
+                    |t| linear_gelu(&t[0], &t[1], &t[2], tanh).unwrap(),
+                    |t| act(&t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap(), &t[2]),
+                    1e-6,
+                    1e-5,
+                );
+                compare(
+                    &format!("conv1d_gelu {dtype:?} {rows}x{inp}x{out} tanh={tanh}"),
+                    &[x.clone(), w_in_out.clone(), b.clone()],
+                    |t| conv1d_gelu(&t[0], &t[1], &t[2], tanh).unwrap(),
+                    |t| act(&t[0].broadcast_matmul(&t[1]).unwrap(), &t[2]),
+                    1e-6,
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
+/// A frozen weight gets no gradient through the fused feed-forward node, and its input
+/// and bias still get theirs (as with the dense layer alone).
+#[test]
+fn dense_gelu_with_a_frozen_weight_trains_the_rest() {
+    super::set_enabled(true);
+    let x = Var::from_tensor(&randn(&[4, 6], DType::F32, 1.0)).unwrap();
+    let w = randn(&[5, 6], DType::F32, 0.5);
+    let b = Var::from_tensor(&randn(&[5], DType::F32, 0.5)).unwrap();
+    let y = linear_gelu(x.as_tensor(), &w, b.as_tensor(), false).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&w).is_none());
+    assert!(grads.get(x.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
+}
+
+/// The one-node feed-forward runs the two-node path's kernels in the same order: the same
+/// bits forward and backward.
+#[test]
+fn dense_gelu_gives_the_bits_of_the_two_node_path() {
+    super::set_enabled(true);
+    let inputs = [
+        randn(&[2, 70, 24], DType::F32, 1.0),
+        randn(&[96, 24], DType::F32, 0.4),
+        randn(&[96], DType::F32, 0.5),
+    ];
+    let r = randn(&[2, 70, 96], DType::F32, 1.0);
+    let (y1, g1) = value_and_grads(&inputs, Some(&r), |t| linear_gelu(&t[0], &t[1], &t[2], false).unwrap());
+    let (y2, g2) = value_and_grads(&inputs, Some(&r), |t| {
+        bias_gelu(&linear(&t[0], &t[1], None).unwrap(), &t[2]).unwrap()
+    });
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(bits(&y1), bits(&y2));
+    for (a, b) in g1.iter().zip(&g2) {
+        assert_eq!(bits(a), bits(b));
+    }
+}

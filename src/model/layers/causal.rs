@@ -84,11 +84,6 @@ pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     crate::model::kernels::conv1d(x, w, Some(b))
 }
 
-/// GPT-2's `Conv1D` without its bias, `x · w` (for a bias fused into what follows).
-pub fn conv1d_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    crate::model::kernels::conv1d(x, w, None)
-}
-
 /// Repeats each of `x`'s key/value heads `rep` times: `[b, kv, len, d]` → `[b, kv·rep, len, d]`
 /// (grouped-query attention).
 pub fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {

@@ -8,8 +8,7 @@ mod dropout;
 
 pub use crate::model::kernels::layer_norm_composite;
 pub use causal::{
-    causal_bias, conv1d, conv1d_no_bias, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables,
-    unpermute_rotary,
+    causal_bias, conv1d, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables, unpermute_rotary,
 };
 pub use dropout::{keep_mask, step_seed, Dropout};
 
