@@ -9,7 +9,7 @@ use super::{BertConfig, Flavour};
 use crate::data::TextTokenizer;
 use crate::error::{bail, Result};
 use crate::model::layers::{
-    attention, attention_bias, embedding, layer_norm, linear, merge_heads, split_heads,
+    attention, attention_bias, embedding, layer_norm, linear, linear_dropout, merge_heads, split_heads,
 };
 use crate::model::{kernels, Params, Pass};
 
@@ -88,8 +88,13 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         let (q, k, v) = (proj("query")?, proj("key")?, proj("value")?);
         let ctx =
             merge_heads(&attention(&q, &k, &v, &bias, &mut pass.dropout, c.attention_probs_dropout_prob)?)?;
-        let a = linear(&ctx, &l("attention.output.dense.weight")?, Some(&l("attention.output.dense.bias")?))?;
-        let a = pass.dropout.apply(&a, c.hidden_dropout_prob)?;
+        let a = linear_dropout(
+            &ctx,
+            &l("attention.output.dense.weight")?,
+            &l("attention.output.dense.bias")?,
+            &mut pass.dropout,
+            c.hidden_dropout_prob,
+        )?;
         let a =
             p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.attention.output")), &a, pass.train)?;
         x = layer_norm(
@@ -101,8 +106,13 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         // Feed-forward.
         let h =
             dense_act(&x, &l("intermediate.dense.weight")?, &l("intermediate.dense.bias")?, &c.hidden_act)?;
-        let o = linear(&h, &l("output.dense.weight")?, Some(&l("output.dense.bias")?))?;
-        let o = pass.dropout.apply(&o, c.hidden_dropout_prob)?;
+        let o = linear_dropout(
+            &h,
+            &l("output.dense.weight")?,
+            &l("output.dense.bias")?,
+            &mut pass.dropout,
+            c.hidden_dropout_prob,
+        )?;
         let o = p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.output")), &o, pass.train)?;
         x = layer_norm(
             &(o + &x)?,

@@ -8,7 +8,7 @@ use super::Gpt2Config;
 use crate::error::{bail, Result};
 use crate::model::causal::{causal_attention, KvCache};
 use crate::model::kernels;
-use crate::model::layers::{conv1d, embedding, layer_norm, linear, merge_heads, split_heads};
+use crate::model::layers::{conv1d, conv1d_dropout, embedding, layer_norm, linear, merge_heads, split_heads};
 use crate::model::{Params, Pass};
 
 /// `act(x · w + b)` (GPT-2's `Conv1D` layout); with a GELU, one fused node
@@ -58,8 +58,14 @@ pub fn hidden(
             (k, v) = cache.extend(i, k, v)?;
         }
         let a = merge_heads(&causal_attention(&q, &k, &v, &mut pass.dropout, c.attn_pdrop)?)?;
-        let a = conv1d(&a, &l("attn.c_proj.weight")?, &l("attn.c_proj.bias")?)?;
-        x = (&x + pass.dropout.apply(&a, c.resid_pdrop)?)?;
+        let a = conv1d_dropout(
+            &a,
+            &l("attn.c_proj.weight")?,
+            &l("attn.c_proj.bias")?,
+            &mut pass.dropout,
+            c.resid_pdrop,
+        )?;
+        x = (&x + a)?;
         // Feed-forward.
         let h = dense_act(
             &ln(&x, "ln_2")?,
@@ -67,8 +73,14 @@ pub fn hidden(
             &l("mlp.c_fc.bias")?,
             &c.activation_function,
         )?;
-        let m = conv1d(&h, &l("mlp.c_proj.weight")?, &l("mlp.c_proj.bias")?)?;
-        x = (&x + pass.dropout.apply(&m, c.resid_pdrop)?)?;
+        let m = conv1d_dropout(
+            &h,
+            &l("mlp.c_proj.weight")?,
+            &l("mlp.c_proj.bias")?,
+            &mut pass.dropout,
+            c.resid_pdrop,
+        )?;
+        x = (&x + m)?;
     }
     layer_norm(&x, &t("transformer.ln_f.weight")?, &t("transformer.ln_f.bias")?, c.layer_norm_epsilon)
 }

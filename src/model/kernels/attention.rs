@@ -1,10 +1,10 @@
 //! Scaled dot-product attention as one graph node on the CPU:
 //! `out = dropout(softmax(q·kᵀ · scale + bias)) · v`, per (batch, head) pair.
 //!
-//! Built from candle's ops, attention is five nodes (scores, softmax, dropout, the product
-//! with `v`, plus candle's batched matmul looping over pairs one at a time), and the backward
-//! pass gives each intermediate `[batch, heads, q, keys]` tensor a zero-filled gradient that
-//! it then adds into. Here the pairs run in parallel, each pair's scores live in a scratch
+//! As separate ops, attention is four graph nodes (the scores, the softmax, the dropout
+//! multiply, and candle's batched matmul with `v`, which loops over the pairs one at a
+//! time), and the backward pass gives each intermediate `[batch, heads, q, keys]` tensor a
+//! zero-filled gradient that it then adds into. Here the pairs run in parallel, each pair's scores live in a scratch
 //! buffer that never becomes a tensor, and the backward pass recomputes them (one small
 //! product, as flash attention does) instead of keeping them alive between the passes:
 //!
@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Each step's arithmetic is the fused softmax's and the dropout multiply's, so this node
-//! computes what the five-node path computes (up to the matmuls' summation order).
+//! computes what the four-node path computes (up to the matmuls' summation order).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 

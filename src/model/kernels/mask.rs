@@ -23,7 +23,7 @@ pub fn mul_mask(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok((x * mask)?)
 }
 
-struct MulMask;
+pub(super) struct MulMask;
 
 impl CustomOp2 for MulMask {
     fn name(&self) -> &'static str {

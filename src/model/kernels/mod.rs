@@ -21,6 +21,7 @@ mod attention;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod dense_dropout;
 mod dense_gelu;
 mod fast_math;
 #[cfg(feature = "cuda")]
@@ -40,6 +41,7 @@ mod tests;
 pub use adamw::{adam_update, AdamStep};
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
+pub use dense_dropout::{conv1d_dropout, linear_dropout};
 pub use dense_gelu::{conv1d_gelu, linear_gelu};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
 pub use heads::{merge_heads, split_heads};

@@ -634,3 +634,57 @@ fn dense_gelu_gives_the_bits_of_the_two_node_path() {
         assert_eq!(bits(a), bits(b));
     }
 }
+
+/// A dense layer and its dropout as one node, against candle's ops (both weight layouts, f32
+/// and f64), and bit for bit against the two fused nodes it replaces.
+#[test]
+fn dense_dropout_matches_the_composite_and_the_two_node_path() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-11)] {
+        for (rows, inp, out) in [(3, 5, 7), (150, 40, 300)] {
+            let x = randn(&[2, rows, inp], dtype, 1.0);
+            let (w_out_in, w_in_out) = (randn(&[out, inp], dtype, 0.4), randn(&[inp, out], dtype, 0.4));
+            let b = randn(&[out], dtype, 0.5);
+            let keep: Vec<f64> =
+                (0..2 * rows * out).map(|i| if (i * 7919) % 10 < 3 { 0.0 } else { 1.0 / 0.7 }).collect();
+            let mask = Tensor::from_vec(keep, (2, rows, out), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            compare(
+                &format!("linear_dropout {dtype:?} {rows}x{inp}x{out}"),
+                &[x.clone(), w_out_in.clone(), b.clone()],
+                |t| linear_dropout(&t[0], &t[1], &t[2], Some(&mask)).unwrap(),
+                |t| (linear_composite(&t[0], &t[1], Some(&t[2])).unwrap() * &mask).unwrap(),
+                tol,
+                tol * 10.0,
+            );
+            compare(
+                &format!("conv1d_dropout {dtype:?} {rows}x{inp}x{out}"),
+                &[x.clone(), w_in_out.clone(), b.clone()],
+                |t| conv1d_dropout(&t[0], &t[1], &t[2], Some(&mask)).unwrap(),
+                |t| (t[0].broadcast_matmul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap() * &mask).unwrap(),
+                tol,
+                tol * 10.0,
+            );
+        }
+    }
+    let (x, w, b) = (
+        randn(&[2, 70, 24], DType::F32, 1.0),
+        randn(&[96, 24], DType::F32, 0.4),
+        randn(&[96], DType::F32, 0.5),
+    );
+    let keep: Vec<f32> = (0..2 * 70 * 96).map(|i| if i % 7 == 0 { 0.0 } else { 1.25 }).collect();
+    let mask = Tensor::from_vec(keep, (2, 70, 96), &Device::Cpu).unwrap();
+    let r = randn(&[2, 70, 96], DType::F32, 1.0);
+    let inputs = [x, w, b];
+    let (y1, g1) =
+        value_and_grads(&inputs, Some(&r), |t| linear_dropout(&t[0], &t[1], &t[2], Some(&mask)).unwrap());
+    let (y2, g2) = value_and_grads(&inputs, Some(&r), |t| {
+        mul_mask(&linear(&t[0], &t[1], Some(&t[2])).unwrap(), &mask).unwrap()
+    });
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(bits(&y1), bits(&y2));
+    for (a, b) in g1.iter().zip(&g2) {
+        assert_eq!(bits(a), bits(b));
+    }
+    // Without a mask (evaluation) it is the dense layer.
+    let plain = linear_dropout(&inputs[0], &inputs[1], &inputs[2], None).unwrap();
+    assert_eq!(bits(&plain), bits(&linear(&inputs[0], &inputs[1], Some(&inputs[2])).unwrap()));
+}

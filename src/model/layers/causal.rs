@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use super::Dropout;
 use crate::error::Result;
 
 /// Additive causal bias `[1, 1, len, past + len]`: query `i` (at absolute position
@@ -82,6 +83,14 @@ pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
 /// (transposed relative to `torch.nn.Linear`).
 pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     crate::model::kernels::conv1d(x, w, Some(b))
+}
+
+/// `dropout(x · w + b)` for GPT-2's `Conv1D` (`w` `[in, out]`), the mask drawn as
+/// [`Dropout::apply`] would draw it: one fused node on CPU
+/// ([`crate::model::kernels::conv1d_dropout`]).
+pub fn conv1d_dropout(x: &Tensor, w: &Tensor, b: &Tensor, dropout: &mut Dropout, p: f64) -> Result<Tensor> {
+    let mask = dropout.keep_mask(&super::with_last(x, w.dim(1)?), p, x.dtype(), x.device())?;
+    crate::model::kernels::conv1d_dropout(x, w, b, mask.as_ref())
 }
 
 /// Repeats each of `x`'s key/value heads `rep` times: `[b, kv, len, d]` → `[b, kv·rep, len, d]`

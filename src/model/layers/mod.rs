@@ -8,7 +8,8 @@ mod dropout;
 
 pub use crate::model::kernels::layer_norm_composite;
 pub use causal::{
-    causal_bias, conv1d, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables, unpermute_rotary,
+    causal_bias, conv1d, conv1d_dropout, repeat_kv, rms_norm, rope, rope_interleaved, rope_tables,
+    unpermute_rotary,
 };
 pub use dropout::{keep_mask, step_seed, Dropout};
 
@@ -29,6 +30,22 @@ pub fn upcast(t: Tensor) -> Result<Tensor> {
 /// graph node on CPU ([`crate::model::kernels::linear`]).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     crate::model::kernels::linear(x, w, b)
+}
+
+/// `dropout(x · wᵀ + b)`, the mask drawn as [`Dropout::apply`] would draw it: one fused
+/// node on CPU ([`crate::model::kernels::linear_dropout`]).
+pub fn linear_dropout(x: &Tensor, w: &Tensor, b: &Tensor, dropout: &mut Dropout, p: f64) -> Result<Tensor> {
+    let mask = dropout.keep_mask(&with_last(x, w.dim(0)?), p, x.dtype(), x.device())?;
+    crate::model::kernels::linear_dropout(x, w, b, mask.as_ref())
+}
+
+/// `x`'s shape with its last dimension replaced by `last`.
+pub(crate) fn with_last(x: &Tensor, last: usize) -> candle_core::Shape {
+    let mut dims = x.dims().to_vec();
+    if let Some(d) = dims.last_mut() {
+        *d = last;
+    }
+    dims.into()
 }
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) · w + b`,
@@ -69,11 +86,7 @@ pub fn attention(
     p: f64,
 ) -> Result<Tensor> {
     let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
-    let mut scores = q.dims().to_vec();
-    if let Some(last) = scores.last_mut() {
-        *last = k.dim(D::Minus2)?;
-    }
-    let mask = dropout.keep_mask(&scores.into(), p, q.dtype(), q.device())?;
+    let mask = dropout.keep_mask(&with_last(q, k.dim(D::Minus2)?), p, q.dtype(), q.device())?;
     if let Some(out) = crate::model::kernels::attention(q, k, v, Some(bias), scale, mask.as_ref())? {
         return Ok(out);
     }
