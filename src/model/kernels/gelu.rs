@@ -170,8 +170,6 @@ impl CustomOp2 for BiasGelu {
     }
 }
 
-/// The backward op: `(x, bias, dy) → [dx | db]` with `dx = dy · gelu'(x + b)` and
-/// `db = Σ_rows dx`.
 /// `dx = dy · slope(x + b)` over rows of `b.len()`, adding each row's `dx` into `db`.
 #[inline(always)]
 fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slope: impl Fn(T) -> T) {
@@ -185,6 +183,8 @@ fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slo
     }
 }
 
+/// The backward op: `(x, bias, dy) → [dx | db]` with `dx = dy · gelu'(x + b)` and
+/// `db = Σ_rows dx`.
 pub(super) struct BiasGeluBackward {
     pub(super) kind: Kind,
 }
