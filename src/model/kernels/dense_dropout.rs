@@ -7,9 +7,9 @@
 //! backward hands `dy ∘ mask` straight to the dense layer's backward. The arithmetic is
 //! the two nodes' (`linear::Gemm`, then `mask::MulMask`'s multiply), so the bits are too.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 
-use super::linear::{backward, Gemm};
+use super::linear::{backward, dense_fits, Gemm};
 use super::mask::MulMask;
 use super::{contiguous, fusable, KernelError, Real};
 use crate::error::Result;
@@ -39,25 +39,18 @@ fn dense_dropout(
     let dense =
         |x: &Tensor| if transposed { super::linear(x, w, Some(b)) } else { super::conv1d(x, w, Some(b)) };
     let Some(mask) = mask else { return dense(x) };
-    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
-    let (inputs, outputs) = match w.dims2() {
-        Ok((r, c)) if transposed => (c, r),
-        Ok((r, c)) => (r, c),
-        Err(_) => (0, 0),
+    // The mask has the output's shape: x's, with w's output size last.
+    let mask_fits = || {
+        let outputs = w.dims().get(usize::from(!transposed)).copied();
+        let mut dims = x.dims().to_vec();
+        dims.pop();
+        dims.extend(outputs);
+        mask.dims() == dims.as_slice()
+            && mask.dtype() == x.dtype()
+            && mask.device().same_device(x.device())
+            && !mask.track_op()
     };
-    let mut out_dims = x.dims().to_vec();
-    if let Some(last) = out_dims.last_mut() {
-        *last = outputs;
-    }
-    let fits = x.rank() >= 2
-        && w.rank() == 2
-        && b.dims1().ok() == Some(outputs)
-        && x.dim(D::Minus1).ok() == Some(inputs)
-        && mask.dims() == out_dims.as_slice()
-        && same(w)
-        && same(b)
-        && same(mask)
-        && !mask.track_op();
+    let fits = dense_fits(x, w, Some(b), transposed) && mask_fits();
     if !(fusable(x) && fits) {
         return super::mul_mask(&dense(x)?, mask);
     }

@@ -10,10 +10,10 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::gelu::{BiasGelu, BiasGeluBackward, Kind};
-use super::linear::{backward, Gemm};
+use super::linear::{backward, dense_fits, Gemm};
 use super::{fusable, KernelError};
 use crate::error::Result;
 
@@ -33,18 +33,7 @@ pub fn conv1d_gelu(x: &Tensor, w: &Tensor, b: &Tensor, tanh: bool) -> Result<Ten
 }
 
 fn dense_gelu(x: &Tensor, w: &Tensor, b: &Tensor, transposed: bool, kind: Kind) -> Result<Tensor> {
-    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
-    let (inputs, outputs) = match w.dims2() {
-        Ok((r, c)) if transposed => (c, r),
-        Ok((r, c)) => (r, c),
-        Err(_) => (0, 0),
-    };
-    let fits = x.rank() >= 2
-        && x.dim(D::Minus1).ok() == Some(inputs)
-        && b.dims1().ok() == Some(outputs)
-        && same(w)
-        && same(b);
-    if !(fusable(x) && fits) {
+    if !(fusable(x) && dense_fits(x, w, Some(b), transposed)) {
         let u = if transposed { super::linear(x, w, None)? } else { super::conv1d(x, w, None)? };
         return match kind {
             Kind::Erf => super::bias_gelu(&u, b),

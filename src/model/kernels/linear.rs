@@ -37,15 +37,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// `x · op(w) + b` as one node (`op`: the transpose when `transposed`, `w` then `[out, in]`;
 /// else `w` is `[in, out]`), or from candle's ops where the node does not apply.
 fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, transposed: bool) -> Result<Tensor> {
-    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
-    let (inputs, outputs) = match w.dims2() {
-        Ok((r, c)) if transposed => (c, r),
-        Ok((r, c)) => (r, c),
-        Err(_) => (0, 0),
-    };
-    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == Some(outputs));
-    let shapes_ok = x.rank() >= 2 && w.rank() == 2 && x.dims().last() == Some(&inputs);
-    if !((fusable(x) || super::graph_op_on_cuda(x)) && same(w) && bias_ok && shapes_ok) {
+    if !((fusable(x) || super::graph_op_on_cuda(x)) && dense_fits(x, w, b, transposed)) {
         return if transposed { linear_composite(x, w, b) } else { rows_times(x, w, b) };
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
@@ -54,6 +46,18 @@ fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, transposed: bool) -> Result
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
         None => x.apply_op2(&w, op)?,
     })
+}
+
+/// Whether `x · op(w) (+ b)` fits a one-node dense layer (`op`: the transpose when
+/// `transposed`): `w` 2-D with `x`'s last dimension as its input size, `b` one value per
+/// output, all of `x`'s dtype and on its device.
+pub(super) fn dense_fits(x: &Tensor, w: &Tensor, b: Option<&Tensor>, transposed: bool) -> bool {
+    let same = |t: &Tensor| t.dtype() == x.dtype() && t.device().same_device(x.device());
+    let Ok((inputs, outputs)) = w.dims2().map(|(r, c)| if transposed { (c, r) } else { (r, c) }) else {
+        return false;
+    };
+    let bias_ok = b.is_none_or(|b| same(b) && b.dims1().ok() == Some(outputs));
+    x.rank() >= 2 && x.dims().last() == Some(&inputs) && same(w) && bias_ok
 }
 
 /// `x · wᵀ + b` from candle's ops.
