@@ -466,6 +466,44 @@ fn fused_cuda_softmax_gelu_norms_rope_and_cross_entropy_match_the_composite_ops(
     println!("fused CUDA kernels: softmax (3 biases × 3 shapes), bias-GELU (2 kinds × 2 shapes), RMS norm, rope and cross-entropy match");
 }
 
+/// The "add & norm" and SwiGLU CUDA kernels (BERT's post-norm residuals, llama's gate)
+/// against the composite ops, forward and every input's gradient.
+#[test]
+fn fused_cuda_add_and_norm_and_swiglu_match_the_composite_ops() {
+    use candle_core::Var;
+    use tunelab::model::kernels;
+    let Some(dev) = cuda() else { return };
+    kernels::set_enabled(true);
+    let var = |mean: f32, std: f32, shape: &[usize]| {
+        Var::from_tensor(&Tensor::randn(mean, std, shape, &dev).unwrap()).unwrap()
+    };
+    for (rows, hidden) in [(4096, 768), (300, 384), (7, 2048)] {
+        let what = format!("add & norm {rows}×{hidden}");
+        let (x, r) = (var(0.5, 2.0, &[rows, hidden]), var(0.0, 1.0, &[rows, hidden]));
+        let (w, b) = (var(1.0, 0.2, &[hidden]), var(0.0, 0.2, &[hidden]));
+        let calls = kernels::fused_calls();
+        let fused = kernels::add_layer_norm(&x, &r, &w, &b, 1e-12).unwrap();
+        assert!(kernels::fused_calls() > calls, "{what}: the fused CUDA path was not taken");
+        let composite = kernels::layer_norm_composite(&(x.as_tensor() + r.as_tensor()).unwrap(), &w, &b, 1e-12)
+            .unwrap();
+        let d = tensor_diff(&fused, &composite);
+        assert!(d < 1e-4, "{what}: forward differs by {d}");
+        grads_agree(&what, &fused, &composite, &[("dx", &x), ("dr", &r), ("dw", &w), ("db", &b)]);
+    }
+    for (rows, d) in [(2048, 1536), (5, 333)] {
+        let what = format!("SwiGLU {rows}×{d}");
+        let (g, u) = (var(0.0, 3.0, &[rows, d]), var(0.0, 1.0, &[rows, d]));
+        let calls = kernels::fused_calls();
+        let fused = kernels::swiglu(&g, &u).unwrap();
+        assert!(kernels::fused_calls() > calls, "{what}: the fused CUDA path was not taken");
+        let composite = kernels::swiglu_composite(&g, &u).unwrap();
+        let diff = tensor_diff(&fused, &composite);
+        assert!(diff < 1e-5, "{what}: forward differs by {diff}");
+        grads_agree(&what, &fused, &composite, &[("dg", &g), ("du", &u)]);
+    }
+    println!("fused CUDA kernels: add & norm (3 shapes) and SwiGLU (2 shapes) match, forward and backward");
+}
+
 /// The one-node dense layer, GPT-2 Conv1D, attention scores, head split/merge and dropout
 /// mask (candle's CUDA storage ops under one graph node each) against the composite ops.
 #[test]

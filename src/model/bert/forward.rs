@@ -9,7 +9,8 @@ use super::{BertConfig, Flavour};
 use crate::data::TextTokenizer;
 use crate::error::{bail, Result};
 use crate::model::layers::{
-    attention, attention_bias, embedding, layer_norm, linear, linear_dropout, merge_heads, split_heads,
+    add_layer_norm, attention, attention_bias, embedding, layer_norm, linear, linear_dropout, merge_heads,
+    split_heads,
 };
 use crate::model::{kernels, Params, Pass};
 
@@ -97,8 +98,9 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
         )?;
         let a =
             p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.attention.output")), &a, pass.train)?;
-        x = layer_norm(
-            &(a + &x)?,
+        x = add_layer_norm(
+            &a,
+            &x,
             &l("attention.output.LayerNorm.weight")?,
             &l("attention.output.LayerNorm.bias")?,
             c.layer_norm_eps,
@@ -114,8 +116,9 @@ pub fn encode(p: &Params, c: &BertConfig, ids: &Tensor, mask: &Tensor, pass: &mu
             c.hidden_dropout_prob,
         )?;
         let o = p.adapt(&c.flavour.name(&format!("bert.encoder.layer.{i}.output")), &o, pass.train)?;
-        x = layer_norm(
-            &(o + &x)?,
+        x = add_layer_norm(
+            &o,
+            &x,
             &l("output.LayerNorm.weight")?,
             &l("output.LayerNorm.bias")?,
             c.layer_norm_eps,

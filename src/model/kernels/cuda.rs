@@ -1,7 +1,7 @@
 //! The CUDA versions of the fused kernels (a `--features cuda` build), for contiguous f32
-//! tensors: the AdamW update; layer norm, RMS norm, rotary embedding, the attention softmax
-//! (scale + broadcast mask bias), bias + GELU (erf and tanh) and per-row cross-entropy, each
-//! forward and backward; dropout's keep-masks.
+//! tensors: the AdamW update; layer norm (alone and after a residual add), RMS norm, rotary
+//! embedding, the attention softmax (scale + broadcast mask bias), bias + GELU (erf and
+//! tanh), SwiGLU and per-row cross-entropy, each forward and backward; dropout's keep-masks.
 //!
 //! The CUDA C source (`kernels.cu`) is compiled once per process with NVRTC at first use (no nvcc
 //! at build time, so the CPU build and CI are unaffected) and loaded into each device's
@@ -176,6 +176,78 @@ pub(crate) fn norm_bwd(
     Ok(output(out, dev, Shape::from(n + grads * d)))
 }
 
+/// `[w; b]`'s halves, each `[d]`, for the "add & norm" kernels.
+fn weight_and_bias<'a>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    d: usize,
+) -> candle_core::Result<(CudaView<'a, f32>, CudaView<'a, f32>)> {
+    if l.shape().elem_count() != 2 * d || d > MAX_HIDDEN {
+        candle_core::bail!("fused CUDA add & norm: [weight; bias] {:?} for rows of {d}", l.dims())
+    }
+    let wb = view::<f32>(s, l, "weight and bias")?;
+    Ok((wb.slice(..d), wb.slice(d..)))
+}
+
+/// "Add & norm" forward on CUDA: `layer_norm(x + r)` with `[w; b]` stacked `[2, d]`.
+pub(crate) fn add_norm_fwd(
+    eps: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, r) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "residual")?);
+    let n = l1.shape().elem_count();
+    let d = l1.dims().last().copied().unwrap_or(0);
+    let rows = rows_of("add & norm", n, d)?;
+    if l2.shape().elem_count() != n {
+        candle_core::bail!("fused CUDA add & norm: residual {:?} for x {:?}", l2.dims(), l1.dims())
+    }
+    let (w, b) = weight_and_bias(s3, l3, d)?;
+    // SAFETY: every element is written by the kernel (one block per row).
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    let (d32, eps32) = (d as i32, eps as f32);
+    if rows > 0 {
+        // SAFETY: the kernel's signature; x, r and y hold rows × d, w and b hold d.
+        launch!(dev, "add_layer_norm_f32", grid(rows, ROW_THREADS); &x, &r, &w, &b, &y, &d32, &eps32);
+    }
+    Ok(output(y, dev, l1.shape().clone()))
+}
+
+/// "Add & norm" backward on CUDA: `[ds | dw | db]` flattened, as the CPU op.
+pub(crate) fn add_norm_bwd(
+    eps: f64,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+    (s4, l4): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (x, r, dy) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "residual")?, view::<f32>(s3, l3, "grad")?);
+    let n = l1.shape().elem_count();
+    let d = l1.dims().last().copied().unwrap_or(0);
+    let rows = rows_of("add & norm backward", n, d)?;
+    if l2.shape().elem_count() != n || l3.shape().elem_count() != n {
+        candle_core::bail!(
+            "fused CUDA add & norm backward: x {:?}, residual {:?}, grad {:?}",
+            l1.dims(),
+            l2.dims(),
+            l3.dims()
+        )
+    }
+    let (w, _) = weight_and_bias(s4, l4, d)?;
+    let out = dev.alloc_zeros::<f32>(n + 2 * d)?;
+    let (rows32, d32, eps32, per) = (rows as i32, d as i32, eps as f32, ROWS_PER_BLOCK as i32);
+    if rows > 0 {
+        let blocks = rows.div_ceil(ROWS_PER_BLOCK as usize);
+        // SAFETY: the kernel's signature; out holds rows × d + 2d, x, r and dy rows × d, w d.
+        launch!(dev, "add_layer_norm_bwd_f32", grid(blocks, ROW_THREADS);
+            &x, &r, &w, &dy, &out, &rows32, &d32, &eps32, &per);
+    }
+    Ok(output(out, dev, Shape::from(n + 2 * d)))
+}
+
 /// The rotary embedding on CUDA (half-split layout; `inverse`: the backward's opposite
 /// rotation): `x` `[.., len, d]`, tables `[len, d/2]`.
 pub(crate) fn rope(
@@ -339,6 +411,49 @@ pub(crate) fn bias_gelu_bwd(
         launch!(dev, "bias_gelu_bwd_f32", cfg; &x, &b, &dy, &out, &rows32, &d32, &kind, &per);
     }
     Ok(output(out, dev, Shape::from(n + d)))
+}
+
+/// SwiGLU on CUDA: `silu(g) · u` over two same-sized tensors.
+pub(crate) fn swiglu_fwd(
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (g, u) = (view::<f32>(s1, l1, "gate")?, view::<f32>(s2, l2, "up")?);
+    let n = l1.shape().elem_count();
+    if l2.shape().elem_count() != n {
+        candle_core::bail!("fused CUDA SwiGLU: gate {:?}, up {:?}", l1.dims(), l2.dims())
+    }
+    // SAFETY: every element is written by the kernel.
+    let y = unsafe { dev.alloc::<f32>(n)? };
+    let n64 = n as u64;
+    if n > 0 {
+        // SAFETY: the kernel's signature; g, u and y hold n.
+        launch!(dev, "swiglu_f32", grid_stride(n); &g, &u, &y, &n64);
+    }
+    Ok(output(y, dev, l1.shape().clone()))
+}
+
+/// The SwiGLU backward on CUDA: `[dg | du]` flattened, as the CPU op.
+pub(crate) fn swiglu_bwd(
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    (s3, l3): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let (g, u, dy) = (view::<f32>(s1, l1, "gate")?, view::<f32>(s2, l2, "up")?, view::<f32>(s3, l3, "grad")?);
+    let n = l1.shape().elem_count();
+    if l2.shape().elem_count() != n || l3.shape().elem_count() != n {
+        candle_core::bail!("fused CUDA SwiGLU backward: gate {:?}, up {:?}, grad {:?}", l1.dims(), l2.dims(), l3.dims())
+    }
+    // SAFETY: every element is written by the kernel (both halves).
+    let out = unsafe { dev.alloc::<f32>(2 * n)? };
+    let n64 = n as u64;
+    if n > 0 {
+        // SAFETY: the kernel's signature; g, u and dy hold n, out 2n.
+        launch!(dev, "swiglu_bwd_f32", grid_stride(n); &g, &u, &dy, &out, &n64);
+    }
+    Ok(output(out, dev, Shape::from(2 * n)))
 }
 
 /// Rows and classes of `[n, k]` logits with `[n]` targets (and `[n]` upstream gradients).

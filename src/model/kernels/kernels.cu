@@ -48,34 +48,53 @@ __device__ float block_max(float v, float* shared) {
     return shared[32];
 }
 
-// Mean and 1/sqrt(var + eps) of one row, two passes (as the CPU kernel).
-__device__ void moments(const float* x, int d, float eps, float* shared, float* mean, float* rstd) {
+// Element i of the row being normalised: x alone, or x + r for the "add & norm" kernels
+// (r null for the plain ones; the branch is the same for every thread of a launch).
+__device__ __forceinline__ float row_at(const float* x, const float* r, int i) {
+    return r ? x[i] + r[i] : x[i];
+}
+
+// Mean and 1/sqrt(var + eps) of one row (x, or x + r), two passes (as the CPU kernel).
+__device__ void moments(const float* x, const float* r, int d, float eps, float* shared, float* mean,
+                        float* rstd) {
     float s = 0.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) s += x[i];
+    for (int i = threadIdx.x; i < d; i += blockDim.x) s += row_at(x, r, i);
     const float m = block_sum(s, shared) / (float)d;
     float q = 0.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) { const float c = x[i] - m; q += c * c; }
+    for (int i = threadIdx.x; i < d; i += blockDim.x) { const float c = row_at(x, r, i) - m; q += c * c; }
     *mean = m;
     *rstd = 1.0f / sqrtf(block_sum(q, shared) / (float)d + eps);
 }
 
-// One block per row: y = (x - mean) * rstd * w + b.
-extern "C" __global__ void layer_norm_f32(const float* x, const float* w, const float* b, float* y,
-                                          const int d, const float eps) {
+// One block per row: y = (s - mean) * rstd * w + b with s = x (r null) or x + r.
+__device__ void layer_norm_row(const float* x, const float* r, const float* w, const float* b, float* y,
+                               const int d, const float eps) {
     __shared__ float shared[33];
     const size_t row = blockIdx.x;
     const float* xr = x + row * d;
+    const float* rr = r ? r + row * d : r;
     float* yr = y + row * d;
     float mean, rstd;
-    moments(xr, d, eps, shared, &mean, &rstd);
-    for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+    moments(xr, rr, d, eps, shared, &mean, &rstd);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = (row_at(xr, rr, i) - mean) * rstd * w[i] + b[i];
 }
 
-// out = [dx | dw | db] (dw, db zeroed by the caller). Each block takes rows_per_block rows,
-// keeps its partial dw/db per column in registers and adds them once.
-extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, const float* dy, float* out,
-                                              const int rows, const int d, const float eps,
-                                              const int rows_per_block) {
+extern "C" __global__ void layer_norm_f32(const float* x, const float* w, const float* b, float* y,
+                                          const int d, const float eps) {
+    layer_norm_row(x, nullptr, w, b, y, d, eps);
+}
+
+// "Add & norm": layer_norm(x + r); the sum is never stored.
+extern "C" __global__ void add_layer_norm_f32(const float* x, const float* r, const float* w, const float* b,
+                                              float* y, const int d, const float eps) {
+    layer_norm_row(x, r, w, b, y, d, eps);
+}
+
+// out = [ds | dw | db] (dw, db zeroed by the caller), s = x (r null) or x + r. Each block
+// takes rows_per_block rows, keeps its partial dw/db per column in registers and adds them once.
+__device__ void layer_norm_bwd_rows(const float* x, const float* r, const float* w, const float* dy,
+                                    float* out, const int rows, const int d, const float eps,
+                                    const int rows_per_block) {
     __shared__ float shared[33];
     float* dw = out + (size_t)rows * d;
     float* db = dw + d;
@@ -83,15 +102,16 @@ extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, co
     for (int k = 0; k < 8; ++k) { aw[k] = 0.0f; ab[k] = 0.0f; }
     const int first = blockIdx.x * rows_per_block;
     const int last = min(rows, first + rows_per_block);
-    for (int r = first; r < last; ++r) {
-        const float* xr = x + (size_t)r * d;
-        const float* gr = dy + (size_t)r * d;
-        float* dxr = out + (size_t)r * d;
+    for (int row = first; row < last; ++row) {
+        const float* xr = x + (size_t)row * d;
+        const float* rr = r ? r + (size_t)row * d : r;
+        const float* gr = dy + (size_t)row * d;
+        float* dxr = out + (size_t)row * d;
         float mean, rstd;
-        moments(xr, d, eps, shared, &mean, &rstd);
+        moments(xr, rr, d, eps, shared, &mean, &rstd);
         float sg = 0.0f, sgx = 0.0f;
         for (int i = threadIdx.x; i < d; i += blockDim.x) {
-            const float h = (xr[i] - mean) * rstd;
+            const float h = (row_at(xr, rr, i) - mean) * rstd;
             const float g = gr[i] * w[i];
             sg += g;
             sgx += g * h;
@@ -100,7 +120,7 @@ extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, co
         const float mean_gx = block_sum(sgx, shared) / (float)d;
         int k = 0;
         for (int i = threadIdx.x; i < d; i += blockDim.x, ++k) {
-            const float h = (xr[i] - mean) * rstd;
+            const float h = (row_at(xr, rr, i) - mean) * rstd;
             dxr[i] = rstd * (gr[i] * w[i] - mean_g - h * mean_gx);
             aw[k] += gr[i] * h;
             ab[k] += gr[i];
@@ -111,6 +131,18 @@ extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, co
         atomicAdd(dw + i, aw[k]);
         atomicAdd(db + i, ab[k]);
     }
+}
+
+extern "C" __global__ void layer_norm_bwd_f32(const float* x, const float* w, const float* dy, float* out,
+                                              const int rows, const int d, const float eps,
+                                              const int rows_per_block) {
+    layer_norm_bwd_rows(x, nullptr, w, dy, out, rows, d, eps, rows_per_block);
+}
+
+extern "C" __global__ void add_layer_norm_bwd_f32(const float* x, const float* r, const float* w,
+                                                  const float* dy, float* out, const int rows, const int d,
+                                                  const float eps, const int rows_per_block) {
+    layer_norm_bwd_rows(x, r, w, dy, out, rows, d, eps, rows_per_block);
 }
 
 // Dropout's scaled keep-mask: SplitMix64(seed ^ i·golden), kept when its top 32 bits reach
@@ -242,6 +274,29 @@ extern "C" __global__ void bias_gelu_bwd_f32(const float* x, const float* b, con
         acc += dx;
     }
     atomicAdd(db + i, acc);
+}
+
+// ---- SwiGLU, llama's feed-forward gate: y = silu(g) * u = g * sigmoid(g) * u (the exponent
+// capped at 80, as the CPU kernel). ----
+extern "C" __global__ void swiglu_f32(const float* g, const float* u, float* y, const unsigned long long n) {
+    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float gi = g[i];
+        const float s = 1.0f / (1.0f + expf(fminf(-gi, 80.0f)));
+        y[i] = gi * s * u[i];
+    }
+}
+
+// out = [dg | du]: dg = dy * u * s * (1 + g * (1 - s)), du = dy * g * s, s = sigmoid(g).
+extern "C" __global__ void swiglu_bwd_f32(const float* g, const float* u, const float* dy, float* out,
+                                          const unsigned long long n) {
+    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float gi = g[i], ui = u[i], di = dy[i];
+        const float s = 1.0f / (1.0f + expf(fminf(-gi, 80.0f)));
+        out[i] = di * ui * s * (1.0f + gi * (1.0f - s));
+        out[n + i] = di * gi * s;
+    }
 }
 
 // ---- Cross-entropy of logits rows against class ids, one block per row. ----

@@ -1,7 +1,8 @@
-//! Fused kernels (CPU, and CUDA in a CUDA build) with fused backward passes: layer norm, RMS norm, the attention softmax
-//! (scale + additive mask bias), bias + GELU, rotary embedding, cross-entropy, the
-//! Adam/AdamW update, and (CPU) the dense layer `x · wᵀ + b` and attention scores `q · kᵀ`
-//! as single graph nodes.
+//! Fused kernels (CPU, and CUDA in a CUDA build) with fused backward passes: layer norm
+//! (alone and after a residual add), RMS norm, the attention softmax (scale + additive mask
+//! bias), bias + GELU, SwiGLU, rotary embedding, cross-entropy, the Adam/AdamW update, and
+//! (CPU) the dense layer `x · wᵀ + b`, attention, and a dense layer with its GELU or its
+//! dropout as single graph nodes.
 //!
 //! Each op is a candle `CustomOp` whose `bwd` is itself one fused op, so training keeps its
 //! graph (candle's own fused norms and softmax have no backward: shared/CANDLE.md) while a
@@ -35,6 +36,7 @@ mod rms_norm;
 mod rope;
 mod softmax;
 mod sum_squares;
+mod swiglu;
 #[cfg(test)]
 mod tests;
 
@@ -45,13 +47,14 @@ pub use dense_dropout::{conv1d_dropout, linear_dropout};
 pub use dense_gelu::{conv1d_gelu, linear_gelu};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
 pub use heads::{merge_heads, split_heads};
-pub use layer_norm::{layer_norm, layer_norm_composite};
+pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_composite};
 pub use linear::{conv1d, linear, linear_composite, matmul_nt};
 pub use mask::mul_mask;
 pub use rms_norm::{rms_norm, rms_norm_composite};
 pub use rope::{rope, rope_composite};
 pub use softmax::{softmax, softmax_composite};
 pub use sum_squares::sum_squares;
+pub use swiglu::{swiglu, swiglu_composite};
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 

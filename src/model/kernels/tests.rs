@@ -688,3 +688,196 @@ fn dense_dropout_matches_the_composite_and_the_two_node_path() {
     let plain = linear_dropout(&inputs[0], &inputs[1], &inputs[2], None).unwrap();
     assert_eq!(bits(&plain), bits(&linear(&inputs[0], &inputs[1], Some(&inputs[2])).unwrap()));
 }
+
+/// "Add & norm" as one node against candle's ops (`layer_norm_composite(x + r)`) in f32 and
+/// f64, over shapes inside one parallel block and across several: the value and the
+/// gradients of x, the residual, the weight and the bias.
+#[test]
+fn add_layer_norm_matches_the_composite() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-10)] {
+        for shape in [[2usize, 3, 8], [4, 5, 33], [3, 70, 384]] {
+            let d = shape[2];
+            let inputs = [
+                randn(&shape, dtype, 2.0),
+                randn(&shape, dtype, 1.0),
+                randn(&[d], dtype, 1.0),
+                randn(&[d], dtype, 1.0),
+            ];
+            compare(
+                &format!("add_layer_norm {dtype:?} {shape:?}"),
+                &inputs,
+                |t| add_layer_norm(&t[0], &t[1], &t[2], &t[3], 1e-5).unwrap(),
+                |t| layer_norm_composite(&(&t[0] + &t[1]).unwrap(), &t[2], &t[3], 1e-5).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+}
+
+/// The one-node "add & norm" forms the sum a row at a time and runs the layer norm's
+/// arithmetic on it unchanged: the bits of the add followed by the fused layer norm, forward
+/// and backward. A frozen weight and bias get no gradient, the two summands still do.
+#[test]
+fn add_layer_norm_gives_the_bits_of_the_add_then_the_norm() {
+    super::set_enabled(true);
+    let inputs = [
+        randn(&[2, 90, 48], DType::F32, 1.5),
+        randn(&[2, 90, 48], DType::F32, 1.0),
+        randn(&[48], DType::F32, 0.7),
+        randn(&[48], DType::F32, 0.3),
+    ];
+    let r = randn(&[2, 90, 48], DType::F32, 1.0);
+    let (y1, g1) =
+        value_and_grads(&inputs, Some(&r), |t| add_layer_norm(&t[0], &t[1], &t[2], &t[3], 1e-12).unwrap());
+    let (y2, g2) = value_and_grads(&inputs, Some(&r), |t| {
+        layer_norm(&(&t[0] + &t[1]).unwrap(), &t[2], &t[3], 1e-12).unwrap()
+    });
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(bits(&y1), bits(&y2));
+    for (a, b) in g1.iter().zip(&g2) {
+        assert_eq!(bits(a), bits(b));
+    }
+    let (x, res) = (Var::from_tensor(&inputs[0]).unwrap(), Var::from_tensor(&inputs[1]).unwrap());
+    let y = add_layer_norm(x.as_tensor(), res.as_tensor(), &inputs[2], &inputs[3], 1e-5).unwrap();
+    let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&inputs[2]).is_none() && grads.get(&inputs[3]).is_none());
+    assert_eq!(bits(grads.get(x.as_tensor()).unwrap()), bits(grads.get(res.as_tensor()).unwrap()));
+}
+
+/// SwiGLU `silu(g) · u` as one node against candle's `silu` and product, f32 and f64, with
+/// gates far out in both tails (std 6: sigmoid near 0 and 1) and over several parallel blocks.
+#[test]
+fn swiglu_matches_the_composite() {
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-11)] {
+        for (shape, std) in [([2usize, 3, 8], 1.0), ([3, 40, 1536], 6.0)] {
+            let inputs = [randn(&shape, dtype, std), randn(&shape, dtype, 1.0)];
+            compare(
+                &format!("swiglu {dtype:?} {shape:?}"),
+                &inputs,
+                |t| swiglu(&t[0], &t[1]).unwrap(),
+                |t| swiglu_composite(&t[0], &t[1]).unwrap(),
+                tol,
+                tol,
+            );
+        }
+    }
+    // Far below zero the gate shuts the product off (no NaN from e^{-g} overflowing).
+    let g = Tensor::new(&[-1000f32, -90.0, 0.0, 90.0], &Device::Cpu).unwrap();
+    let y = swiglu(&g, &Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap().to_vec1::<f32>().unwrap();
+    assert!(y[0].abs() < 1e-30 && y[1].abs() < 1e-30 && y[2] == 0.0 && (y[3] - 90.0).abs() < 1e-4, "{y:?}");
+}
+
+/// Σ f(inputs) · r's gradient from the fused backward against central differences, in f64,
+/// at up to `per_input` evenly spread entries of every input.
+fn check_finite_differences(what: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor, tol: f64) {
+    super::set_enabled(true);
+    let before = fused_calls();
+    let probe = f(inputs);
+    assert!(fused_calls() > before, "{what}: the fused kernel did not run");
+    let r = randn(probe.dims(), DType::F64, 1.0);
+    let loss = |ts: &[Tensor]| (f(ts) * &r).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    let (_, grads) = value_and_grads(inputs, Some(&r), &f);
+    let h = 1e-5;
+    for (i, (input, grad)) in inputs.iter().zip(&grads).enumerate() {
+        let base = input.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let analytic = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let per_input = 12;
+        let step = (base.len() / per_input).max(1);
+        for at in (0..base.len()).step_by(step) {
+            let nudged = |delta: f64| {
+                let mut v = base.clone();
+                v[at] += delta;
+                let mut ts = inputs.to_vec();
+                ts[i] = Tensor::from_vec(v, input.shape(), &Device::Cpu).unwrap();
+                loss(&ts)
+            };
+            let numeric = (nudged(h) - nudged(-h)) / (2.0 * h);
+            let err = (numeric - analytic[at]).abs() / numeric.abs().max(1.0);
+            assert!(err < tol, "{what}: input {i}[{at}]: fused {} vs finite difference {numeric}", analytic[at]);
+        }
+    }
+}
+
+/// Every fused op's backward against finite differences of its own forward (f64): the
+/// parity tests above compare with candle's backward; this one needs no reference at all.
+#[test]
+fn every_fused_backward_matches_finite_differences() {
+    let f64s = |shape: &[usize], std: f64| randn(shape, DType::F64, std);
+    let (x, w, b) = (f64s(&[2, 5, 12], 1.0), f64s(&[12], 1.0), f64s(&[12], 0.5));
+    let tol = 1e-6;
+    check_finite_differences(
+        "layer_norm",
+        &[x.clone(), w.clone(), b.clone()],
+        |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        tol,
+    );
+    check_finite_differences(
+        "add_layer_norm",
+        &[x.clone(), f64s(&[2, 5, 12], 0.8), w.clone(), b.clone()],
+        |t| add_layer_norm(&t[0], &t[1], &t[2], &t[3], 1e-5).unwrap(),
+        tol,
+    );
+    check_finite_differences("rms_norm", &[x.clone(), w.clone()], |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(), tol);
+    check_finite_differences("bias_gelu", &[x.clone(), b.clone()], |t| bias_gelu(&t[0], &t[1]).unwrap(), tol);
+    check_finite_differences(
+        "bias_gelu_tanh",
+        &[x.clone(), b.clone()],
+        |t| bias_gelu_tanh(&t[0], &t[1]).unwrap(),
+        tol,
+    );
+    check_finite_differences(
+        "swiglu",
+        &[f64s(&[2, 5, 12], 3.0), x.clone()],
+        |t| swiglu(&t[0], &t[1]).unwrap(),
+        tol,
+    );
+    let causal = crate::model::layers::causal_bias(5, 0, DType::F64, &Device::Cpu).unwrap();
+    check_finite_differences(
+        "softmax",
+        &[f64s(&[2, 2, 5, 5], 2.0)],
+        |t| softmax(&t[0], 0.5, Some(&causal)).unwrap(),
+        tol,
+    );
+    let (cos, sin) = crate::model::layers::rope_tables(2, 5, 8, 10_000.0, DType::F64, &Device::Cpu).unwrap();
+    check_finite_differences("rope", &[f64s(&[1, 2, 5, 8], 1.0)], |t| rope(&t[0], &cos, &sin).unwrap(), tol);
+    let targets = Tensor::new(&[3u32, 0, 6, 1], &Device::Cpu).unwrap();
+    check_finite_differences(
+        "cross_entropy",
+        &[f64s(&[4, 7], 2.0)],
+        |t| cross_entropy(&t[0], &targets).unwrap(),
+        tol,
+    );
+    let (wd, bd) = (f64s(&[9, 12], 0.5), f64s(&[9], 0.5));
+    check_finite_differences(
+        "linear",
+        &[x.clone(), wd.clone(), bd.clone()],
+        |t| linear(&t[0], &t[1], Some(&t[2])).unwrap(),
+        tol,
+    );
+    check_finite_differences(
+        "linear_gelu",
+        &[x.clone(), wd.clone(), bd.clone()],
+        |t| linear_gelu(&t[0], &t[1], &t[2], false).unwrap(),
+        tol,
+    );
+    let keep: Vec<f64> = (0..2 * 5 * 9).map(|i| if i % 4 == 0 { 0.0 } else { 4.0 / 3.0 }).collect();
+    let keep = Tensor::from_vec(keep, (2, 5, 9), &Device::Cpu).unwrap();
+    check_finite_differences(
+        "linear_dropout",
+        &[x.clone(), wd, bd],
+        |t| linear_dropout(&t[0], &t[1], &t[2], Some(&keep)).unwrap(),
+        tol,
+    );
+    let pad = crate::model::layers::attention_bias(
+        &Tensor::new(&[[1u32, 1, 1, 1, 0], [1, 1, 1, 1, 1]], &Device::Cpu).unwrap(),
+        DType::F64,
+    )
+    .unwrap();
+    check_finite_differences(
+        "attention",
+        &[f64s(&[2, 2, 5, 4], 1.0), f64s(&[2, 2, 5, 4], 1.0), f64s(&[2, 2, 5, 4], 1.0)],
+        |t| attention(&t[0], &t[1], &t[2], Some(&pad), 0.5, None).unwrap().expect("fusable"),
+        tol,
+    );
+}

@@ -54,6 +54,18 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
     crate::model::kernels::layer_norm(x, w, b, eps)
 }
 
+/// `layer_norm(x + residual, w, b)`: a post-norm transformer's "add & norm" as one fused
+/// node ([`crate::model::kernels::add_layer_norm`]); the sum never becomes a tensor.
+pub fn add_layer_norm(x: &Tensor, residual: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    crate::model::kernels::add_layer_norm(x, residual, w, b, eps)
+}
+
+/// `silu(gate) · up`, the SwiGLU feed-forward's gate, as one fused node
+/// ([`crate::model::kernels::swiglu`]).
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    crate::model::kernels::swiglu(gate, up)
+}
+
 /// Rows of the embedding matrix `table` for integer `ids` of any shape.
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let mut shape = ids.dims().to_vec();

@@ -10,7 +10,7 @@ use crate::error::{bail, Result};
 use crate::model::causal::KvCache;
 use crate::model::layers::{
     attention, attention_bias, causal_bias, embedding, linear, merge_heads, repeat_kv, rms_norm, rope,
-    rope_tables, split_heads,
+    rope_tables, split_heads, swiglu,
 };
 use crate::model::{Params, Pass};
 
@@ -60,9 +60,9 @@ pub fn hidden(
         x = (&x + linear(&merge_heads(&a)?, &l("self_attn.o_proj")?, None)?)?;
         // SwiGLU feed-forward.
         let h = rms_norm(&x, &l("post_attention_layernorm")?, c.rms_norm_eps)?;
-        let gate = linear(&h, &l("mlp.gate_proj")?, None)?.silu()?;
+        let gate = linear(&h, &l("mlp.gate_proj")?, None)?;
         let up = linear(&h, &l("mlp.up_proj")?, None)?;
-        x = (&x + linear(&(gate * up)?, &l("mlp.down_proj")?, None)?)?;
+        x = (&x + linear(&swiglu(&gate, &up)?, &l("mlp.down_proj")?, None)?)?;
     }
     rms_norm(&x, &t("model.norm.weight")?, c.rms_norm_eps)
 }

@@ -426,7 +426,6 @@ impl Session {
             self.last_step_peak = report.last_step_peak;
         }
         let secs = started.elapsed().as_secs_f64();
-        let rate = report.steps as f64 / secs.max(1e-9);
         let skipped = self.loss_scaler.skipped() - skipped_before;
         if skipped > 0 {
             sink.emit(Event::Text(format!(
@@ -445,8 +444,9 @@ impl Session {
                     _ => String::new(),
                 };
                 sink.emit(Event::Text(format!(
-                    "fit: {} steps in {secs:.2} s ({rate:.0} steps/s){last}; now at step {}",
+                    "fit: {} steps in {secs:.2} s ({}){last}; now at step {}",
                     report.steps,
+                    pace(report.steps, secs),
                     self.history.step()
                 )));
             }
@@ -603,5 +603,31 @@ impl Session {
         }
         self.last_grads = Some(update.grads);
         Ok(())
+    }
+}
+
+/// How fast a fit went, in the unit that reads well: "250 steps/s", "2.5 steps/s", or
+/// "4.2 s/step" below one step a second (large models on a CPU).
+fn pace(steps: usize, secs: f64) -> String {
+    let rate = steps as f64 / secs.max(1e-9);
+    if rate >= 10.0 {
+        format!("{rate:.0} steps/s")
+    } else if rate >= 1.0 {
+        format!("{rate:.1} steps/s")
+    } else if steps == 0 {
+        "no steps".to_string()
+    } else {
+        format!("{:.1} s/step", secs / steps as f64)
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    #[test]
+    fn pace_reads_well_fast_and_slow() {
+        assert_eq!(super::pace(1000, 4.0), "250 steps/s");
+        assert_eq!(super::pace(5, 2.0), "2.5 steps/s");
+        assert_eq!(super::pace(8, 83.6), "10.4 s/step");
+        assert_eq!(super::pace(0, 0.5), "no steps");
     }
 }
