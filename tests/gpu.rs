@@ -484,8 +484,8 @@ fn fused_cuda_add_and_norm_and_swiglu_match_the_composite_ops() {
         let calls = kernels::fused_calls();
         let fused = kernels::add_layer_norm(&x, &r, &w, &b, 1e-12).unwrap();
         assert!(kernels::fused_calls() > calls, "{what}: the fused CUDA path was not taken");
-        let composite = kernels::layer_norm_composite(&(x.as_tensor() + r.as_tensor()).unwrap(), &w, &b, 1e-12)
-            .unwrap();
+        let composite =
+            kernels::layer_norm_composite(&(x.as_tensor() + r.as_tensor()).unwrap(), &w, &b, 1e-12).unwrap();
         let d = tensor_diff(&fused, &composite);
         assert!(d < 1e-4, "{what}: forward differs by {d}");
         grads_agree(&what, &fused, &composite, &[("dx", &x), ("dr", &r), ("dw", &w), ("db", &b)]);

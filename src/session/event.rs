@@ -70,13 +70,15 @@ impl Table {
     }
 
     /// Plain-text rendering with aligned columns (numbers right-aligned), used by the
-    /// terminal front-ends and as `text/plain` in Jupyter.
+    /// terminal front-ends and as `text/plain` in Jupyter. Widths are terminal columns, so
+    /// CJK text (two columns a character) lines up too.
     pub fn to_text(&self) -> String {
+        use unicode_width::UnicodeWidthStr;
         let ncols = self.columns.len();
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.width()).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(ncols) {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(cell.width());
             }
         }
         let numeric: Vec<bool> = (0..ncols)
@@ -93,7 +95,7 @@ impl Table {
             let mut line = String::new();
             for i in 0..ncols {
                 let cell = cells.get(i).map(String::as_str).unwrap_or("");
-                let pad = widths[i] - cell.chars().count();
+                let pad = widths[i] - cell.width();
                 if i > 0 {
                     line.push_str("  ");
                 }
@@ -181,5 +183,14 @@ mod tests {
         t.row(["w", "3.01"]);
         t.row(["bias", "-12.5"]);
         assert_eq!(t.to_text(), "params\nparam  value\nw       3.01\nbias   -12.5\n");
+    }
+
+    #[test]
+    fn table_pads_wide_characters_by_terminal_columns() {
+        let mut t = Table::new(["text", "label"]);
+        t.row(["好吃", "pos"]);
+        t.row(["tasty", "pos"]);
+        // "好吃" is four columns wide: one space of padding to reach "tasty".
+        assert_eq!(t.to_text(), "text   label\n好吃   pos\ntasty  pos\n");
     }
 }

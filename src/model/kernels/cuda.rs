@@ -224,7 +224,8 @@ pub(crate) fn add_norm_bwd(
     (s4, l4): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let dev = &s1.device;
-    let (x, r, dy) = (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "residual")?, view::<f32>(s3, l3, "grad")?);
+    let (x, r, dy) =
+        (view::<f32>(s1, l1, "x")?, view::<f32>(s2, l2, "residual")?, view::<f32>(s3, l3, "grad")?);
     let n = l1.shape().elem_count();
     let d = l1.dims().last().copied().unwrap_or(0);
     let rows = rows_of("add & norm backward", n, d)?;
@@ -444,7 +445,12 @@ pub(crate) fn swiglu_bwd(
     let (g, u, dy) = (view::<f32>(s1, l1, "gate")?, view::<f32>(s2, l2, "up")?, view::<f32>(s3, l3, "grad")?);
     let n = l1.shape().elem_count();
     if l2.shape().elem_count() != n || l3.shape().elem_count() != n {
-        candle_core::bail!("fused CUDA SwiGLU backward: gate {:?}, up {:?}, grad {:?}", l1.dims(), l2.dims(), l3.dims())
+        candle_core::bail!(
+            "fused CUDA SwiGLU backward: gate {:?}, up {:?}, grad {:?}",
+            l1.dims(),
+            l2.dims(),
+            l3.dims()
+        )
     }
     // SAFETY: every element is written by the kernel (both halves).
     let out = unsafe { dev.alloc::<f32>(2 * n)? };

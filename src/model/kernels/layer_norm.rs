@@ -60,7 +60,9 @@ pub fn add_layer_norm(x: &Tensor, residual: &Tensor, w: &Tensor, b: &Tensor, eps
         && w.dims() == [hidden]
         && b.dims() == [hidden];
     if fits && super::half_to_fuse(x) {
-        return super::in_f32(x.dtype(), [x, residual, w, b], |[x, r, w, b]| add_layer_norm(&x, &r, &w, &b, eps));
+        return super::in_f32(x.dtype(), [x, residual, w, b], |[x, r, w, b]| {
+            add_layer_norm(&x, &r, &w, &b, eps)
+        });
     }
     let cuda = super::fusable_cuda(x) && cuda_width_ok(hidden);
     if !(fits && (fusable(x) || cuda)) {
@@ -320,7 +322,8 @@ impl CustomOp3 for AddLayerNorm {
             let d = wb.len() / 2;
             same_len(OP, r.len(), l2, ("x", x.len(), l1))?;
             if d == 0 || x.len() % d != 0 || wb.len() != 2 * d {
-                let what = format!("x {:?}, [weight; bias] {:?}: must be [2, last dim of x]", l1.dims(), l3.dims());
+                let what =
+                    format!("x {:?}, [weight; bias] {:?}: must be [2, last dim of x]", l1.dims(), l3.dims());
                 return Err(KernelError::Shape { op: OP, what }.into());
             }
             let (w, b) = wb.split_at(d);
@@ -330,7 +333,8 @@ impl CustomOp3 for AddLayerNorm {
                 let span = row * d..row * d + block.len();
                 let (x, r) = (&x[span.clone()], &r[span]);
                 let mut s = vec![T::zero(); d];
-                for ((xr, rr), yr) in x.chunks_exact(d).zip(r.chunks_exact(d)).zip(block.chunks_exact_mut(d)) {
+                for ((xr, rr), yr) in x.chunks_exact(d).zip(r.chunks_exact(d)).zip(block.chunks_exact_mut(d))
+                {
                     add_rows(xr, rr, &mut s);
                     normalize_row(&s, w, b, yr, eps);
                 }
@@ -424,8 +428,11 @@ impl CustomOp3 for AddLayerNormBackward {
                 let span = row * d..row * d + block.len();
                 let (x, r, dy) = (&x[span.clone()], &r[span.clone()], &dy[span]);
                 let (mut acc, mut s) = (RowGrads::new(d), vec![T::zero(); d]);
-                for (((xr, rr), dyr), dsr) in
-                    x.chunks_exact(d).zip(r.chunks_exact(d)).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
+                for (((xr, rr), dyr), dsr) in x
+                    .chunks_exact(d)
+                    .zip(r.chunks_exact(d))
+                    .zip(dy.chunks_exact(d))
+                    .zip(block.chunks_exact_mut(d))
                 {
                     add_rows(xr, rr, &mut s);
                     acc.row(&s, dyr, w, dsr, eps, inv_d);

@@ -16,7 +16,8 @@ const OP: &str = "swiglu";
 /// `silu(gate) · up` for two tensors of one shape: fused on CPU for contiguous f32/f64 and on
 /// CUDA for f32, bf16/f16 through the f32 kernel; other inputs take [`swiglu_composite`].
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    let fits = up.dtype() == gate.dtype() && up.dims() == gate.dims() && up.device().same_device(gate.device());
+    let fits =
+        up.dtype() == gate.dtype() && up.dims() == gate.dims() && up.device().same_device(gate.device());
     if fits && super::half_to_fuse(gate) {
         return super::in_f32(gate.dtype(), [gate, up], |[g, u]| swiglu(&g, &u));
     }
@@ -143,7 +144,10 @@ impl CustomOp3 for SwiGluBackward {
             if n <= grain {
                 block(0, (dg, du));
             } else {
-                dg.par_chunks_mut(grain).zip(du.par_chunks_mut(grain)).enumerate().for_each(|(i, p)| block(i, p));
+                dg.par_chunks_mut(grain)
+                    .zip(du.par_chunks_mut(grain))
+                    .enumerate()
+                    .for_each(|(i, p)| block(i, p));
             }
             Ok((T::wrap(out), Shape::from(2 * n)))
         })

@@ -764,7 +764,8 @@ fn swiglu_matches_the_composite() {
     }
     // Far below zero the gate shuts the product off (no NaN from e^{-g} overflowing).
     let g = Tensor::new(&[-1000f32, -90.0, 0.0, 90.0], &Device::Cpu).unwrap();
-    let y = swiglu(&g, &Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap().to_vec1::<f32>().unwrap();
+    let y =
+        swiglu(&g, &Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap().to_vec1::<f32>().unwrap();
     assert!(y[0].abs() < 1e-30 && y[1].abs() < 1e-30 && y[2] == 0.0 && (y[3] - 90.0).abs() < 1e-4, "{y:?}");
 }
 
@@ -794,7 +795,11 @@ fn check_finite_differences(what: &str, inputs: &[Tensor], f: impl Fn(&[Tensor])
             };
             let numeric = (nudged(h) - nudged(-h)) / (2.0 * h);
             let err = (numeric - analytic[at]).abs() / numeric.abs().max(1.0);
-            assert!(err < tol, "{what}: input {i}[{at}]: fused {} vs finite difference {numeric}", analytic[at]);
+            assert!(
+                err < tol,
+                "{what}: input {i}[{at}]: fused {} vs finite difference {numeric}",
+                analytic[at]
+            );
         }
     }
 }
@@ -818,7 +823,12 @@ fn every_fused_backward_matches_finite_differences() {
         |t| add_layer_norm(&t[0], &t[1], &t[2], &t[3], 1e-5).unwrap(),
         tol,
     );
-    check_finite_differences("rms_norm", &[x.clone(), w.clone()], |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(), tol);
+    check_finite_differences(
+        "rms_norm",
+        &[x.clone(), w.clone()],
+        |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+        tol,
+    );
     check_finite_differences("bias_gelu", &[x.clone(), b.clone()], |t| bias_gelu(&t[0], &t[1]).unwrap(), tol);
     check_finite_differences(
         "bias_gelu_tanh",

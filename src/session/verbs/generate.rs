@@ -90,7 +90,9 @@ impl Session {
         let count = ids.len();
         ids.retain(|id| !stop.contains(id));
         let text = model.tokenizer().map(|t| t.decode(&ids)).transpose()?.unwrap_or_default();
-        Ok((text, count))
+        // A character whose bytes the last tokens did not finish decodes as U+FFFD: drop it,
+        // as the streamed pieces do.
+        Ok((text.trim_end_matches('\u{FFFD}').to_string(), count))
     }
 
     /// The prompt's token ids, checked against the model's context.
@@ -178,9 +180,13 @@ impl Session {
         params.set_values(&now)?;
         let (before, _) = before?;
         let (after, _) = self.sample(&ids, max_tokens, &sampling(cmd), seed, &mut |_| ())?;
+        // One line per cell, so the two samples stay side by side: line breaks show as " / ",
+        // as when quoting verse inline.
         let clip = |t: &str| {
             let t: String = t.chars().take(CELL_CHARS).collect();
-            format!("{prompt}{t}")
+            let text = format!("{prompt}{t}");
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            lines.join(" / ")
         };
         let mut table = Table::new([
             format!("snapshot '{}' (step {})", snap.name, snap.step()),

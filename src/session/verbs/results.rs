@@ -110,8 +110,15 @@ impl Session {
         let split = self.chosen_split(cmd)?;
         let (data, rows) = (self.data_set()?, self.data_set()?.split(split).to_vec());
         let shown = data.text().map_or(rows.len(), |t| t.text_split(split).len());
-        let label = format!("{} ({shown} rows)", split.name());
-        match self.model()?.task() {
+        let task = self.model()?.task();
+        // A language model's rows are the blocks its texts were packed into.
+        let label = match task {
+            Task::MaskedLm | Task::CausalLm if shown != rows.len() => {
+                format!("{} ({shown} texts in {} blocks)", split.name(), rows.len())
+            }
+            _ => format!("{} ({shown} rows)", split.name()),
+        };
+        match task {
             Task::Regression => self.eval_regression(split, sink),
             Task::Classify => {
                 let data = data.clone();
