@@ -167,9 +167,15 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// The source line and a `^^^` underline beneath the offending text.
+    /// The source line and a `^^^` underline beneath the offending text, placed by terminal
+    /// columns (a CJK character in a prompt or path is two columns wide).
     pub fn snippet(&self) -> String {
-        format!("  {}\n  {}{}", self.source_line, " ".repeat(self.caret), "^".repeat(self.width))
+        use unicode_width::UnicodeWidthStr;
+        let cols = |skip: usize, take: usize| {
+            self.source_line.chars().skip(skip).take(take).collect::<String>().width()
+        };
+        let (pad, under) = (cols(0, self.caret), cols(self.caret, self.width).max(self.width.min(1)));
+        format!("  {}\n  {}{}", self.source_line, " ".repeat(pad), "^".repeat(under))
     }
 }
 
@@ -183,6 +189,21 @@ mod tests {
         t.row(["w", "3.01"]);
         t.row(["bias", "-12.5"]);
         assert_eq!(t.to_text(), "params\nparam  value\nw       3.01\nbias   -12.5\n");
+    }
+
+    #[test]
+    fn carets_sit_under_wide_characters() {
+        let d = Diagnostic {
+            message: "m".into(),
+            line: 1,
+            col: 10,
+            source_line: "generate \"床前\" top_p=2".into(),
+            caret: 14,
+            width: 7,
+        };
+        assert_eq!(d.snippet(), "  generate \"床前\" top_p=2\n                  ^^^^^^^");
+        let at_end = Diagnostic { source_line: "fit".into(), caret: 3, width: 1, ..d };
+        assert_eq!(at_end.snippet(), "  fit\n     ^");
     }
 
     #[test]
