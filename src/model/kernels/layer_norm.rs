@@ -144,14 +144,62 @@ impl<T: Real> RowGrads<T> {
     }
 }
 
-/// Adds the blocks' `dw`/`db` partial sums, in block order, into `dw` and `db`.
-fn sum_partials<T: Real>(partials: Vec<RowGrads<T>>, dw: &mut [T], db: &mut [T]) {
+/// The layer norm of each `w.len()`-wide row of `x`, or of `x + r` (the sum formed a row at
+/// a time into a scratch row, never stored whole), in parallel blocks of rows.
+fn forward<T: Real>(x: &[T], r: Option<&[T]>, w: &[T], b: &[T], eps: T) -> Vec<T> {
+    let d = w.len();
+    let mut y = vec![T::zero(); x.len()];
+    super::par_rows(&mut y, d, |row, block| {
+        let mut sum = vec![T::zero(); if r.is_some() { d } else { 0 }];
+        for (k, yr) in block.chunks_exact_mut(d).enumerate() {
+            let at = (row + k) * d;
+            let xr = &x[at..at + d];
+            let s = match r {
+                Some(r) => {
+                    add_rows(xr, &r[at..at + d], &mut sum);
+                    &sum[..]
+                }
+                None => xr,
+            };
+            normalize_row(s, w, b, yr, eps);
+        }
+    });
+    y
+}
+
+/// The backward of [`forward`]: `[ds | dw | db]` in one vector, `ds` the gradient at the
+/// rows normalised (`x`, or `x + r`). Each block of rows writes its `ds` and returns its
+/// parts of `dw` and `db`, summed in block order.
+fn backward<T: Real>(x: &[T], r: Option<&[T]>, dy: &[T], w: &[T], eps: T) -> Vec<T> {
+    let (n, d) = (x.len(), w.len());
+    let inv_d = T::of(1.0 / d as f64);
+    let mut out = vec![T::zero(); n + 2 * d];
+    let (ds, rest) = out.split_at_mut(n);
+    let partials = super::par_rows_partials(ds, d, |row, block| {
+        let mut acc = RowGrads::new(d);
+        let mut sum = vec![T::zero(); if r.is_some() { d } else { 0 }];
+        for (k, dsr) in block.chunks_exact_mut(d).enumerate() {
+            let at = (row + k) * d;
+            let xr = &x[at..at + d];
+            let s = match r {
+                Some(r) => {
+                    add_rows(xr, &r[at..at + d], &mut sum);
+                    &sum[..]
+                }
+                None => xr,
+            };
+            acc.row(s, &dy[at..at + d], w, dsr, eps, inv_d);
+        }
+        acc
+    });
+    let (dw, db) = rest.split_at_mut(d);
     for p in partials {
-        for i in 0..dw.len() {
+        for i in 0..d {
             dw[i] += p.dw[i];
             db[i] += p.db[i];
         }
     }
+    out
 }
 
 /// The forward op: `(x, w, b) → y`.
@@ -188,15 +236,7 @@ impl CustomOp3 for LayerNorm {
                 );
                 return Err(KernelError::Shape { op: OP, what }.into());
             }
-            let eps = T::of(self.eps);
-            let mut y = vec![T::zero(); x.len()];
-            super::par_rows(&mut y, d, |row, block| {
-                let x = &x[row * d..row * d + block.len()];
-                for (xr, yr) in x.chunks_exact(d).zip(block.chunks_exact_mut(d)) {
-                    normalize_row(xr, w, b, yr, eps);
-                }
-            });
-            Ok((T::wrap(y), l1.shape().clone()))
+            Ok((T::wrap(forward(x, None, w, b, T::of(self.eps))), l1.shape().clone()))
         })
     }
 
@@ -260,23 +300,7 @@ impl CustomOp3 for LayerNormBackward {
             let dy = contiguous::<T>(s3, l3, OP, "grad")?;
             let (n, d) = (x.len(), w.len());
             same_len(OP, dy.len(), l3, ("x", n, l1))?;
-            let eps = T::of(self.eps);
-            let inv_d = T::of(1.0 / d as f64);
-            let mut out = vec![T::zero(); n + 2 * d];
-            let (dx, rest) = out.split_at_mut(n);
-            let (dw, db) = rest.split_at_mut(d);
-            // Each block of rows writes its dx and returns its parts of dw and db.
-            let partials = super::par_rows_partials(dx, d, |row, block| {
-                let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
-                let mut acc = RowGrads::new(d);
-                for ((xr, dyr), dxr) in
-                    x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(block.chunks_exact_mut(d))
-                {
-                    acc.row(xr, dyr, w, dxr, eps, inv_d);
-                }
-                acc
-            });
-            sum_partials(partials, dw, db);
+            let out = backward(x, None, dy, w, T::of(self.eps));
             Ok((T::wrap(out), Shape::from(n + 2 * d)))
         })
     }
@@ -327,19 +351,7 @@ impl CustomOp3 for AddLayerNorm {
                 return Err(KernelError::Shape { op: OP, what }.into());
             }
             let (w, b) = wb.split_at(d);
-            let eps = T::of(self.eps);
-            let mut y = vec![T::zero(); x.len()];
-            super::par_rows(&mut y, d, |row, block| {
-                let span = row * d..row * d + block.len();
-                let (x, r) = (&x[span.clone()], &r[span]);
-                let mut s = vec![T::zero(); d];
-                for ((xr, rr), yr) in x.chunks_exact(d).zip(r.chunks_exact(d)).zip(block.chunks_exact_mut(d))
-                {
-                    add_rows(xr, rr, &mut s);
-                    normalize_row(&s, w, b, yr, eps);
-                }
-            });
-            Ok((T::wrap(y), l1.shape().clone()))
+            Ok((T::wrap(forward(x, Some(r), w, b, T::of(self.eps))), l1.shape().clone()))
         })
     }
 
@@ -418,28 +430,7 @@ impl CustomOp3 for AddLayerNormBackward {
             let (n, d) = (x.len(), wb.len() / 2);
             same_len(OP, r.len(), l2, ("x", n, l1))?;
             same_len(OP, dy.len(), l3, ("x", n, l1))?;
-            let w = &wb[..d];
-            let eps = T::of(self.eps);
-            let inv_d = T::of(1.0 / d as f64);
-            let mut out = vec![T::zero(); n + 2 * d];
-            let (ds, rest) = out.split_at_mut(n);
-            let (dw, db) = rest.split_at_mut(d);
-            let partials = super::par_rows_partials(ds, d, |row, block| {
-                let span = row * d..row * d + block.len();
-                let (x, r, dy) = (&x[span.clone()], &r[span.clone()], &dy[span]);
-                let (mut acc, mut s) = (RowGrads::new(d), vec![T::zero(); d]);
-                for (((xr, rr), dyr), dsr) in x
-                    .chunks_exact(d)
-                    .zip(r.chunks_exact(d))
-                    .zip(dy.chunks_exact(d))
-                    .zip(block.chunks_exact_mut(d))
-                {
-                    add_rows(xr, rr, &mut s);
-                    acc.row(&s, dyr, w, dsr, eps, inv_d);
-                }
-                acc
-            });
-            sum_partials(partials, dw, db);
+            let out = backward(x, Some(r), dy, &wb[..d], T::of(self.eps));
             Ok((T::wrap(out), Shape::from(n + 2 * d)))
         })
     }
