@@ -174,8 +174,9 @@ impl Diagnostic {
         let cols = |skip: usize, take: usize| {
             self.source_line.chars().skip(skip).take(take).collect::<String>().width()
         };
-        let (pad, under) = (cols(0, self.caret), cols(self.caret, self.width).max(self.width.min(1)));
-        format!("  {}\n  {}{}", self.source_line, " ".repeat(pad), "^".repeat(under))
+        // A caret past the end of the line (a missing argument) still gets one `^`.
+        let under = if self.width == 0 { 0 } else { cols(self.caret, self.width).max(1) };
+        format!("  {}\n  {}{}", self.source_line, " ".repeat(cols(0, self.caret)), "^".repeat(under))
     }
 }
 
