@@ -156,6 +156,48 @@ fn gpt2_sized(
     ))
 }
 
+/// Llama-family fine-tuning: the real SmolLM2-135M (`DIR/smollm2`, GGUF dequantized to
+/// f32), every weight trainable, AdamW 2e-5, batch 4 × 64 tokens of a repeated English line,
+/// `steps` updates after one warm-up step. Reports training tokens/s;
+/// `benches/torch_cpu_smollm2.py` runs the same model shape in PyTorch.
+pub fn smollm2(assets: &std::path::Path, device: &str, steps: usize) -> Result<serde_json::Value> {
+    const BATCH: usize = 4;
+    const BLOCK: usize = 64;
+    let precision = precision_name(device);
+    let dir = tempfile_dir()?;
+    let corpus = dir.join("corpus.txt");
+    let line = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm afternoon sun.";
+    // About 20 tokens per line; enough blocks for the warm-up and the timed steps.
+    let lines = (steps + 2) * BATCH * BLOCK / 20 + 10;
+    std::fs::write(&corpus, vec![line; lines].join("\n"))
+        .map_err(|e| crate::error::Error::invalid(format!("cannot write the bench corpus: {e}")))?;
+    let mut s = Session::new();
+    let setup = format!(
+        "device {device}; seed 0; load {}; data {} format=text block={BLOCK} split=1/0 clean=false; \
+         optimizer adamw lr=2e-5",
+        assets.join("smollm2").display(),
+        corpus.display()
+    );
+    s.run(&setup, &mut Quiet)?;
+    s.run(precision_cmd(), &mut Quiet)?;
+    s.run(&format!("fit steps=1 batch={BATCH}"), &mut Quiet)?;
+    let t = Instant::now();
+    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
+    let secs = t.elapsed().as_secs_f64();
+    let peak = peak_mib(&s);
+    let _ = std::fs::remove_dir_all(&dir);
+    let key = format!("smollm2_135m_b{BATCH}_l{BLOCK}_{precision}");
+    Ok(with_peak(
+        json!({
+            "device": device,
+            "tunelab": env!("CARGO_PKG_VERSION"),
+            format!("{key}_tokens_per_s"): (steps as f64 * (BATCH * BLOCK) as f64 / secs * 10.0).round() / 10.0,
+        }),
+        &key,
+        peak,
+    ))
+}
+
 /// The small-BERT CPU workload: the real all-MiniLM-L6-v2 (`DIR/minilm`) fine-tuned on 384
 /// real movie reviews (`DIR/movie_reviews/reviews.csv`, a seeded sample), AdamW 5e-5,
 /// batch 32, at most 64 tokens, `steps` updates after one warm-up step, in whichever kernel
@@ -413,7 +455,8 @@ fn default_assets() -> Result<std::path::PathBuf> {
 /// Runs the named workload: `linreg` (the teaching case), `minilm` (text classification
 /// on CPU; `--assets DIR` as `torch_cpu_minilm.py`'s `BARS_ASSETS`), `minilm-small` (a few
 /// MiniLM steps in the current kernel mode; `--assets` defaults to ~/.cache/tunelab/assets),
-/// `kernels` (`minilm-small` fused, then composite, and the ratio), `gpt2`, `bert-base`
+/// `kernels` (`minilm-small` fused, then composite, and the ratio), `gpt2`, `smollm2`
+/// (SmolLM2-135M fine-tuned; `--assets` as `minilm-small`), `bert-base`
 /// (BERT-base b32 L128 sequence classification), `bert-base-lora` (the same with LoRA r=8
 /// on query and value) or `suite` (every job of
 /// `torch_baseline.py`, with its keys; `scripts/gpu-bench.sh` runs both on a GPU).
@@ -433,6 +476,13 @@ pub fn run(
             Some(dir) => gpt2(dir, device, steps.min(1000)),
             None => bail!("`tunelab bench gpt2` needs --assets DIR (with gpt2_tokenizer/); usually ~/.cache/tunelab/assets"),
         },
+        "smollm2" => {
+            let dir = match assets {
+                Some(dir) => dir.to_path_buf(),
+                None => default_assets()?,
+            };
+            smollm2(&dir, device, steps.min(100))
+        }
         "minilm-small" | "kernels" => {
             let dir = match assets {
                 Some(dir) => dir.to_path_buf(),
@@ -464,7 +514,7 @@ pub fn run(
             }
         }
         other => bail!(
-            "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, bert-base, bert-base-lora, suite"
+            "unknown benchmark '{other}': available: linreg, minilm, minilm-small, kernels, gpt2, smollm2, bert-base, bert-base-lora, suite"
         ),
     }
 }

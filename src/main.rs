@@ -58,8 +58,8 @@ enum Cmd {
     },
     /// Measure training throughput (JSON on stdout, keys as shared/bench/torch_baseline.py).
     Bench {
-        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite), gpt2, bert-base,
-        /// bert-base-lora, or suite (the jobs of shared/bench/torch_baseline.py, with its JSON
+        /// Workload: linreg, minilm, minilm-small, kernels (fused vs composite), gpt2, smollm2,
+        /// bert-base, bert-base-lora, or suite (the jobs of shared/bench/torch_baseline.py, with its JSON
         /// keys; each job's keys also go to stderr as it finishes).
         #[arg(default_value = "linreg")]
         workload: String,
