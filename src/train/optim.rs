@@ -3,6 +3,8 @@
 //! shown, snapshotted, moved between devices and saved.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -129,16 +131,41 @@ impl OptimConfig {
 }
 
 /// Per-parameter state: the update count (for Adam's bias correction) and the slot tensors.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Slot {
     step: u64,
     tensors: Vec<Tensor>,
+    /// Set when this optimizer made the tensors itself; a clone of the slot (a snapshot,
+    /// an undo entry) shares it, so the count says whether anyone else can see them.
+    made_here: Option<Arc<()>>,
+    /// Set when the tensors were handed out by [`Optimizer::state`].
+    lent: AtomicBool,
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        Slot {
+            step: self.step,
+            tensors: self.tensors.clone(),
+            made_here: self.made_here.clone(),
+            lent: AtomicBool::new(self.lent.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Slot {
+    /// Whether the tensors are this optimizer's alone, so the update may write them in place.
+    fn exclusive(&self) -> bool {
+        self.made_here.as_ref().is_some_and(|o| Arc::strong_count(o) == 1)
+            && !self.lent.load(Ordering::Relaxed)
+    }
 }
 
 /// An optimizer: settings plus per-parameter state, keyed by parameter name.
 ///
-/// State tensors are replaced, never written in place, so cloning an `Optimizer` is a
-/// cheap and exact snapshot.
+/// Cloning an `Optimizer` is a cheap and exact snapshot: state tensors that a clone (or
+/// [`state`](Optimizer::state)) can see are replaced by the next update, never written;
+/// Adam(W) writes in place only the moments no one else holds.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     /// The settings.
@@ -167,25 +194,71 @@ impl Optimizer {
     /// leaves the parameters and state as they were. Returns false, writing nothing, when a
     /// new value would be NaN or infinite.
     pub fn step(&mut self, params: &Params, grads: &Grads, lr: f64) -> Result<bool> {
+        let fused = kernels::enabled();
         let mut updates = Vec::new();
+        let mut in_place = Vec::new();
         let mut sums = Vec::new();
         for p in params.iter().filter(|p| p.trainable) {
             let Some(g) = grads.get(&p.name) else { continue };
+            if fused {
+                if let Some(step) = self.in_place_step(&p.name, lr) {
+                    let [m, v] = &self.slots[&p.name].tensors[..] else {
+                        unreachable!("Adam has two moments")
+                    };
+                    match kernels::adam_update_finite(p.var.as_tensor(), g, m, v, &step)? {
+                        Some(true) => {
+                            in_place.push((p, g, step));
+                            continue;
+                        }
+                        Some(false) => return Ok(false),
+                        None => {}
+                    }
+                }
+            }
             let slot = self.slots.get(&p.name).cloned().unwrap_or_default();
-            let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr, kernels::enabled())?;
+            let (value, slot) = self.update(p.var.as_tensor(), g, slot, lr, fused)?;
             sums.push(value.sum_all()?.to_dtype(DType::F32)?);
             updates.push((p, value, slot));
         }
         // A finite gradient times a huge learning rate can still overflow: write nothing
-        // unless every new value is finite (one sum, one transfer to the host).
+        // unless every new value is finite (one sum, one transfer to the host; the in-place
+        // updates were checked by a read-only pass above).
         if !sums.is_empty() && !Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f32>()?.is_finite() {
             return Ok(false);
+        }
+        for (p, g, step) in in_place {
+            let slot = self.slots.get_mut(&p.name).expect("checked above");
+            let [m, v] = &slot.tensors[..] else { unreachable!("Adam has two moments") };
+            kernels::adam_update_in_place(p.var.as_tensor(), g, m, v, &step)?;
+            slot.step += 1;
         }
         for (p, value, slot) in updates {
             p.var.set(&value)?;
             self.slots.insert(p.name.clone(), slot);
         }
         Ok(true)
+    }
+
+    /// The hyper-parameters of the next Adam(W) update of `name` when its moments exist and
+    /// are this optimizer's alone (so the update may write them in place), else `None`.
+    fn in_place_step(&self, name: &str, lr: f64) -> Option<AdamStep> {
+        let slot = self.slots.get(name)?;
+        let adam = matches!(self.config.kind, OptimKind::Adam | OptimKind::AdamW);
+        (adam && slot.tensors.len() == 2 && slot.exclusive()).then(|| self.adam_step(slot.step + 1, lr))
+    }
+
+    /// Adam(W)'s hyper-parameters for update number `t` at learning rate `lr`.
+    fn adam_step(&self, t: u64, lr: f64) -> AdamStep {
+        let c = &self.config;
+        AdamStep {
+            lr,
+            beta1: c.betas.0,
+            beta2: c.betas.1,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.kind == OptimKind::AdamW,
+            t: t as i32,
+        }
     }
 
     /// The update rule for one parameter: returns its new value and state. With `fused`,
@@ -198,9 +271,13 @@ impl Optimizer {
         if fused && matches!(c.kind, OptimKind::Adam | OptimKind::AdamW) {
             if let Some((value, m, v)) = self.fused_adam(p, g, &slot, lr)? {
                 slot.tensors = vec![m, v];
+                slot.made_here = Some(Arc::new(()));
+                slot.lent = AtomicBool::new(false);
                 return Ok((value, slot));
             }
         }
+        // The composite rules make new tensors too, but not on a path that writes in place.
+        slot.made_here = None;
         let value = match c.kind {
             OptimKind::Sgd => {
                 let mut g =
@@ -261,16 +338,7 @@ impl Optimizer {
         slot: &Slot,
         lr: f64,
     ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-        let c = &self.config;
-        let step = AdamStep {
-            lr,
-            beta1: c.betas.0,
-            beta2: c.betas.1,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            decoupled: c.kind == OptimKind::AdamW,
-            t: slot.step as i32,
-        };
+        let step = self.adam_step(slot.step, lr);
         let moments = match slot.tensors.as_slice() {
             [m, v] => Some((m, v)),
             _ => None,
@@ -285,6 +353,8 @@ impl Optimizer {
         let mut tensors = HashMap::new();
         let mut steps = BTreeMap::new();
         for (param, slot) in &self.slots {
+            // The caller may keep these tensors: the next update must not write them.
+            slot.lent.store(true, Ordering::Relaxed);
             steps.insert(param.clone(), slot.step);
             for (name, t) in names.iter().zip(&slot.tensors) {
                 tensors.insert(format!("{param}.{name}"), t.clone());
@@ -307,9 +377,9 @@ impl Optimizer {
                 .map(|n| tensors.get(&format!("{param}.{n}")).cloned())
                 .collect::<Option<Vec<_>>>();
             match ts {
-                Some(ts) => slots.insert(param.clone(), Slot { step: *step, tensors: ts }),
+                Some(ts) => slots.insert(param.clone(), Slot { step: *step, tensors: ts, ..Slot::default() }),
                 None if names.is_empty() => {
-                    slots.insert(param.clone(), Slot { step: *step, tensors: vec![] })
+                    slots.insert(param.clone(), Slot { step: *step, ..Slot::default() })
                 }
                 None => bail!("optimizer state for '{param}' is incomplete; expected {}", names.join(", ")),
             };
@@ -494,5 +564,82 @@ mod tests {
         let mut other = Optimizer::new(opt.config.clone());
         other.load_state(&t, &s).unwrap();
         assert_eq!(other.state().1, s);
+    }
+    /// The storage address of slot tensor `i` of parameter `name` (to see whether an update
+    /// wrote in place or replaced the tensor).
+    fn storage_of(opt: &Optimizer, name: &str, i: usize) -> usize {
+        &*opt.slots[name].tensors[i].storage_and_layout().0 as *const candle_core::Storage as usize
+    }
+
+    /// Adam(W) writes its moments in place once they are its own, and only then: a clone (a
+    /// snapshot) and the tensors `state` handed out keep their values while training goes on,
+    /// and the updates still equal the composite rule's.
+    #[test]
+    fn in_place_updates_leave_snapshots_and_lent_state_alone() {
+        kernels::set_enabled(true);
+        let params =
+            Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0, -2.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::AdamW, 0.1));
+        let step = |opt: &mut Optimizer| {
+            let p = params.tensor("p", true).unwrap();
+            let loss = p.affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+            assert!(opt.step(&params, &grads_of(&params, &loss), 0.1).unwrap());
+        };
+        step(&mut opt);
+        let first = storage_of(&opt, "p", 0);
+        step(&mut opt);
+        assert_eq!(storage_of(&opt, "p", 0), first, "the second update writes the moments in place");
+        // A clone shares the moments: the next update replaces them, and the clone keeps its own.
+        let snapshot = opt.clone();
+        let kept = snapshot.slots["p"].tensors[0].to_vec1::<f32>().unwrap();
+        step(&mut opt);
+        assert_ne!(storage_of(&opt, "p", 0), first);
+        assert_eq!(snapshot.slots["p"].tensors[0].to_vec1::<f32>().unwrap(), kept);
+        // Lent tensors likewise.
+        let (lent, _) = opt.state();
+        let lent_m = lent["p.exp_avg"].to_vec1::<f32>().unwrap();
+        step(&mut opt);
+        assert_eq!(lent["p.exp_avg"].to_vec1::<f32>().unwrap(), lent_m);
+        // The four updates, two of them in place, equal four of the composite rule.
+        let fused = params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap();
+        let reference =
+            Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0, -2.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut slot = Slot::default();
+        for _ in 0..4 {
+            let p = reference.get("p").unwrap();
+            let loss = p.var.as_tensor().affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap().get(p.var.as_tensor()).unwrap().clone();
+            let (value, next) = opt.update(p.var.as_tensor(), &g, slot, 0.1, false).unwrap();
+            p.var.set(&value).unwrap();
+            slot = next;
+        }
+        let composite = reference.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(
+            fused.iter().zip(&composite).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{fused:?} vs {composite:?}"
+        );
+    }
+
+    /// An update that would overflow writes nothing, on the in-place path as on the others.
+    #[test]
+    fn an_overflowing_in_place_update_writes_nothing() {
+        kernels::set_enabled(true);
+        let params =
+            Params::new(vec![("p".into(), Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut opt = Optimizer::new(OptimConfig::defaults(OptimKind::Adam, 0.1));
+        let grads = |params: &Params| {
+            let loss = params.tensor("p", true).unwrap().sqr().unwrap().sum_all().unwrap();
+            grads_of(params, &loss)
+        };
+        assert!(opt.step(&params, &grads(&params), 0.1).unwrap());
+        let (before, m_before) = (
+            params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(),
+            opt.slots["p"].tensors[0].to_vec1::<f32>().unwrap(),
+        );
+        assert!(opt.slots["p"].exclusive());
+        assert!(!opt.step(&params, &grads(&params), 1e39).unwrap());
+        assert_eq!(params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), before);
+        assert_eq!(opt.slots["p"].tensors[0].to_vec1::<f32>().unwrap(), m_before);
+        assert_eq!(opt.slots["p"].step, 1);
     }
 }

@@ -1,12 +1,18 @@
 //! The Adam / AdamW update of one parameter, fused: the new parameter and both moments in
 //! one pass over the four tensors, instead of about fifteen elementwise ops each allocating
-//! a tensor. The results are new tensors (the optimizer never writes state in place, so a
-//! snapshot of it stays a cheap clone), with the composite update's arithmetic in the same
-//! order.
+//! a tensor, with the composite update's arithmetic in the same order.
+//!
+//! Two forms. [`adam_update`] returns new tensors (the first update, CUDA, and moments the
+//! optimizer shares with a snapshot). [`adam_update_in_place`] writes the parameter and
+//! the moments where they are: a step of a 135M-parameter model otherwise asks the
+//! allocator for 1.6 GB of fresh, kernel-zeroed pages and copies the new weights into the
+//! variables. [`adam_update_finite`] is its read-only twin, so the optimizer can check that
+//! every new value is finite before it writes any.
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
-use candle_core::{Storage, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Storage, Tensor};
 
 use super::{enabled, Real};
 use crate::error::Result;
@@ -84,13 +90,7 @@ fn update<T: Real>(
             (&zeros, &zeros)
         }
     };
-    let (b1, b2) = (T::of(s.beta1), T::of(s.beta2));
-    let (one_b1, one_b2) = (T::of(1.0 - s.beta1), T::of(1.0 - s.beta2));
-    let decay = T::of(1.0 - s.lr * s.weight_decay);
-    let wd = T::of(s.weight_decay);
-    let corr1 = T::of(1.0 / (1.0 - s.beta1.powi(s.t)));
-    let corr2 = T::of(1.0 / (1.0 - s.beta2.powi(s.t)));
-    let (lr, eps) = (T::of(s.lr), T::of(s.eps));
+    let k = Coefficients::new(s);
     let out = with_slice::<T, _>(p, |p| {
         with_slice::<T, _>(g, |g| {
             with_slice::<T, _>(m, |m| {
@@ -99,7 +99,6 @@ fn update<T: Real>(
                     // zero-filling three parameter-sized buffers first cost as much again.
                     let (mut np, mut nm, mut nv) =
                         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-                    let k = Coefficients { b1, b2, one_b1, one_b2, decay, wd, corr1, corr2, lr, eps };
                     // One block of the index range: element `start + j` of every tensor.
                     let update = |i: usize,
                                   np: &mut [MaybeUninit<T>],
@@ -107,7 +106,7 @@ fn update<T: Real>(
                                   nv: &mut [MaybeUninit<T>]| {
                         let (start, len) = (i * BLOCK, np.len());
                         let r = start..start + len;
-                        update_block(s, &k, [&p[r.clone()], &g[r.clone()], &m[r.clone()], &v[r]], np, nm, nv)
+                        update_block(&k, [&p[r.clone()], &g[r.clone()], &m[r.clone()], &v[r]], np, nm, nv)
                     };
                     let (up, um, uv) = (
                         &mut np.spare_capacity_mut()[..n],
@@ -159,11 +158,41 @@ struct Coefficients<T> {
     eps: T,
 }
 
+impl<T: Real> Coefficients<T> {
+    fn new(s: &AdamStep) -> Self {
+        Coefficients {
+            b1: T::of(s.beta1),
+            b2: T::of(s.beta2),
+            one_b1: T::of(1.0 - s.beta1),
+            one_b2: T::of(1.0 - s.beta2),
+            decay: T::of(if s.decoupled { 1.0 - s.lr * s.weight_decay } else { 1.0 }),
+            wd: T::of(if s.decoupled { 0.0 } else { s.weight_decay }),
+            corr1: T::of(1.0 / (1.0 - s.beta1.powi(s.t))),
+            corr2: T::of(1.0 / (1.0 - s.beta2.powi(s.t))),
+            lr: T::of(s.lr),
+            eps: T::of(s.eps),
+        }
+    }
+}
+
+/// The update of one element: `(new parameter, new first moment, new second moment)` of
+/// parameter `p`, gradient `g` and moments `m`, `v`. Every form of the update calls this,
+/// so they give the same bits. No branch: AdamW's decay factor is 1 for Adam, Adam's L2
+/// term 0 for AdamW (`p · 1` and `g + p · 0` are exact), so the loops vectorise.
+#[inline(always)]
+fn element<T: Real>(k: &Coefficients<T>, p: T, g: T, m: T, v: T) -> (T, T, T) {
+    let g = g + p * k.wd;
+    let p = p * k.decay;
+    let m = m * k.b1 + g * k.one_b1;
+    let v = v * k.b2 + g * g * k.one_b2;
+    let denom = (v * k.corr2).sqrt() + k.eps;
+    (p - (m * k.corr1) / denom * k.lr, m, v)
+}
+
 /// The update of one block: `[p, g, m, v]` in, the new parameter and moments written to
 /// `np`, `nm`, `nv` (all of the block's length).
 #[inline(always)]
 fn update_block<T: Real>(
-    s: &AdamStep,
     k: &Coefficients<T>,
     [p, g, m, v]: [&[T]; 4],
     np: &mut [MaybeUninit<T>],
@@ -173,18 +202,160 @@ fn update_block<T: Real>(
     let len = np.len();
     let (p, g, m, v, nm, nv) = (&p[..len], &g[..len], &m[..len], &v[..len], &mut nm[..len], &mut nv[..len]);
     for j in 0..len {
-        let (pi, gi) = if s.decoupled {
-            (p[j] * k.decay, g[j])
-        } else if s.weight_decay > 0.0 {
-            (p[j], g[j] + p[j] * k.wd)
-        } else {
-            (p[j], g[j])
-        };
-        let mi = m[j] * k.b1 + gi * k.one_b1;
-        let vi = v[j] * k.b2 + gi * gi * k.one_b2;
-        let denom = (vi * k.corr2).sqrt() + k.eps;
-        np[j].write(pi - (mi * k.corr1) / denom * k.lr);
-        nm[j].write(mi);
-        nv[j].write(vi);
+        let (pj, mj, vj) = element(k, p[j], g[j], m[j], v[j]);
+        np[j].write(pj);
+        nm[j].write(mj);
+        nv[j].write(vj);
     }
+}
+
+/// Whether [`adam_update_in_place`] of these tensors would leave every new parameter value
+/// finite, computed without writing anything; `None` when the tensors do not fit the
+/// in-place kernel (contiguous f32/f64 CPU tensors of one shape, kernels on).
+pub fn adam_update_finite(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    step: &AdamStep,
+) -> Result<Option<bool>> {
+    if !in_place_fits(p, g, m, v) {
+        return Ok(None);
+    }
+    Ok(match p.dtype() {
+        candle_core::DType::F32 => finite::<f32>(p, g, m, v, step),
+        _ => finite::<f64>(p, g, m, v, step),
+    })
+}
+
+fn finite<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamStep) -> Option<bool> {
+    let k = Coefficients::<T>::new(s);
+    let block_finite = |[p, g, m, v]: [&[T]; 4]| {
+        // A sum of the new values is finite iff each is (NaN and ±∞ propagate); one
+        // accumulator per lane keeps the loop vectorisable.
+        const LANES: usize = 16;
+        let mut acc = [T::zero(); LANES];
+        let n = p.len();
+        let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
+        let whole = n / LANES * LANES;
+        for j in (0..whole).step_by(LANES) {
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a += element(&k, p[j + l], g[j + l], m[j + l], v[j + l]).0 * T::zero();
+            }
+        }
+        (whole..n).all(|j| element(&k, p[j], g[j], m[j], v[j]).0.is_finite())
+            && acc.iter().all(|a| a.is_finite())
+    };
+    with_slice::<T, _>(p, |p| {
+        with_slice::<T, _>(g, |g| {
+            with_slice::<T, _>(m, |m| {
+                with_slice::<T, _>(v, |v| {
+                    use rayon::prelude::*;
+                    let n = p.len();
+                    (0..n.div_ceil(BLOCK)).into_par_iter().all(|i| {
+                        let r = i * BLOCK..((i + 1) * BLOCK).min(n);
+                        block_finite([&p[r.clone()], &g[r.clone()], &m[r.clone()], &v[r]])
+                    })
+                })
+            })
+        })
+    })
+    .flatten()
+    .flatten()
+    .flatten()
+}
+
+/// One Adam(W) update of parameter `p` with gradient `g`, writing the new parameter into
+/// `p` and the new moments into `m` and `v`. Returns false, writing nothing, when the
+/// tensors do not fit the in-place kernel (see [`adam_update_finite`]). The caller makes
+/// sure no one else holds `m` and `v` (a snapshot would see them change); `p` changes in
+/// place as `Var::set` would change it.
+pub fn adam_update_in_place(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step: &AdamStep) -> Result<bool> {
+    if !in_place_fits(p, g, m, v) {
+        return Ok(false);
+    }
+    match p.dtype() {
+        candle_core::DType::F32 => update_in_place::<f32>(p, g, m, v, step)?,
+        _ => update_in_place::<f64>(p, g, m, v, step)?,
+    }
+    super::count_call();
+    Ok(true)
+}
+
+/// Contiguous f32/f64 CPU tensors of one element count and type, four distinct storages.
+fn in_place_fits(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
+    let ts = [p, g, m, v];
+    enabled()
+        && matches!(p.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+        && ts.iter().all(|t| {
+            t.device().is_cpu()
+                && t.dtype() == p.dtype()
+                && t.elem_count() == p.elem_count()
+                && t.is_contiguous()
+        })
+        && {
+            // Distinct storages: the update write-locks p, m and v, then reads g.
+            let at = ts.map(|t| &*t.storage_and_layout().0 as *const Storage as usize);
+            (0..4).all(|i| (i + 1..4).all(|j| at[i] != at[j]))
+        }
+}
+
+fn update_in_place<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamStep) -> Result<()> {
+    let k = Coefficients::<T>::new(s);
+    with_slice_mut::<T>(p, |p| {
+        with_slice_mut::<T>(m, |m| {
+            with_slice_mut::<T>(v, |v| {
+                let done = with_slice::<T, _>(g, |g| {
+                    use rayon::prelude::*;
+                    let block = |((p, m), v): ((&mut [T], &mut [T]), &mut [T]), g: &[T]| {
+                        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                            (*p, *m, *v) = element(&k, *p, g, *m, *v);
+                        }
+                    };
+                    if p.len() > BLOCK {
+                        p.par_chunks_mut(BLOCK)
+                            .zip(m.par_chunks_mut(BLOCK))
+                            .zip(v.par_chunks_mut(BLOCK))
+                            .zip(g.par_chunks(BLOCK))
+                            .for_each(|(pmv, g)| block(pmv, g));
+                    } else {
+                        block(((p, m), v), g);
+                    }
+                });
+                done.ok_or_else(|| {
+                    candle_core::Error::Msg("adam_update_in_place: the gradient is not a CPU slice".into())
+                })
+            })
+        })
+    })?;
+    Ok(())
+}
+
+/// Runs `f` on the elements of contiguous CPU tensor `t`, writable, under the tensor's
+/// storage lock (candle's in-place op: the one way to write a tensor's storage).
+fn with_slice_mut<T: Real>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [T]) -> candle_core::Result<()>,
+) -> candle_core::Result<()> {
+    struct Op<F>(RefCell<Option<F>>);
+    impl<F: FnOnce(&mut CpuStorage, &Layout) -> candle_core::Result<()>> InplaceOp1 for Op<F> {
+        fn name(&self) -> &'static str {
+            "tunelab-in-place"
+        }
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+            match self.0.borrow_mut().take() {
+                Some(f) => f(storage, layout),
+                None => Ok(()),
+            }
+        }
+    }
+    t.inplace_op1(&Op(RefCell::new(Some(|storage: &mut CpuStorage, layout: &Layout| {
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("in-place update of a non-contiguous tensor".into()))?;
+        match T::slice_mut(storage) {
+            Some(all) => f(&mut all[start..end]),
+            None => Err(candle_core::Error::Msg("in-place update: unexpected element type".into())),
+        }
+    }))))
 }

@@ -40,7 +40,7 @@ mod swiglu;
 #[cfg(test)]
 mod tests;
 
-pub use adamw::{adam_update, AdamStep};
+pub use adamw::{adam_update, adam_update_finite, adam_update_in_place, AdamStep};
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use dense_dropout::{conv1d_dropout, linear_dropout};
@@ -153,6 +153,8 @@ pub trait Real:
 {
     /// The storage's elements if they are of this type.
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// The storage's elements, writable, if they are of this type.
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
     /// A storage holding `v`.
     fn wrap(v: Vec<Self>) -> CpuStorage;
     /// `x` converted (constants, hyper-parameters).
@@ -169,6 +171,12 @@ pub trait Real:
 
 impl Real for f32 {
     fn slice(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [f32]> {
         match s {
             CpuStorage::F32(v) => Some(v),
             _ => None,
@@ -192,6 +200,12 @@ impl Real for f32 {
 
 impl Real for f64 {
     fn slice(s: &CpuStorage) -> Option<&[f64]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [f64]> {
         match s {
             CpuStorage::F64(v) => Some(v),
             _ => None,

@@ -471,6 +471,51 @@ fn adam_update_in_blocks_equals_the_update_piece_by_piece() {
     }
 }
 
+/// Adam(W) written in place gives the bits of the update into new tensors (one block and
+/// many, f32 and f64, AdamW and Adam with L2 decay); the read-only check says whether the new
+/// values are finite; tensors the kernel does not fit are refused, untouched.
+#[test]
+fn adam_update_in_place_gives_the_bits_of_the_fresh_update() {
+    super::set_enabled(true);
+    for (n, dtype, decoupled) in
+        [(100_003, DType::F32, true), (37, DType::F32, false), (70_001, DType::F64, false)]
+    {
+        let (p, g) = (randn(&[n], dtype, 1.0), randn(&[n], dtype, 0.1));
+        let (m, v) = (randn(&[n], dtype, 0.01), randn(&[n], dtype, 0.01).abs().unwrap());
+        let s =
+            AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled, t: 3 };
+        let fresh = adam_update(&p, &g, Some((&m, &v)), &s).unwrap().unwrap();
+        assert_eq!(adam_update_finite(&p, &g, &m, &v, &s).unwrap(), Some(true));
+        assert!(adam_update_in_place(&p, &g, &m, &v, &s).unwrap());
+        for (name, a, b) in [("p", &fresh.0, &p), ("m", &fresh.1, &m), ("v", &fresh.2, &v)] {
+            let (a, b) = (a.to_dtype(DType::F64).unwrap(), b.to_dtype(DType::F64).unwrap());
+            assert_eq!(a.to_vec1::<f64>().unwrap(), b.to_vec1::<f64>().unwrap(), "{name}, {n} {dtype:?}");
+        }
+    }
+    // An overflowing step is seen by the read-only pass, which writes nothing.
+    let (p, g) = (randn(&[1000], DType::F32, 1.0), randn(&[1000], DType::F32, 0.1));
+    let (m, v) = (p.zeros_like().unwrap(), p.zeros_like().unwrap());
+    let before = p.to_vec1::<f32>().unwrap();
+    let huge =
+        AdamStep { lr: 1e39, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 1 };
+    assert_eq!(adam_update_finite(&p, &g, &m, &v, &huge).unwrap(), Some(false));
+    assert_eq!(p.to_vec1::<f32>().unwrap(), before);
+    // Not the kernel's: a strided parameter, a bf16 one, moments sharing one storage.
+    let s =
+        AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 1 };
+    let wide = randn(&[10, 200], DType::F32, 1.0);
+    let strided = wide.narrow(1, 0, 100).unwrap();
+    let (g100, z100) =
+        (randn(&[10, 100], DType::F32, 0.1), Tensor::zeros((10, 100), DType::F32, &Device::Cpu).unwrap());
+    assert!(!adam_update_in_place(&strided, &g100, &z100, &z100.copy().unwrap(), &s).unwrap());
+    assert_eq!(adam_update_finite(&strided, &g100, &z100, &z100.copy().unwrap(), &s).unwrap(), None);
+    let p16 = p.to_dtype(DType::BF16).unwrap();
+    let (g16, m16) = (g.to_dtype(DType::BF16).unwrap(), m.to_dtype(DType::BF16).unwrap());
+    assert!(!adam_update_in_place(&p16, &g16, &m16, &m16.copy().unwrap(), &s).unwrap());
+    assert!(!adam_update_in_place(&p, &g, &m, &m, &s).unwrap());
+    assert_eq!(p.to_vec1::<f32>().unwrap(), before);
+}
+
 /// Attention as one node against candle's own ops (`q·kᵀ`, softmax, mask multiply, `·v`):
 /// padding and causal biases (keys longer than queries, as with a KV cache), with and without
 /// a dropout mask, in f32 and f64; values and the gradients of q, k and v.
