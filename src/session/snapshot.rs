@@ -26,7 +26,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Copies the state. Weights are deep-copied (they change in place); optimizer state
-    /// and history are cloned (their tensors are never changed in place).
+    /// and history are cloned (the optimizer writes in place only the moments no clone
+    /// shares, so a clone keeps its values).
     pub fn take(
         name: String,
         model_id: u64,
