@@ -167,9 +167,18 @@ pub fn train_step(
         if let Some(s) = scale {
             objective = objective.affine(s, 0.0)?;
         }
-        let store = objective.backward()?;
+        // The fused dense layers hand their weights' gradients to the sink rather than to
+        // candle's store, which would zero-fill a copy of each and add into it.
+        let sink = crate::model::kernels::GradSink::open();
+        let store = objective.backward();
+        let mut sunk = sink.finish();
+        let store = store?;
         for p in model.params().iter().filter(|p| p.trainable) {
-            if let Some(g) = store.get(p.var.as_tensor()) {
+            let g = match (store.get(p.var.as_tensor()), sunk.remove(&p.var.id())) {
+                (Some(a), Some(b)) => Some((a + b)?),
+                (a, b) => a.cloned().or(b),
+            };
+            if let Some(g) = g {
                 // Detached: a gradient tensor otherwise records the backward graph it came
                 // from (and through it the forward activations), and optimizer moments built
                 // from it would keep every step's graph alive.

@@ -104,6 +104,6 @@ impl CustomOp3 for DenseGelu {
         let du = packed.narrow(0, 0, n)?.reshape(u.shape())?;
         let db = if b.track_op() { Some(packed.narrow(0, n, d)?) } else { None };
         let (dx, dw, _) = backward(self.gemm, x, w, None, &du)?;
-        Ok((dx, dw, db))
+        Ok((dx, dw, super::grad_sink::divert(b, db)?))
     }
 }

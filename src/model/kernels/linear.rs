@@ -411,6 +411,7 @@ pub(super) fn backward(
     // the products read.
     let (need_a, need_b) = (a.track_op(), b.track_op());
     let need_bias = bias.is_some_and(Tensor::track_op);
+    let (weight, bias_input) = (b, bias);
     let (a, b) = (a.detach(), b.detach());
     let shared = b.rank() == 2;
     let da = if need_a {
@@ -432,7 +433,15 @@ pub(super) fn backward(
         None
     };
     let dbias = if need_bias { Some(rows2d(&g)?.apply_op1_no_bwd(&ColumnSum)?) } else { None };
-    Ok((da, db, dbias))
+    // A weight's and a bias's gradients go to the training step's sink when one is open.
+    Ok((
+        da,
+        super::grad_sink::divert(weight, db)?,
+        match bias_input {
+            Some(bias) => super::grad_sink::divert(bias, dbias)?,
+            None => dbias,
+        },
+    ))
 }
 
 /// Sums of the columns of a contiguous `[rows, n]` matrix: `[n]`.

@@ -28,6 +28,7 @@ mod fast_math;
 #[cfg(feature = "cuda")]
 pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
 mod gelu;
+mod grad_sink;
 mod heads;
 mod layer_norm;
 mod linear;
@@ -46,6 +47,7 @@ pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use dense_dropout::{conv1d_dropout, linear_dropout};
 pub use dense_gelu::{conv1d_gelu, linear_gelu};
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
+pub use grad_sink::GradSink;
 pub use heads::{merge_heads, split_heads};
 pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_composite};
 pub use linear::{conv1d, linear, linear_composite, matmul_nt};

@@ -516,6 +516,55 @@ fn adam_update_in_place_gives_the_bits_of_the_fresh_update() {
     assert_eq!(p.to_vec1::<f32>().unwrap(), before);
 }
 
+/// With a sink open, the fused dense layers (plain, + GELU, + dropout, GPT-2's `x · w`)
+/// hand their weights' and biases' gradients to it; a weight also used through candle's own
+/// ops (a tied embedding matrix) has the rest in candle's store; a layer's input keeps its
+/// gradient in the store. Added up, they are candle's gradients without the sink.
+#[test]
+fn a_grad_sink_holds_what_candles_store_would_hold() {
+    super::set_enabled(true);
+    let var = |dims: &[usize]| Var::from_tensor(&randn(dims, DType::F32, 1.0)).unwrap();
+    let (x, w, b, w2, b2, c, cb) =
+        (var(&[2, 3, 8]), var(&[5, 8]), var(&[5]), var(&[6, 8]), var(&[6]), var(&[8, 4]), var(&[4]));
+    let ids = Tensor::new(&[1u32, 4, 4, 0], &Device::Cpu).unwrap();
+    let mask =
+        (randn(&[2, 3, 6], DType::F32, 1.0).ge(0.0).unwrap().to_dtype(DType::F32).unwrap() * 2.0).unwrap();
+    let loss = || {
+        let parts = [
+            linear(&x, &w, Some(&b)).unwrap().sqr().unwrap().sum_all().unwrap(),
+            linear_gelu(&x, &w2, &b2, false).unwrap().sum_all().unwrap(),
+            linear_dropout(&x, &w2, &b2, Some(&mask)).unwrap().sqr().unwrap().sum_all().unwrap(),
+            conv1d(&x, &c, Some(&cb)).unwrap().sqr().unwrap().sum_all().unwrap(),
+            // The tied use: rows of w looked up by candle's index_select.
+            w.as_tensor().index_select(&ids, 0).unwrap().sqr().unwrap().sum_all().unwrap(),
+        ];
+        parts.iter().skip(1).fold(parts[0].clone(), |a, p| (a + p).unwrap())
+    };
+    let plain = loss().backward().unwrap();
+    let sink = GradSink::open();
+    let store = loss().backward().unwrap();
+    let mut sunk = sink.finish();
+    for (name, v) in [("w", &w), ("b", &b), ("w2", &w2), ("b2", &b2), ("c", &c), ("cb", &cb), ("x", &x)] {
+        let t = v.as_tensor();
+        let got = match (store.get(t), sunk.remove(&t.id())) {
+            (Some(a), Some(s)) => (a + s).unwrap(),
+            (a, s) => a.cloned().or(s).unwrap_or_else(|| panic!("{name}: no gradient")),
+        };
+        let want = plain.get(t).unwrap();
+        let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{name}: {diff}");
+        let in_store = store.get(t).is_some();
+        match name {
+            "x" => assert!(in_store, "a layer input's gradient stays in candle's store"),
+            "w" => assert!(in_store, "the tied use's part is candle's"),
+            _ => assert!(!in_store, "{name}: the sink should hold it"),
+        }
+    }
+    assert!(sunk.is_empty(), "only the variables' gradients: {}", sunk.len());
+    // Closed, it collects nothing: the store has every gradient again.
+    assert!(loss().backward().unwrap().get(b.as_tensor()).is_some());
+}
+
 /// Attention as one node against candle's own ops (`q·kᵀ`, softmax, mask multiply, `·v`):
 /// padding and causal biases (keys longer than queries, as with a KV cache), with and without
 /// a dropout mask, in f32 and f64; values and the gradients of q, k and v.
