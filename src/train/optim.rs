@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Grads;
 use crate::error::{bail, Result};
-use crate::model::kernels::{self, AdamStep};
+use crate::model::kernels::{self, AdamStep, MomentBounds};
 use crate::model::Params;
 
 /// Which update rule.
@@ -140,6 +140,9 @@ struct Slot {
     made_here: Option<Arc<()>>,
     /// Set when the tensors were handed out by [`Optimizer::state`].
     lent: AtomicBool,
+    /// Bounds on the moments, carried from one in-place update to the next so the next one
+    /// can be proved finite without its arithmetic.
+    bounds: Option<MomentBounds>,
 }
 
 impl Clone for Slot {
@@ -149,6 +152,7 @@ impl Clone for Slot {
             tensors: self.tensors.clone(),
             made_here: self.made_here.clone(),
             lent: AtomicBool::new(self.lent.load(Ordering::Relaxed)),
+            bounds: self.bounds,
         }
     }
 }
@@ -205,9 +209,17 @@ impl Optimizer {
                     let [m, v] = &self.slots[&p.name].tensors[..] else {
                         unreachable!("Adam has two moments")
                     };
-                    match kernels::adam_update_finite(p.var.as_tensor(), g, m, v, &step)? {
+                    // Proved finite from bounds (reads p and g), else checked exactly (the
+                    // update's arithmetic, read-only).
+                    let known = self.slots[&p.name].bounds;
+                    let value = p.var.as_tensor();
+                    if let Some(next) = kernels::adam_update_bounded(value, g, m, v, &step, known)? {
+                        in_place.push((p, g, step, Some(next)));
+                        continue;
+                    }
+                    match kernels::adam_update_finite(value, g, m, v, &step)? {
                         Some(true) => {
-                            in_place.push((p, g, step));
+                            in_place.push((p, g, step, None));
                             continue;
                         }
                         Some(false) => return Ok(false),
@@ -226,11 +238,12 @@ impl Optimizer {
         if !sums.is_empty() && !Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f32>()?.is_finite() {
             return Ok(false);
         }
-        for (p, g, step) in in_place {
+        for (p, g, step, bounds) in in_place {
             let slot = self.slots.get_mut(&p.name).expect("checked above");
             let [m, v] = &slot.tensors[..] else { unreachable!("Adam has two moments") };
             kernels::adam_update_in_place(p.var.as_tensor(), g, m, v, &step)?;
             slot.step += 1;
+            slot.bounds = bounds;
         }
         for (p, value, slot) in updates {
             p.var.set(&value)?;
@@ -273,11 +286,13 @@ impl Optimizer {
                 slot.tensors = vec![m, v];
                 slot.made_here = Some(Arc::new(()));
                 slot.lent = AtomicBool::new(false);
+                slot.bounds = None;
                 return Ok((value, slot));
             }
         }
         // The composite rules make new tensors too, but not on a path that writes in place.
         slot.made_here = None;
+        slot.bounds = None;
         let value = match c.kind {
             OptimKind::Sgd => {
                 let mut g =

@@ -230,22 +230,7 @@ pub fn adam_update_finite(
 
 fn finite<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamStep) -> Option<bool> {
     let k = Coefficients::<T>::new(s);
-    let block_finite = |[p, g, m, v]: [&[T]; 4]| {
-        // A sum of the new values is finite iff each is (NaN and ±∞ propagate); one
-        // accumulator per lane keeps the loop vectorisable.
-        const LANES: usize = 16;
-        let mut acc = [T::zero(); LANES];
-        let n = p.len();
-        let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
-        let whole = n / LANES * LANES;
-        for j in (0..whole).step_by(LANES) {
-            for (l, a) in acc.iter_mut().enumerate() {
-                *a += element(&k, p[j + l], g[j + l], m[j + l], v[j + l]).0 * T::zero();
-            }
-        }
-        (whole..n).all(|j| element(&k, p[j], g[j], m[j], v[j]).0.is_finite())
-            && acc.iter().all(|a| a.is_finite())
-    };
+    let block_finite = |blocks: [&[T]; 4]| finite_block(&k, blocks);
     with_slice::<T, _>(p, |p| {
         with_slice::<T, _>(g, |g| {
             with_slice::<T, _>(m, |m| {
@@ -265,6 +250,98 @@ fn finite<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamStep)
     .flatten()
 }
 
+/// Bounds on the moments after an update: the largest `|m|` and the largest `v`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MomentBounds {
+    /// At least the largest `|m|`.
+    pub m: f64,
+    /// At least the largest `v`.
+    pub v: f64,
+}
+
+/// Proves without the update's arithmetic that [`adam_update_in_place`] leaves every value
+/// finite, from the largest `|p|` and `|g|` (one read of each) and bounds on the moments
+/// (`known`, carried from the previous update, or read from `m` and `v` when `None`):
+/// with `|m'| ≤ β₁·M + (1 − β₁)·G` and `ε > 0`, no step exceeds `lr · m̂ / ε`. Returns the
+/// bounds after the update when that proves it, `None` when it does not (a huge learning
+/// rate, ε = 0, a non-finite input, or tensors the kernel does not fit): then
+/// [`adam_update_finite`] decides exactly.
+pub fn adam_update_bounded(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    step: &AdamStep,
+    known: Option<MomentBounds>,
+) -> Result<Option<MomentBounds>> {
+    let (eps_ok, lr_ok) = (step.eps.is_finite() && step.eps > 0.0, step.lr.is_finite() && step.lr >= 0.0);
+    if !in_place_fits(p, g, m, v) || !eps_ok || !lr_ok {
+        return Ok(None);
+    }
+    let largest = |t: &Tensor| -> Option<f64> {
+        match t.dtype() {
+            candle_core::DType::F32 => with_slice::<f32, _>(t, largest_magnitude).flatten(),
+            _ => with_slice::<f64, _>(t, largest_magnitude).flatten(),
+        }
+    };
+    let (Some(big_p), Some(big_g)) = (largest(p), largest(g)) else { return Ok(None) };
+    let known = match known {
+        Some(b) => b,
+        None => match (largest(m), largest(v)) {
+            (Some(m), Some(v)) => MomentBounds { m, v },
+            _ => return Ok(None),
+        },
+    };
+    let s = step;
+    let l2 = if s.decoupled { 0.0 } else { s.weight_decay.abs() };
+    let decay = if s.decoupled { (1.0 - s.lr * s.weight_decay).abs() } else { 1.0 };
+    let g_eff = big_g + l2 * big_p;
+    // The kernel rounds each product in the tensor's type (0.1f32 is above 0.1), so the
+    // bounds carry a relative margin far above any rounding and keep bounding what it writes.
+    const MARGIN: f64 = 1.0 + 1e-5;
+    let m_next = (s.beta1.abs() * known.m + (1.0 - s.beta1).abs() * g_eff) * MARGIN;
+    let v_next = (s.beta2.abs() * known.v + (1.0 - s.beta2).abs() * g_eff * g_eff) * MARGIN;
+    let corr1 = (1.0 / (1.0 - s.beta1.powi(s.t))).abs();
+    let corr2 = (1.0 / (1.0 - s.beta2.powi(s.t))).abs();
+    let p_next = decay * big_p + s.lr * corr1 * m_next / s.eps;
+    // Every intermediate the element rule forms is at most one of these; a quarter of the
+    // type's range leaves room for rounding.
+    let limit = if p.dtype() == candle_core::DType::F32 { f32::MAX as f64 } else { f64::MAX } / 4.0;
+    let biggest =
+        [g_eff, g_eff * g_eff, m_next * corr1, v_next * corr2, v_next, p_next, s.lr * corr1 * m_next / s.eps];
+    Ok(biggest.iter().all(|x| x.is_finite() && *x < limit).then_some(MomentBounds { m: m_next, v: v_next }))
+}
+
+/// The largest `|x|` of a slice, or `None` if any element is NaN or infinite.
+fn largest_magnitude<T: Real>(x: &[T]) -> Option<f64> {
+    use rayon::prelude::*;
+    let block = |x: &[T]| -> (T, T) {
+        const LANES: usize = 16;
+        let (mut big, mut nan) = ([T::zero(); LANES], [T::zero(); LANES]);
+        for c in x.chunks_exact(LANES) {
+            for l in 0..LANES {
+                let a = c[l].abs();
+                big[l] = if a > big[l] { a } else { big[l] };
+                nan[l] += c[l] * T::zero();
+            }
+        }
+        let tail = &x[x.len() / LANES * LANES..];
+        let (mut b, mut n) = (T::zero(), T::zero());
+        for &t in big.iter().chain(tail) {
+            b = if t.abs() > b { t.abs() } else { b };
+        }
+        for &t in nan.iter().chain(tail) {
+            n += t * T::zero();
+        }
+        (b, n)
+    };
+    let (big, nan) = x
+        .par_chunks(BLOCK)
+        .map(block)
+        .reduce(|| (T::zero(), T::zero()), |a, b| (if b.0 > a.0 { b.0 } else { a.0 }, a.1 + b.1));
+    (nan.is_finite() && big.is_finite()).then(|| <T as candle_core::WithDType>::to_f64(big))
+}
+
 /// One Adam(W) update of parameter `p` with gradient `g`, writing the new parameter into
 /// `p` and the new moments into `m` and `v`. Returns false, writing nothing, when the
 /// tensors do not fit the in-place kernel (see [`adam_update_finite`]). The caller makes
@@ -280,6 +357,75 @@ pub fn adam_update_in_place(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step
     }
     super::count_call();
     Ok(true)
+}
+
+/// Whether the CPU runs AVX-512 (checked once by std): Adam's loops are bound by the square
+/// root and the division of every element, which AVX-512 does sixteen lanes at a time
+/// against the baseline build's four, so they have twins compiled for it.
+#[inline]
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether every new parameter value of one block is finite (read-only; the same element
+/// rule as the update).
+fn finite_block<T: Real>(k: &Coefficients<T>, blocks: [&[T]; 4]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        #[target_feature(enable = "avx512f")]
+        fn wide<T: Real>(k: &Coefficients<T>, blocks: [&[T]; 4]) -> bool {
+            finite_block_body(k, blocks)
+        }
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { wide(k, blocks) };
+    }
+    finite_block_body(k, blocks)
+}
+
+#[inline(always)]
+fn finite_block_body<T: Real>(k: &Coefficients<T>, [p, g, m, v]: [&[T]; 4]) -> bool {
+    // A sum of the new values is finite iff each is (NaN and ±∞ propagate); one
+    // accumulator per lane keeps the loop vectorisable.
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let (pc, gc, mc, vc) =
+        (p.chunks_exact(LANES), g.chunks_exact(LANES), m.chunks_exact(LANES), v.chunks_exact(LANES));
+    for (((p, g), m), v) in pc.zip(gc).zip(mc).zip(vc) {
+        for l in 0..LANES {
+            acc[l] += element(k, p[l], g[l], m[l], v[l]).0 * T::zero();
+        }
+    }
+    let tail = p.len() / LANES * LANES;
+    (tail..p.len()).all(|j| element(k, p[j], g[j], m[j], v[j]).0.is_finite())
+        && acc.iter().all(|a| a.is_finite())
+}
+
+/// The in-place update of one block of `p`, `m`, `v` with gradient `g`.
+fn update_block_in_place<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        #[target_feature(enable = "avx512f")]
+        fn wide<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+            update_block_in_place_body(k, p, m, v, g)
+        }
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { wide(k, p, m, v, g) };
+    }
+    update_block_in_place_body(k, p, m, v, g)
+}
+
+#[inline(always)]
+fn update_block_in_place_body<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        (*p, *m, *v) = element(k, *p, g, *m, *v);
+    }
 }
 
 /// Contiguous f32/f64 CPU tensors of one element count and type, four distinct storages.
@@ -308,9 +454,7 @@ fn update_in_place<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &
                 let done = with_slice::<T, _>(g, |g| {
                     use rayon::prelude::*;
                     let block = |((p, m), v): ((&mut [T], &mut [T]), &mut [T]), g: &[T]| {
-                        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                            (*p, *m, *v) = element(&k, *p, g, *m, *v);
-                        }
+                        update_block_in_place(&k, p, m, v, g)
                     };
                     if p.len() > BLOCK {
                         p.par_chunks_mut(BLOCK)

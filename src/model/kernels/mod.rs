@@ -41,7 +41,9 @@ mod swiglu;
 #[cfg(test)]
 mod tests;
 
-pub use adamw::{adam_update, adam_update_finite, adam_update_in_place, AdamStep};
+pub use adamw::{
+    adam_update, adam_update_bounded, adam_update_finite, adam_update_in_place, AdamStep, MomentBounds,
+};
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use dense_dropout::{conv1d_dropout, linear_dropout};

@@ -516,6 +516,59 @@ fn adam_update_in_place_gives_the_bits_of_the_fresh_update() {
     assert_eq!(p.to_vec1::<f32>().unwrap(), before);
 }
 
+/// The bound proves ordinary updates finite and returns moment bounds that hold after
+/// them, step after step; it declines a huge learning rate, ε = 0 and a NaN gradient,
+/// leaving those to the exact check.
+#[test]
+fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
+    super::set_enabled(true);
+    let n = 50_000;
+    let (p, m, v) = (
+        randn(&[n], DType::F32, 1.0),
+        Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let max = |t: &Tensor| t.abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64;
+    let mut known = None;
+    for t in 1..=4 {
+        let g = randn(&[n], DType::F32, 0.1 * t as f64).affine(1.0, 0.01 * t as f64).unwrap();
+        let s = AdamStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            decoupled: t % 2 == 0,
+            t,
+        };
+        let b =
+            adam_update_bounded(&p, &g, &m, &v, &s, known).unwrap().expect("an ordinary step is provable");
+        assert!(adam_update_in_place(&p, &g, &m, &v, &s).unwrap());
+        assert!(
+            max(&m) <= b.m && max(&v) <= b.v,
+            "step {t}: |m| {} ≤ {}, v {} ≤ {}",
+            max(&m),
+            b.m,
+            max(&v),
+            b.v
+        );
+        known = Some(b);
+    }
+    let g = randn(&[n], DType::F32, 0.1);
+    let s =
+        AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 5 };
+    assert!(adam_update_bounded(&p, &g, &m, &v, &AdamStep { lr: 1e39, ..s }, known).unwrap().is_none());
+    assert!(adam_update_bounded(&p, &g, &m, &v, &AdamStep { eps: 0.0, ..s }, known).unwrap().is_none());
+    let nan =
+        Tensor::cat(&[Tensor::new(&[f32::NAN], &Device::Cpu).unwrap(), g.narrow(0, 1, n - 1).unwrap()], 0)
+            .unwrap();
+    assert!(adam_update_bounded(&p, &nan, &m, &v, &s, known).unwrap().is_none());
+    assert!(
+        adam_update_bounded(&p, &g, &m, &v, &s, None).unwrap().is_some(),
+        "reads m and v without carried bounds"
+    );
+}
+
 /// With a sink open, the fused dense layers (plain, + GELU, + dropout, GPT-2's `x · w`)
 /// hand their weights' and biases' gradients to it; a weight also used through candle's own
 /// ops (a tied embedding matrix) has the rest in candle's store; a layer's input keeps its
