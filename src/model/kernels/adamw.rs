@@ -477,7 +477,7 @@ fn update_in_place<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &
 
 /// Runs `f` on the elements of contiguous CPU tensor `t`, writable, under the tensor's
 /// storage lock (candle's in-place op: the one way to write a tensor's storage).
-fn with_slice_mut<T: Real>(
+pub(super) fn with_slice_mut<T: Real>(
     t: &Tensor,
     f: impl FnOnce(&mut [T]) -> candle_core::Result<()>,
 ) -> candle_core::Result<()> {

@@ -8,15 +8,18 @@
 //!
 //! While a [`GradSink`] is open on a thread, the fused dense layers ([`super::linear`])
 //! give the gradients of their weight and bias, when those are variables, to the sink
-//! instead of to candle, and the training step takes them from [`GradSink::finish`]. A
-//! variable that also gets a gradient through candle's own ops (a tied embedding matrix)
-//! has one part in each; the step adds the two. With no sink open (every backward pass
+//! instead of to candle, and the training step takes them from [`GradSink::finish`]. The
+//! embedding lookup ([`super::embedding`]) adds its rows into the sink's gradient of the
+//! table — in place into the output layer's part when the two are tied. A variable that
+//! also gets a gradient through candle's own ops has one part in each; the step adds them. With no sink open (every backward pass
 //! outside `fit`), nothing changes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::{Tensor, TensorId};
+
+use super::Real;
 
 thread_local! {
     static SINK: RefCell<Option<HashMap<TensorId, Tensor>>> = const { RefCell::new(None) };
@@ -44,6 +47,51 @@ impl Drop for GradSink {
     fn drop(&mut self) {
         SINK.with(|s| s.borrow_mut().take());
     }
+}
+
+/// Adds a gradient of `table` with `add` (which adds into the slice it is given) into the
+/// open sink's gradient of `table`, in place, or into fresh zeros when the sink has none
+/// yet, and returns `None`; with no sink open, or when `table` is not a variable, returns
+/// zeros + `add` for candle's store. (In place is safe: every tensor in the sink was made
+/// for it, by a kernel's backward or by an add, and no one else holds it until
+/// [`GradSink::finish`].)
+pub(super) fn add_into<T: Real>(
+    table: &Tensor,
+    add: impl FnOnce(&mut [T]),
+) -> candle_core::Result<Option<Tensor>> {
+    let fresh = |add: &mut dyn FnMut(&mut [T])| -> candle_core::Result<Tensor> {
+        let mut dw = vec![T::zero(); table.elem_count()];
+        add(&mut dw);
+        Tensor::from_vec(dw, table.shape(), table.device())
+    };
+    let mut add = Some(add);
+    let mut once = |dw: &mut [T]| {
+        if let Some(add) = add.take() {
+            add(dw)
+        }
+    };
+    if !table.is_variable() {
+        return fresh(&mut once).map(Some);
+    }
+    SINK.with(|s| {
+        let mut s = s.borrow_mut();
+        let Some(sink) = s.as_mut() else { return fresh(&mut once).map(Some) };
+        let sum = match sink.remove(&table.id()) {
+            Some(earlier)
+                if earlier.dtype() == T::DTYPE && earlier.device().is_cpu() && earlier.is_contiguous() =>
+            {
+                super::adamw::with_slice_mut::<T>(&earlier, |dw| {
+                    once(dw);
+                    Ok(())
+                })?;
+                earlier
+            }
+            Some(earlier) => earlier.add(&fresh(&mut once)?)?,
+            None => fresh(&mut once)?,
+        };
+        sink.insert(table.id(), sum);
+        Ok(None)
+    })
 }
 
 /// Hands `grad`, the gradient of `input`, to the open sink when `input` is a variable and

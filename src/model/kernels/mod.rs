@@ -1,8 +1,8 @@
 //! Fused kernels (CPU, and CUDA in a CUDA build) with fused backward passes: layer norm
 //! (alone and after a residual add), RMS norm, the attention softmax (scale + additive mask
 //! bias), bias + GELU, SwiGLU, rotary embedding, cross-entropy, the Adam/AdamW update, and
-//! (CPU) the dense layer `x · wᵀ + b`, attention, and a dense layer with its GELU or its
-//! dropout as single graph nodes.
+//! (CPU) the dense layer `x · wᵀ + b`, attention, the embedding lookup, and a dense layer
+//! with its GELU or its dropout as single graph nodes.
 //!
 //! Each op is a candle `CustomOp` whose `bwd` is itself one fused op, so training keeps its
 //! graph (candle's own fused norms and softmax have no backward: shared/CANDLE.md) while a
@@ -24,6 +24,7 @@ mod cross_entropy;
 mod cuda;
 mod dense_dropout;
 mod dense_gelu;
+mod embedding;
 mod fast_math;
 #[cfg(feature = "cuda")]
 pub(crate) use cuda::dropout_mask as dropout_mask_cuda;
@@ -48,6 +49,7 @@ pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};
 pub use dense_dropout::{conv1d_dropout, linear_dropout};
 pub use dense_gelu::{conv1d_gelu, linear_gelu};
+pub use embedding::embedding;
 pub use gelu::{bias_gelu, bias_gelu_composite, bias_gelu_tanh, bias_gelu_tanh_composite};
 pub use grad_sink::GradSink;
 pub use heads::{merge_heads, split_heads};

@@ -1038,3 +1038,56 @@ fn every_fused_backward_matches_finite_differences() {
         tol,
     );
 }
+
+/// The embedding node against candle's `index_select`: the rows and the table's gradient
+/// with repeated ids (f32 and f64 tables, u32 and i64 ids); with a sink open, the table's
+/// gradient goes to the sink alone, also when the table is tied to a dense layer (the rows
+/// added in place into the layer's part); an id past the table is a clear error.
+#[test]
+fn the_embedding_node_matches_index_select_and_fills_the_sink() {
+    super::set_enabled(true);
+    let dev = Device::Cpu;
+    for (dtype, tol) in [(DType::F32, 1e-6), (DType::F64, 1e-14)] {
+        let table = Var::from_tensor(&randn(&[7, 5], dtype, 1.0)).unwrap();
+        let r = randn(&[2, 3, 5], dtype, 1.0);
+        let ids_u32 = Tensor::new(&[[1u32, 4, 4], [0, 6, 1]], &dev).unwrap();
+        let ids_i64 = Tensor::new(&[[1i64, 4, 4], [0, 6, 1]], &dev).unwrap();
+        for ids in [&ids_u32, &ids_i64] {
+            let before = fused_calls();
+            let fused = embedding(ids, table.as_tensor()).unwrap();
+            assert!(fused_calls() > before, "the fused node ran");
+            let want = table
+                .as_tensor()
+                .index_select(&ids.flatten_all().unwrap(), 0)
+                .unwrap()
+                .reshape((2, 3, 5))
+                .unwrap();
+            assert_eq!(max_diff(&fused, &want), 0.0, "{dtype:?}: the rows");
+            let grad = |rows: Tensor| (rows * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let (got, want) = (grad(fused), grad(want));
+            let d = max_diff(got.get(table.as_tensor()).unwrap(), want.get(table.as_tensor()).unwrap());
+            assert!(d < tol, "{dtype:?}: the table's gradient differs by {d}");
+        }
+        // Tied: the table is also the weight of a dense layer.
+        let x = Var::from_tensor(&randn(&[2, 3, 5], dtype, 1.0)).unwrap();
+        let tied = || {
+            let rows = embedding(&ids_u32, table.as_tensor()).unwrap();
+            let logits = linear(x.as_tensor(), table.as_tensor(), None).unwrap();
+            ((rows * &r).unwrap().sum_all().unwrap() + logits.sqr().unwrap().sum_all().unwrap()).unwrap()
+        };
+        let alone = || (embedding(&ids_u32, table.as_tensor()).unwrap() * &r).unwrap().sum_all().unwrap();
+        for (name, loss) in [("tied", &tied as &dyn Fn() -> Tensor), ("alone", &alone)] {
+            let plain = loss().backward().unwrap();
+            let sink = GradSink::open();
+            let store = loss().backward().unwrap();
+            let mut sunk = sink.finish();
+            assert!(store.get(table.as_tensor()).is_none(), "{name}: the sink holds the table's gradient");
+            let got = sunk.remove(&table.as_tensor().id()).expect("in the sink");
+            let d = max_diff(&got, plain.get(table.as_tensor()).unwrap());
+            assert!(d < tol * 10.0, "{dtype:?} {name}: the sink's gradient differs by {d}");
+        }
+    }
+    let table = randn(&[7, 5], DType::F32, 1.0);
+    let err = embedding(&Tensor::new(&[2u32, 9], &dev).unwrap(), &table).unwrap_err().to_string();
+    assert!(err.contains("id 9 is outside the table's 7 rows"), "{err}");
+}

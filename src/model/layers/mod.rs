@@ -66,12 +66,10 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     crate::model::kernels::swiglu(gate, up)
 }
 
-/// Rows of the embedding matrix `table` for integer `ids` of any shape.
+/// Rows of the embedding matrix `table` for integer `ids` of any shape, as one fused node
+/// ([`crate::model::kernels::embedding`]).
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
-    let mut shape = ids.dims().to_vec();
-    let rows = table.index_select(&ids.flatten_all()?, 0)?;
-    shape.push(table.dim(1)?);
-    Ok(rows.reshape(shape)?)
+    crate::model::kernels::embedding(ids, table)
 }
 
 /// Additive attention bias from a `[batch, len]` mask of 1 (attend) / 0 (padding):
