@@ -359,72 +359,35 @@ pub fn adam_update_in_place(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step
     Ok(true)
 }
 
-/// Whether the CPU runs AVX-512 (checked once by std): Adam's loops are bound by the square
-/// root and the division of every element, which AVX-512 does sixteen lanes at a time
-/// against the baseline build's four, so they have twins compiled for it.
-#[inline]
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether every new parameter value of one block is finite (read-only; the same element
-/// rule as the update).
-fn finite_block<T: Real>(k: &Coefficients<T>, blocks: [&[T]; 4]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        #[target_feature(enable = "avx512f")]
-        fn wide<T: Real>(k: &Coefficients<T>, blocks: [&[T]; 4]) -> bool {
-            finite_block_body(k, blocks)
+super::avx512_twin! {
+    /// Whether every new parameter value of one block is finite (read-only; the same
+    /// element rule as the update). Adam's loops are bound by a square root and a division
+    /// per element, which AVX-512 does sixteen lanes at a time.
+    fn finite_block<T: Real>(k: &Coefficients<T>, blocks: [&[T]; 4]) -> bool {
+        let [p, g, m, v] = blocks;
+        // A sum of the new values is finite iff each is (NaN and ±∞ propagate); one
+        // accumulator per lane keeps the loop vectorisable.
+        const LANES: usize = 16;
+        let mut acc = [T::zero(); LANES];
+        let (pc, gc, mc, vc) =
+            (p.chunks_exact(LANES), g.chunks_exact(LANES), m.chunks_exact(LANES), v.chunks_exact(LANES));
+        for (((p, g), m), v) in pc.zip(gc).zip(mc).zip(vc) {
+            for l in 0..LANES {
+                acc[l] += element(k, p[l], g[l], m[l], v[l]).0 * T::zero();
+            }
         }
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { wide(k, blocks) };
+        let tail = p.len() / LANES * LANES;
+        (tail..p.len()).all(|j| element(k, p[j], g[j], m[j], v[j]).0.is_finite())
+            && acc.iter().all(|a| a.is_finite())
     }
-    finite_block_body(k, blocks)
 }
 
-#[inline(always)]
-fn finite_block_body<T: Real>(k: &Coefficients<T>, [p, g, m, v]: [&[T]; 4]) -> bool {
-    // A sum of the new values is finite iff each is (NaN and ±∞ propagate); one
-    // accumulator per lane keeps the loop vectorisable.
-    const LANES: usize = 16;
-    let mut acc = [T::zero(); LANES];
-    let (pc, gc, mc, vc) =
-        (p.chunks_exact(LANES), g.chunks_exact(LANES), m.chunks_exact(LANES), v.chunks_exact(LANES));
-    for (((p, g), m), v) in pc.zip(gc).zip(mc).zip(vc) {
-        for l in 0..LANES {
-            acc[l] += element(k, p[l], g[l], m[l], v[l]).0 * T::zero();
+super::avx512_twin! {
+    /// The in-place update of one block of `p`, `m`, `v` with gradient `g`.
+    fn update_block_in_place<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            (*p, *m, *v) = element(k, *p, g, *m, *v);
         }
-    }
-    let tail = p.len() / LANES * LANES;
-    (tail..p.len()).all(|j| element(k, p[j], g[j], m[j], v[j]).0.is_finite())
-        && acc.iter().all(|a| a.is_finite())
-}
-
-/// The in-place update of one block of `p`, `m`, `v` with gradient `g`.
-fn update_block_in_place<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        #[target_feature(enable = "avx512f")]
-        fn wide<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
-            update_block_in_place_body(k, p, m, v, g)
-        }
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { wide(k, p, m, v, g) };
-    }
-    update_block_in_place_body(k, p, m, v, g)
-}
-
-#[inline(always)]
-fn update_block_in_place_body<T: Real>(k: &Coefficients<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
-    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-        (*p, *m, *v) = element(k, *p, g, *m, *v);
     }
 }
 

@@ -172,6 +172,20 @@ unsafe fn product<T: Real>(
     );
 }
 
+super::avx512_twin! {
+    /// `row ← softmax(row)`.
+    fn softmax_in_place<T: Real>(row: &mut [T]) {
+        let max = super::max_of(row);
+        for v in row.iter_mut() {
+            *v = (*v - max).exp_fast();
+        }
+        let inv = super::sum_map(row, |v| v).recip();
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
 /// Pair `pair`'s attention probabilities before dropout into `p` (`tq × tk`): the scores
 /// `q·kᵀ`, then the fused softmax's arithmetic row by row.
 fn probabilities<T: Real>(
@@ -207,14 +221,7 @@ fn probabilities<T: Real>(
                 }
             }
         }
-        let max = super::max_of(row);
-        for v in row.iter_mut() {
-            *v = (*v - max).exp_fast();
-        }
-        let inv = super::sum_map(row, |v| v).recip();
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
+        softmax_in_place(row);
     }
 }
 

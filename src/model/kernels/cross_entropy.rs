@@ -53,10 +53,23 @@ fn check_targets(t: &[u32], k: usize) -> candle_core::Result<()> {
     }
 }
 
-/// Max and log Σ exp(x - max) of a row.
-fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
-    let max = super::max_of(row);
-    (max, super::sum_map(row, |v| (v - max).exp_fast()).ln())
+super::avx512_twin! {
+    /// Max and log Σ exp(x - max) of a row.
+    fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
+        let max = super::max_of(row);
+        (max, super::sum_map(row, |v| (v - max).exp_fast()).ln())
+    }
+}
+
+super::avx512_twin! {
+    /// One row of the backward: `dr = softmax(row) · scale`, then `scale` off the target's.
+    fn softmax_minus_target<T: Real>(row: &[T], dr: &mut [T], target: usize, scale: T) {
+        let (max, lse) = log_sum_exp(row);
+        for (d, &x) in dr.iter_mut().zip(row) {
+            *d = (x - max - lse).exp_fast() * scale;
+        }
+        dr[target] -= scale;
+    }
 }
 
 /// The u32 targets of a storage.
@@ -180,11 +193,7 @@ impl CustomOp3 for CrossEntropyBackward {
                 for (i, (row, dr)) in x.chunks_exact(k).zip(block.chunks_exact_mut(k)).enumerate() {
                     let r = first + i;
                     let scale = if per_row { g[r] } else { mean_scale };
-                    let (max, lse) = log_sum_exp(row);
-                    for j in 0..k {
-                        dr[j] = (row[j] - max - lse).exp_fast() * scale;
-                    }
-                    dr[t[r] as usize] -= scale;
+                    softmax_minus_target(row, dr, t[r] as usize, scale);
                 }
             });
             Ok((T::wrap(dx), l1.shape().clone()))

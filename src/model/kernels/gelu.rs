@@ -124,21 +124,7 @@ impl CustomOp2 for BiasGelu {
             let mut y = vec![T::zero(); x.len()];
             let kind = self.kind;
             super::par_rows(&mut y, d, |row, block| {
-                let x = &x[row * d..row * d + block.len()];
-                // One loop per kind, so each is straight-line and vectorises.
-                let rows = x.chunks_exact(d).zip(block.chunks_exact_mut(d));
-                match kind {
-                    Kind::Erf => rows.for_each(|(xr, yr)| {
-                        for i in 0..d {
-                            yr[i] = gelu(xr[i] + b[i], Kind::Erf).0;
-                        }
-                    }),
-                    Kind::Tanh => rows.for_each(|(xr, yr)| {
-                        for i in 0..d {
-                            yr[i] = gelu(xr[i] + b[i], Kind::Tanh).0;
-                        }
-                    }),
-                }
+                fwd_rows(&x[row * d..row * d + block.len()], b, block, kind);
             });
             Ok((T::wrap(y), l1.shape().clone()))
         })
@@ -170,9 +156,41 @@ impl CustomOp2 for BiasGelu {
     }
 }
 
+super::avx512_twin! {
+    /// `y = gelu(x + b)` over whole rows of `x`.
+    fn fwd_rows<T: Real>(x: &[T], b: &[T], y: &mut [T], kind: Kind) {
+        let d = b.len();
+        let rows = x.chunks_exact(d).zip(y.chunks_exact_mut(d));
+        // One loop per kind, so each is straight-line and vectorises.
+        match kind {
+            Kind::Erf => rows.for_each(|(xr, yr)| {
+                for i in 0..d {
+                    yr[i] = gelu(xr[i] + b[i], Kind::Erf).0;
+                }
+            }),
+            Kind::Tanh => rows.for_each(|(xr, yr)| {
+                for i in 0..d {
+                    yr[i] = gelu(xr[i] + b[i], Kind::Tanh).0;
+                }
+            }),
+        }
+    }
+}
+
+super::avx512_twin! {
+    /// `dx = dy · gelu'(x + b)` over whole rows, each row's `dx` added into `db`.
+    fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], kind: Kind) {
+        // One loop per kind, so each is straight-line and vectorises.
+        match kind {
+            Kind::Erf => bwd_rows_with(x, dy, b, dx, db, |u| gelu(u, Kind::Erf).1),
+            Kind::Tanh => bwd_rows_with(x, dy, b, dx, db, |u| gelu(u, Kind::Tanh).1),
+        }
+    }
+}
+
 /// `dx = dy · slope(x + b)` over rows of `b.len()`, adding each row's `dx` into `db`.
 #[inline(always)]
-fn bwd_rows<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slope: impl Fn(T) -> T) {
+fn bwd_rows_with<T: Real>(x: &[T], dy: &[T], b: &[T], dx: &mut [T], db: &mut [T], slope: impl Fn(T) -> T) {
     let d = b.len();
     for ((xr, gr), dr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
         for ((((&xv, &gv), &bv), dv), acc) in xr.iter().zip(gr).zip(b).zip(dr.iter_mut()).zip(db.iter_mut()) {
@@ -216,11 +234,7 @@ impl CustomOp3 for BiasGeluBackward {
             let partials = super::par_rows_partials(dx, d, |row, block| {
                 let (x, dy) = (&x[row * d..row * d + block.len()], &dy[row * d..row * d + block.len()]);
                 let mut db = vec![T::zero(); d];
-                // One loop per kind, so each is straight-line and vectorises.
-                match kind {
-                    Kind::Erf => bwd_rows(x, dy, b, block, &mut db, |u| gelu(u, Kind::Erf).1),
-                    Kind::Tanh => bwd_rows(x, dy, b, block, &mut db, |u| gelu(u, Kind::Tanh).1),
-                }
+                bwd_rows(x, dy, b, block, &mut db, kind);
                 db
             });
             for part in partials {

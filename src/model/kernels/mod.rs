@@ -384,6 +384,45 @@ pub(crate) fn in_f32<const N: usize>(
     Ok(op(up)?.to_dtype(dtype)?)
 }
 
+/// Whether the CPU runs AVX-512F (std checks once and caches it). The kernels' loops are
+/// compiled for the x86-64 baseline (four f32 lanes); the hot ones have a twin compiled for
+/// AVX-512 ([`avx512_twin!`]), chosen at run time so the binary still runs anywhere.
+#[inline]
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `fn name<T: Real>(args) -> ret { body }` that runs `body` compiled for AVX-512F
+/// when the CPU has it ([`avx512`]) and for the baseline otherwise. Same bits either way:
+/// Rust never contracts a multiply and an add into an FMA, so only the lane count changes.
+macro_rules! avx512_twin {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<T: Real>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<T: Real>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            if $crate::model::kernels::avx512() {
+                #[target_feature(enable = "avx512f")]
+                fn wide<T: Real>($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { wide($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use avx512_twin;
+
 /// Runs `$body` with `$T` bound to the element type of storage `$s` (f32 or f64).
 macro_rules! with_real {
     ($s:expr, $op:expr, $arg:expr, |$T:ident| $body:expr) => {{

@@ -40,6 +40,28 @@ fn sigmoid<T: Real>(g: T) -> T {
     (T::one() + num_traits::Float::min(-g, T::of(80.0)).exp_fast()).recip()
 }
 
+super::avx512_twin! {
+    /// `y = silu(g) · u` over one block.
+    fn forward_block<T: Real>(g: &[T], u: &[T], y: &mut [T]) {
+        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+            *y = g * sigmoid(g) * u;
+        }
+    }
+}
+
+super::avx512_twin! {
+    /// Both gradients over one block (see [`SwiGluBackward`]).
+    fn backward_block<T: Real>(g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]) {
+        let n = dg.len();
+        let (g, u, dy, du) = (&g[..n], &u[..n], &dy[..n], &mut du[..n]);
+        for i in 0..n {
+            let s = sigmoid(g[i]);
+            dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
+            du[i] = dy[i] * g[i] * s;
+        }
+    }
+}
+
 /// Blocks of about `PAR_GRAIN` elements: `f(start, block)` in parallel over `out`.
 fn par_elems<T: Real>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     super::par_blocks(out, super::rows_per_task(1), f);
@@ -68,9 +90,7 @@ impl CustomOp2 for SwiGlu {
             let mut y = vec![T::zero(); g.len()];
             par_elems(&mut y, |start, block| {
                 let (g, u) = (&g[start..start + block.len()], &u[start..start + block.len()]);
-                for ((y, &g), &u) in block.iter_mut().zip(g).zip(u) {
-                    *y = g * sigmoid(g) * u;
-                }
+                forward_block(g, u, block);
             });
             Ok((T::wrap(y), l1.shape().clone()))
         })
@@ -134,12 +154,7 @@ impl CustomOp3 for SwiGluBackward {
             let grain = super::rows_per_task(1);
             let block = |i: usize, (dg, du): (&mut [T], &mut [T])| {
                 let span = i * grain..i * grain + dg.len();
-                let (g, u, dy) = (&g[span.clone()], &u[span.clone()], &dy[span]);
-                for i in 0..dg.len() {
-                    let s = sigmoid(g[i]);
-                    dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
-                    du[i] = dy[i] * g[i] * s;
-                }
+                backward_block(&g[span.clone()], &u[span.clone()], &dy[span], dg, du);
             };
             if n <= grain {
                 block(0, (dg, du));
