@@ -59,39 +59,35 @@ pub(super) fn add_into<T: Real>(
     table: &Tensor,
     add: impl FnOnce(&mut [T]),
 ) -> candle_core::Result<Option<Tensor>> {
-    let fresh = |add: &mut dyn FnMut(&mut [T])| -> candle_core::Result<Tensor> {
-        let mut dw = vec![T::zero(); table.elem_count()];
-        add(&mut dw);
-        Tensor::from_vec(dw, table.shape(), table.device())
-    };
-    let mut add = Some(add);
-    let mut once = |dw: &mut [T]| {
-        if let Some(add) = add.take() {
-            add(dw)
-        }
-    };
-    if !table.is_variable() {
-        return fresh(&mut once).map(Some);
+    let open = SINK.with(|s| s.borrow().is_some());
+    if !(open && table.is_variable()) {
+        return zeros_plus(table, add).map(Some);
     }
     SINK.with(|s| {
         let mut s = s.borrow_mut();
-        let Some(sink) = s.as_mut() else { return fresh(&mut once).map(Some) };
+        let sink = s.as_mut().expect("checked open above, on this thread");
+        let writable = |t: &Tensor| t.dtype() == T::DTYPE && t.device().is_cpu() && t.is_contiguous();
         let sum = match sink.remove(&table.id()) {
-            Some(earlier)
-                if earlier.dtype() == T::DTYPE && earlier.device().is_cpu() && earlier.is_contiguous() =>
-            {
+            Some(earlier) if writable(&earlier) => {
                 super::adamw::with_slice_mut::<T>(&earlier, |dw| {
-                    once(dw);
+                    add(dw);
                     Ok(())
                 })?;
                 earlier
             }
-            Some(earlier) => earlier.add(&fresh(&mut once)?)?,
-            None => fresh(&mut once)?,
+            Some(earlier) => earlier.add(&zeros_plus(table, add)?)?,
+            None => zeros_plus(table, add)?,
         };
         sink.insert(table.id(), sum);
         Ok(None)
     })
+}
+
+/// A tensor of `like`'s shape: zeros with `add` applied.
+fn zeros_plus<T: Real>(like: &Tensor, add: impl FnOnce(&mut [T])) -> candle_core::Result<Tensor> {
+    let mut dw = vec![T::zero(); like.elem_count()];
+    add(&mut dw);
+    Tensor::from_vec(dw, like.shape(), like.device())
 }
 
 /// Hands `grad`, the gradient of `input`, to the open sink when `input` is a variable and
