@@ -50,8 +50,11 @@ fn row_numbers(s: &CpuStorage, l: &Layout, rows: usize) -> candle_core::Result<V
         .map(|i| match usize::try_from(i) {
             Ok(i) if i < rows => Ok(i),
             _ => {
-                Err(KernelError::Shape { op: OP, what: format!("id {i} is outside the table's {rows} rows") }
-                    .into())
+                let what = format!(
+                    "id {i} is outside the table's {rows} rows: is the tokenizer the model's own? \
+                     (load the tokenizer.json saved with the model)"
+                );
+                Err(KernelError::Shape { op: OP, what }.into())
             }
         })
         .collect()
