@@ -201,6 +201,7 @@ impl Optimizer {
         let fused = kernels::enabled();
         let mut updates = Vec::new();
         let mut in_place = Vec::new();
+        let mut fresh_moments = Vec::new();
         let mut sums = Vec::new();
         for p in params.iter().filter(|p| p.trainable) {
             let Some(g) = grads.get(&p.name) else { continue };
@@ -220,6 +221,30 @@ impl Optimizer {
                     match kernels::adam_update_finite(value, g, m, v, &step)? {
                         Some(true) => {
                             in_place.push((p, g, step, None));
+                            continue;
+                        }
+                        Some(false) => return Ok(false),
+                        None => {}
+                    }
+                } else if let Some((step, moments)) = self.fresh_moments_step(&p.name, lr) {
+                    // The first update, or the first since a snapshot took the moments: the
+                    // parameter in place, new moments beside the old ones.
+                    let value = p.var.as_tensor();
+                    let (zeros_m, zeros_v);
+                    let (m, v, known) = match &moments {
+                        Some((m, v)) => (m, v, None),
+                        None => {
+                            (zeros_m, zeros_v) = (value.zeros_like()?, value.zeros_like()?);
+                            (&zeros_m, &zeros_v, Some(MomentBounds { m: 0.0, v: 0.0 }))
+                        }
+                    };
+                    if let Some(next) = kernels::adam_update_bounded(value, g, m, v, &step, known)? {
+                        fresh_moments.push((p, g, step, moments, Some(next)));
+                        continue;
+                    }
+                    match kernels::adam_update_finite(value, g, m, v, &step)? {
+                        Some(true) => {
+                            fresh_moments.push((p, g, step, moments, None));
                             continue;
                         }
                         Some(false) => return Ok(false),
@@ -245,6 +270,18 @@ impl Optimizer {
             slot.step += 1;
             slot.bounds = bounds;
         }
+        for (p, g, step, moments, bounds) in fresh_moments {
+            let old = moments.as_ref().map(|(m, v)| (m, v));
+            let Some((m, v)) = kernels::adam_update_param_in_place(p.var.as_tensor(), g, old, &step)? else {
+                unreachable!("the bound or the exact check above saw the tensors fit")
+            };
+            let slot = self.slots.entry(p.name.clone()).or_default();
+            slot.step += 1;
+            slot.tensors = vec![m, v];
+            slot.made_here = Some(Arc::new(()));
+            slot.lent = AtomicBool::new(false);
+            slot.bounds = bounds;
+        }
         for (p, value, slot) in updates {
             p.var.set(&value)?;
             self.slots.insert(p.name.clone(), slot);
@@ -258,6 +295,22 @@ impl Optimizer {
         let slot = self.slots.get(name)?;
         let adam = matches!(self.config.kind, OptimKind::Adam | OptimKind::AdamW);
         (adam && slot.tensors.len() == 2 && slot.exclusive()).then(|| self.adam_step(slot.step + 1, lr))
+    }
+
+    /// The hyper-parameters of the next Adam(W) update of `name` and its moments (`None`
+    /// before the first update) when that update must give the optimizer new moments: the
+    /// first, or the first since a snapshot or [`state`](Self::state) took them.
+    fn fresh_moments_step(&self, name: &str, lr: f64) -> Option<(AdamStep, Option<(Tensor, Tensor)>)> {
+        if !matches!(self.config.kind, OptimKind::Adam | OptimKind::AdamW) {
+            return None;
+        }
+        let slot = self.slots.get(name);
+        let moments = match slot.map(|s| &s.tensors[..]) {
+            None | Some([]) => None,
+            Some([m, v]) => Some((m.clone(), v.clone())),
+            Some(_) => return None,
+        };
+        Some((self.adam_step(slot.map_or(0, |s| s.step) + 1, lr), moments))
     }
 
     /// Adam(W)'s hyper-parameters for update number `t` at learning rate `lr`.
@@ -615,7 +668,8 @@ mod tests {
         let lent_m = lent["p.exp_avg"].to_vec1::<f32>().unwrap();
         step(&mut opt);
         assert_eq!(lent["p.exp_avg"].to_vec1::<f32>().unwrap(), lent_m);
-        // The four updates, two of them in place, equal four of the composite rule.
+        // The four updates (the first and those after the snapshot and after `state` with new
+        // moments, the second all in place) equal four of the composite rule.
         let fused = params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap();
         let reference =
             Params::new(vec![("p".into(), Tensor::new(&[0f32, 1.0, -2.0], &Device::Cpu).unwrap())]).unwrap();
@@ -635,7 +689,8 @@ mod tests {
         );
     }
 
-    /// An update that would overflow writes nothing, on the in-place path as on the others.
+    /// An update that would overflow writes nothing, on the in-place paths as on the others:
+    /// the first update, the first after a snapshot, and one with the optimizer's own moments.
     #[test]
     fn an_overflowing_in_place_update_writes_nothing() {
         kernels::set_enabled(true);
@@ -646,7 +701,19 @@ mod tests {
             let loss = params.tensor("p", true).unwrap().sqr().unwrap().sum_all().unwrap();
             grads_of(params, &loss)
         };
+        // The first update (new moments, the parameter in place) at lr 1e39: nothing written.
+        let start = params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(!opt.step(&params, &grads(&params), 1e39).unwrap());
+        assert_eq!(params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), start);
+        assert!(opt.slots.is_empty(), "no state from a refused first update");
         assert!(opt.step(&params, &grads(&params), 0.1).unwrap());
+        // After a snapshot (new moments again): nothing written either.
+        let snapshot = opt.clone();
+        let after_first = params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(!opt.step(&params, &grads(&params), 1e39).unwrap());
+        assert_eq!(params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(), after_first);
+        assert_eq!(opt.slots["p"].step, 1);
+        drop(snapshot);
         let (before, m_before) = (
             params.get("p").unwrap().var.as_tensor().to_vec1::<f32>().unwrap(),
             opt.slots["p"].tensors[0].to_vec1::<f32>().unwrap(),

@@ -359,6 +359,116 @@ pub fn adam_update_in_place(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step
     Ok(true)
 }
 
+/// One Adam(W) update that writes the new parameter into `p` in place and returns the new
+/// moments as fresh tensors, reading `moments` (`None` on the first update: zeros) without
+/// writing them: the first update of a fit, whose moments the undo snapshot shares (or
+/// that has none yet). Against [`adam_update`] it saves a parameter-sized allocation and
+/// `Var::set`'s copy back. Returns `None`, writing nothing, when the tensors do not fit the
+/// in-place kernel; the caller checks first that no new value overflows.
+pub fn adam_update_param_in_place(
+    p: &Tensor,
+    g: &Tensor,
+    moments: Option<(&Tensor, &Tensor)>,
+    step: &AdamStep,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let fits = match moments {
+        Some((m, v)) => in_place_fits(p, g, m, v),
+        // Two distinct stand-ins for the absent moments: only p and g are checked.
+        None => in_place_fits(p, g, &p.zeros_like()?, &p.zeros_like()?),
+    };
+    if !fits {
+        return Ok(None);
+    }
+    let new = match p.dtype() {
+        candle_core::DType::F32 => update_param_in_place::<f32>(p, g, moments, step)?,
+        _ => update_param_in_place::<f64>(p, g, moments, step)?,
+    };
+    super::count_call();
+    Ok(Some(new))
+}
+
+fn update_param_in_place<T: Real>(
+    p: &Tensor,
+    g: &Tensor,
+    moments: Option<(&Tensor, &Tensor)>,
+    s: &AdamStep,
+) -> Result<(Tensor, Tensor)> {
+    let k = Coefficients::<T>::new(s);
+    let n = p.elem_count();
+    let (mut nm, mut nv) = (Vec::<T>::with_capacity(n), Vec::<T>::with_capacity(n));
+    let (um, uv) = (&mut nm.spare_capacity_mut()[..n], &mut nv.spare_capacity_mut()[..n]);
+    // Every block of `p` with the same blocks of g, the old moments (if any) and the new.
+    let mut run = |p: &mut [T], g: &[T], old: Option<(&[T], &[T])>| {
+        use rayon::prelude::*;
+        p.par_chunks_mut(BLOCK)
+            .zip(um.par_chunks_mut(BLOCK))
+            .zip(uv.par_chunks_mut(BLOCK))
+            .enumerate()
+            .for_each(|(i, ((p, nm), nv))| {
+                let r = i * BLOCK..i * BLOCK + p.len();
+                let old = old.map(|(m, v)| (&m[r.clone()], &v[r.clone()]));
+                update_block_param_in_place(&k, p, &g[r], old, nm, nv)
+            });
+    };
+    let not_cpu =
+        || candle_core::Error::Msg("adam_update_param_in_place: an input is not a CPU slice".into());
+    with_slice_mut::<T>(p, |p| {
+        with_slice::<T, _>(g, |g| match moments {
+            Some((m, v)) => {
+                with_slice::<T, _>(m, |m| with_slice::<T, _>(v, |v| run(p, g, Some((m, v))))).flatten()
+            }
+            None => {
+                run(p, g, None);
+                Some(())
+            }
+        })
+        .flatten()
+        .ok_or_else(not_cpu)
+    })?;
+    // SAFETY: `run` wrote every one of the n elements of both vectors.
+    unsafe {
+        nm.set_len(n);
+        nv.set_len(n);
+    }
+    let (shape, device) = (p.shape(), p.device());
+    Ok((Tensor::from_vec(nm, shape, device)?, Tensor::from_vec(nv, shape, device)?))
+}
+
+super::avx512_twin! {
+    /// One block of [`adam_update_param_in_place`]: `p` in place, the new moments into
+    /// `nm` and `nv`, the old ones read from `old` (`None`: zeros).
+    fn update_block_param_in_place<T: Real>(
+        k: &Coefficients<T>,
+        p: &mut [T],
+        g: &[T],
+        old: Option<(&[T], &[T])>,
+        nm: &mut [MaybeUninit<T>],
+        nv: &mut [MaybeUninit<T>],
+    ) {
+        let n = p.len();
+        let (g, nm, nv) = (&g[..n], &mut nm[..n], &mut nv[..n]);
+        match old {
+            Some((m, v)) => {
+                let (m, v) = (&m[..n], &v[..n]);
+                for j in 0..n {
+                    let (pj, mj, vj) = element(k, p[j], g[j], m[j], v[j]);
+                    p[j] = pj;
+                    nm[j].write(mj);
+                    nv[j].write(vj);
+                }
+            }
+            None => {
+                for j in 0..n {
+                    let (pj, mj, vj) = element(k, p[j], g[j], T::zero(), T::zero());
+                    p[j] = pj;
+                    nm[j].write(mj);
+                    nv[j].write(vj);
+                }
+            }
+        }
+    }
+}
+
 super::avx512_twin! {
     /// Whether every new parameter value of one block is finite (read-only; the same
     /// element rule as the update). Adam's loops are bound by a square root and a division

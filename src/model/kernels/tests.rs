@@ -516,6 +516,43 @@ fn adam_update_in_place_gives_the_bits_of_the_fresh_update() {
     assert_eq!(p.to_vec1::<f32>().unwrap(), before);
 }
 
+/// The update that writes only the parameter in place (the first of a fit) gives the bits
+/// of the fresh update, with moments and without (zeros), and leaves the old moments as
+/// they were; tensors the kernel does not fit are refused, untouched.
+#[test]
+fn adam_update_param_in_place_gives_the_bits_of_the_fresh_update() {
+    super::set_enabled(true);
+    for (n, dtype, decoupled, with_moments) in [
+        (100_003, DType::F32, true, true),
+        (37, DType::F32, false, true),
+        (70_001, DType::F64, false, false),
+        (33_000, DType::F32, true, false),
+    ] {
+        let (p, g) = (randn(&[n], dtype, 1.0), randn(&[n], dtype, 0.1));
+        let (m, v) = (randn(&[n], dtype, 0.01), randn(&[n], dtype, 0.01).abs().unwrap());
+        let moments = with_moments.then_some((&m, &v));
+        let s =
+            AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled, t: 3 };
+        let (m_before, v_before) = (m.copy().unwrap(), v.copy().unwrap());
+        let fresh = adam_update(&p, &g, moments, &s).unwrap().unwrap();
+        let (nm, nv) = adam_update_param_in_place(&p, &g, moments, &s).unwrap().unwrap();
+        let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let case = format!("{n} {dtype:?} moments: {with_moments}");
+        assert_eq!(bits(&fresh.0), bits(&p), "p, {case}");
+        assert_eq!(bits(&fresh.1), bits(&nm), "m, {case}");
+        assert_eq!(bits(&fresh.2), bits(&nv), "v, {case}");
+        assert_eq!(bits(&m), bits(&m_before), "the old m is left alone, {case}");
+        assert_eq!(bits(&v), bits(&v_before), "the old v is left alone, {case}");
+    }
+    let s =
+        AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 1 };
+    let wide = randn(&[10, 200], DType::F32, 1.0);
+    let strided = wide.narrow(1, 0, 100).unwrap();
+    let g100 = randn(&[10, 100], DType::F32, 0.1);
+    assert!(adam_update_param_in_place(&strided, &g100, None, &s).unwrap().is_none());
+    assert_eq!(max_diff(&wide, &randn(&[10, 200], DType::F32, 1.0)), 0.0, "refused, untouched");
+}
+
 /// The bound proves ordinary updates finite and returns moment bounds that hold after
 /// them, step after step; it declines a huge learning rate, ε = 0 and a NaN gradient,
 /// leaving those to the exact check.
