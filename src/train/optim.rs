@@ -214,7 +214,7 @@ impl Optimizer {
                     // update's arithmetic, read-only).
                     let known = self.slots[&p.name].bounds;
                     let value = p.var.as_tensor();
-                    if let Some(next) = kernels::adam_update_bounded(value, g, m, v, &step, known)? {
+                    if let Some(next) = kernels::adam_update_bounded(value, g, Some((m, v)), &step, known)? {
                         in_place.push((p, g, step, Some(next)));
                         continue;
                     }
@@ -226,22 +226,26 @@ impl Optimizer {
                         Some(false) => return Ok(false),
                         None => {}
                     }
-                } else if let Some((step, moments)) = self.fresh_moments_step(&p.name, lr) {
+                } else if let Some((step, moments)) =
+                    self.fresh_moments_step(&p.name, lr).filter(|_| p.var.device().is_cpu())
+                {
                     // The first update, or the first since a snapshot took the moments: the
                     // parameter in place, new moments beside the old ones.
                     let value = p.var.as_tensor();
-                    let (zeros_m, zeros_v);
-                    let (m, v, known) = match &moments {
-                        Some((m, v)) => (m, v, None),
-                        None => {
-                            (zeros_m, zeros_v) = (value.zeros_like()?, value.zeros_like()?);
-                            (&zeros_m, &zeros_v, Some(MomentBounds { m: 0.0, v: 0.0 }))
-                        }
-                    };
-                    if let Some(next) = kernels::adam_update_bounded(value, g, m, v, &step, known)? {
+                    let old = moments.as_ref().map(|(m, v)| (m, v));
+                    if let Some(next) = kernels::adam_update_bounded(value, g, old, &step, None)? {
                         fresh_moments.push((p, g, step, moments, Some(next)));
                         continue;
                     }
+                    // Rare (a huge learning rate): the exact check, zeros for absent moments.
+                    let zeros;
+                    let (m, v) = match old {
+                        Some(mv) => mv,
+                        None => {
+                            zeros = (value.zeros_like()?, value.zeros_like()?);
+                            (&zeros.0, &zeros.1)
+                        }
+                    };
                     match kernels::adam_update_finite(value, g, m, v, &step)? {
                         Some(true) => {
                             fresh_moments.push((p, g, step, moments, None));

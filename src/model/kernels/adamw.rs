@@ -219,7 +219,7 @@ pub fn adam_update_finite(
     v: &Tensor,
     step: &AdamStep,
 ) -> Result<Option<bool>> {
-    if !in_place_fits(p, g, m, v) {
+    if !in_place_fits(&[p, g, m, v]) {
         return Ok(None);
     }
     Ok(match p.dtype() {
@@ -259,9 +259,10 @@ pub struct MomentBounds {
     pub v: f64,
 }
 
-/// Proves without the update's arithmetic that [`adam_update_in_place`] leaves every value
+/// Proves without the update's arithmetic that [`adam_update_in_place`] (or, with
+/// `moments` `None`, the first update by [`adam_update_param_in_place`]) leaves every value
 /// finite, from the largest `|p|` and `|g|` (one read of each) and bounds on the moments
-/// (`known`, carried from the previous update, or read from `m` and `v` when `None`):
+/// (`known`, carried from the previous update, else read from `moments`; zero without):
 /// with `|m'| ≤ β₁·M + (1 − β₁)·G` and `ε > 0`, no step exceeds `lr · m̂ / ε`. Returns the
 /// bounds after the update when that proves it, `None` when it does not (a huge learning
 /// rate, ε = 0, a non-finite input, or tensors the kernel does not fit): then
@@ -269,13 +270,16 @@ pub struct MomentBounds {
 pub fn adam_update_bounded(
     p: &Tensor,
     g: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
+    moments: Option<(&Tensor, &Tensor)>,
     step: &AdamStep,
     known: Option<MomentBounds>,
 ) -> Result<Option<MomentBounds>> {
     let (eps_ok, lr_ok) = (step.eps.is_finite() && step.eps > 0.0, step.lr.is_finite() && step.lr >= 0.0);
-    if !in_place_fits(p, g, m, v) || !eps_ok || !lr_ok {
+    let fits = match moments {
+        Some((m, v)) => in_place_fits(&[p, g, m, v]),
+        None => in_place_fits(&[p, g]),
+    };
+    if !fits || !eps_ok || !lr_ok {
         return Ok(None);
     }
     let largest = |t: &Tensor| -> Option<f64> {
@@ -285,9 +289,10 @@ pub fn adam_update_bounded(
         }
     };
     let (Some(big_p), Some(big_g)) = (largest(p), largest(g)) else { return Ok(None) };
-    let known = match known {
-        Some(b) => b,
-        None => match (largest(m), largest(v)) {
+    let known = match (known, moments) {
+        (Some(b), _) => b,
+        (None, None) => MomentBounds { m: 0.0, v: 0.0 },
+        (None, Some((m, v))) => match (largest(m), largest(v)) {
             (Some(m), Some(v)) => MomentBounds { m, v },
             _ => return Ok(None),
         },
@@ -348,7 +353,7 @@ fn largest_magnitude<T: Real>(x: &[T]) -> Option<f64> {
 /// sure no one else holds `m` and `v` (a snapshot would see them change); `p` changes in
 /// place as `Var::set` would change it.
 pub fn adam_update_in_place(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step: &AdamStep) -> Result<bool> {
-    if !in_place_fits(p, g, m, v) {
+    if !in_place_fits(&[p, g, m, v]) {
         return Ok(false);
     }
     match p.dtype() {
@@ -372,9 +377,8 @@ pub fn adam_update_param_in_place(
     step: &AdamStep,
 ) -> Result<Option<(Tensor, Tensor)>> {
     let fits = match moments {
-        Some((m, v)) => in_place_fits(p, g, m, v),
-        // Two distinct stand-ins for the absent moments: only p and g are checked.
-        None => in_place_fits(p, g, &p.zeros_like()?, &p.zeros_like()?),
+        Some((m, v)) => in_place_fits(&[p, g, m, v]),
+        None => in_place_fits(&[p, g]),
     };
     if !fits {
         return Ok(None);
@@ -502,8 +506,8 @@ super::avx512_twin! {
 }
 
 /// Contiguous f32/f64 CPU tensors of one element count and type, four distinct storages.
-fn in_place_fits(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
-    let ts = [p, g, m, v];
+fn in_place_fits(ts: &[&Tensor]) -> bool {
+    let p = ts[0];
     enabled()
         && matches!(p.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
         && ts.iter().all(|t| {
@@ -514,8 +518,9 @@ fn in_place_fits(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
         })
         && {
             // Distinct storages: the update write-locks p, m and v, then reads g.
-            let at = ts.map(|t| &*t.storage_and_layout().0 as *const Storage as usize);
-            (0..4).all(|i| (i + 1..4).all(|j| at[i] != at[j]))
+            let at: Vec<usize> =
+                ts.iter().map(|t| &*t.storage_and_layout().0 as *const Storage as usize).collect();
+            (0..at.len()).all(|i| (i + 1..at.len()).all(|j| at[i] != at[j]))
         }
 }
 

@@ -578,8 +578,9 @@ fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
             decoupled: t % 2 == 0,
             t,
         };
-        let b =
-            adam_update_bounded(&p, &g, &m, &v, &s, known).unwrap().expect("an ordinary step is provable");
+        let b = adam_update_bounded(&p, &g, Some((&m, &v)), &s, known)
+            .unwrap()
+            .expect("an ordinary step is provable");
         assert!(adam_update_in_place(&p, &g, &m, &v, &s).unwrap());
         assert!(
             max(&m) <= b.m && max(&v) <= b.v,
@@ -594,16 +595,25 @@ fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
     let g = randn(&[n], DType::F32, 0.1);
     let s =
         AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 5 };
-    assert!(adam_update_bounded(&p, &g, &m, &v, &AdamStep { lr: 1e39, ..s }, known).unwrap().is_none());
-    assert!(adam_update_bounded(&p, &g, &m, &v, &AdamStep { eps: 0.0, ..s }, known).unwrap().is_none());
+    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { lr: 1e39, ..s }, known)
+        .unwrap()
+        .is_none());
+    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { eps: 0.0, ..s }, known)
+        .unwrap()
+        .is_none());
     let nan =
         Tensor::cat(&[Tensor::new(&[f32::NAN], &Device::Cpu).unwrap(), g.narrow(0, 1, n - 1).unwrap()], 0)
             .unwrap();
-    assert!(adam_update_bounded(&p, &nan, &m, &v, &s, known).unwrap().is_none());
+    assert!(adam_update_bounded(&p, &nan, Some((&m, &v)), &s, known).unwrap().is_none());
     assert!(
-        adam_update_bounded(&p, &g, &m, &v, &s, None).unwrap().is_some(),
+        adam_update_bounded(&p, &g, Some((&m, &v)), &s, None).unwrap().is_some(),
         "reads m and v without carried bounds"
     );
+    assert!(
+        adam_update_bounded(&p, &g, None, &s, None).unwrap().is_some(),
+        "the first update: no moments yet, zero bounds"
+    );
+    assert!(adam_update_bounded(&p, &g, None, &AdamStep { lr: 1e39, ..s }, None).unwrap().is_none());
 }
 
 /// With a sink open, the fused dense layers (plain, + GELU, + dropout, GPT-2's `x · w`)
