@@ -263,7 +263,7 @@ impl Optimizer {
         }
         // A finite gradient times a huge learning rate can still overflow: write nothing
         // unless every new value is finite (one sum, one transfer to the host; the in-place
-        // updates were checked by a read-only pass above).
+        // updates were checked above, by their bounds or by a read-only pass).
         if !sums.is_empty() && !Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f32>()?.is_finite() {
             return Ok(false);
         }
