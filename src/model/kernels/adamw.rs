@@ -320,7 +320,17 @@ pub fn adam_update_bounded(
 /// The largest `|x|` of a slice, or `None` if any element is NaN or infinite.
 fn largest_magnitude<T: Real>(x: &[T]) -> Option<f64> {
     use rayon::prelude::*;
-    let block = |x: &[T]| -> (T, T) {
+    let (big, nan) = x
+        .par_chunks(BLOCK)
+        .map(magnitude_block)
+        .reduce(|| (T::zero(), T::zero()), |a, b| (if b.0 > a.0 { b.0 } else { a.0 }, a.1 + b.1));
+    (nan.is_finite() && big.is_finite()).then(|| <T as candle_core::WithDType>::to_f64(big))
+}
+
+super::avx512_twin! {
+    /// The largest `|x|` of one block, and `Σ x·0` (NaN if any `x` is NaN or infinite), in
+    /// sixteen lanes the compiler vectorises.
+    fn magnitude_block<T: Real>(x: &[T]) -> (T, T) {
         const LANES: usize = 16;
         let (mut big, mut nan) = ([T::zero(); LANES], [T::zero(); LANES]);
         for c in x.chunks_exact(LANES) {
@@ -339,12 +349,7 @@ fn largest_magnitude<T: Real>(x: &[T]) -> Option<f64> {
             n += t * T::zero();
         }
         (b, n)
-    };
-    let (big, nan) = x
-        .par_chunks(BLOCK)
-        .map(block)
-        .reduce(|| (T::zero(), T::zero()), |a, b| (if b.0 > a.0 { b.0 } else { a.0 }, a.1 + b.1));
-    (nan.is_finite() && big.is_finite()).then(|| <T as candle_core::WithDType>::to_f64(big))
+    }
 }
 
 /// One Adam(W) update of parameter `p` with gradient `g`, writing the new parameter into

@@ -26,6 +26,9 @@ const OP: &str = "matmul";
 const GEMV_ROWS: usize = 4;
 /// Columns of `B` one thread reads at least in a matrix-vector product.
 const GEMV_MIN_COLS: usize = 256;
+/// Column blocks of a product split across threads by hand start at multiples of this (a
+/// whole number of the widest AVX-512 f32 vector).
+const COL_ALIGN: usize = 16;
 
 /// `x · wᵀ + b` over the last dimension of `x`, as `torch.nn.Linear` (`w`: `[out, in]`,
 /// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
@@ -246,11 +249,22 @@ impl Gemm {
                 );
             }
         };
-        if p.batch == 1 && p.m <= GEMV_ROWS && threads > 1 && p.n >= 2 * GEMV_MIN_COLS {
-            // A few rows (generation: one token) make gemm a matrix-vector product, which
-            // it runs on one thread, bound by reading B: split B's columns across threads.
+        // Split B's columns across threads by hand, one single-threaded gemm per block:
+        // - A few rows (generation: one token) make gemm a matrix-vector product, which it
+        //   runs on one thread, bound by reading B.
+        // - With `op(B) = Bᵀ` (every dense layer's forward), gemm sees B as a row-major
+        //   left operand (it computes Cᵀ = op(B)ᵀ · op(A)ᵀ), which it packs on the calling
+        //   thread before its workers start: a serial pass per depth block, during which
+        //   the other cores wait (a fifth of a llama step's matrix time on two cores). Split
+        //   by columns, each thread packs its own part of B.
+        let gemv = p.m <= GEMV_ROWS && p.n >= 2 * GEMV_MIN_COLS;
+        let packs_b = self.tb && p.n >= threads * COL_ALIGN;
+        if p.batch == 1 && threads > 1 && (gemv || packs_b) {
             use rayon::prelude::*;
-            let width = p.n.div_ceil(threads).max(GEMV_MIN_COLS);
+            let width = match gemv {
+                true => p.n.div_ceil(threads).max(GEMV_MIN_COLS),
+                false => p.n.div_ceil(threads).next_multiple_of(COL_ALIGN),
+            };
             (0..p.n.div_ceil(width))
                 .into_par_iter()
                 .for_each(|i| block(0, i * width..((i + 1) * width).min(p.n), gemm::Parallelism::None));

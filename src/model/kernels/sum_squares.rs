@@ -34,11 +34,17 @@ fn fused<T: Real>(t: &Tensor) -> Option<f64> {
     let Storage::Cpu(cpu) = &*storage else { return None };
     let (start, end) = layout.contiguous_offsets()?;
     let xs = &T::slice(cpu)?[start..end];
-    let block = |c: &[T]| -> f64 { super::sum_map(c, |x| x * x).to_f64() };
     let partials: Vec<f64> = if xs.len() > 2 * BLOCK {
-        xs.par_chunks(BLOCK).map(block).collect()
+        xs.par_chunks(BLOCK).map(squares::<T>).collect()
     } else {
-        xs.chunks(BLOCK).map(block).collect()
+        xs.chunks(BLOCK).map(squares::<T>).collect()
     };
     Some(partials.iter().sum())
+}
+
+super::avx512_twin! {
+    /// Σ x² of one block.
+    fn squares<T: Real>(c: &[T]) -> f64 {
+        super::sum_map(c, |x| x * x).to_f64()
+    }
 }
