@@ -201,7 +201,7 @@ impl Params {
     /// Deep copies of every value (for snapshots; `Var::set` writes in place, so a plain
     /// clone would change along with the model).
     pub fn copy_values(&self) -> Result<Vec<Tensor>> {
-        Ok(self.items.iter().map(|p| p.var.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+        copy_flat(&self.items.iter().map(|p| p.var.as_tensor()).collect::<Vec<_>>())
     }
 
     /// Writes `values` (as made by [`copy_values`](Self::copy_values), possibly on another
@@ -307,6 +307,29 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// Deep copies of `values`, all in one buffer when they share a dtype and a device: a
+/// snapshot's weights live as long as the undo stack, and one large block lies outside the
+/// heap that a training step's short-lived tensors reuse (many parameter-sized blocks left
+/// among them split it, and later steps grew fresh pages; see `adam_update_params_in_place`).
+fn copy_flat(values: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let Some(first) = values.first() else { return Ok(Vec::new()) };
+    let uniform = values.iter().all(|v| v.dtype() == first.dtype() && v.device().same_device(first.device()));
+    // `Tensor::cat` of a single tensor returns it as it is, not a copy.
+    if !uniform || values.len() == 1 {
+        return Ok(values.iter().map(|v| v.copy()).collect::<candle_core::Result<_>>()?);
+    }
+    let flat = values.iter().map(|v| v.flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
+    let buffer = Tensor::cat(&flat, 0)?;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let n = v.elem_count();
+        out.push(buffer.narrow(0, at, n)?.reshape(v.shape())?);
+        at += n;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +353,18 @@ mod tests {
         assert_eq!(copy[0].to_vec1::<f32>().unwrap(), [1.0, 2.0]);
         p.set_values(&copy).unwrap();
         assert_eq!(p.flat_values().unwrap(), [1.0, 2.0]);
+        // Several parameters: copied into one buffer, each with its own shape and values.
+        let two = Params::new(vec![
+            ("a".into(), Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap()),
+            ("b".into(), Tensor::new(&[7f32], &Device::Cpu).unwrap()),
+        ])
+        .unwrap();
+        let copy = two.copy_values().unwrap();
+        two.get("a").unwrap().var.set(&Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        two.get("b").unwrap().var.set(&Tensor::new(&[0f32], &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(copy[0].to_vec2::<f32>().unwrap(), [[1.0, 2.0], [3.0, 4.0]]);
+        assert_eq!(copy[1].to_vec1::<f32>().unwrap(), [7.0]);
+        two.set_values(&copy).unwrap();
+        assert_eq!(two.flat_values().unwrap(), [1.0, 2.0, 3.0, 4.0, 7.0]);
     }
 }

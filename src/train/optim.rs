@@ -274,11 +274,29 @@ impl Optimizer {
             slot.step += 1;
             slot.bounds = bounds;
         }
-        for (p, g, step, moments, bounds) in fresh_moments {
-            let old = moments.as_ref().map(|(m, v)| (m, v));
-            let Some((m, v)) = kernels::adam_update_param_in_place(p.var.as_tensor(), g, old, &step)? else {
-                unreachable!("the bound or the exact check above saw the tensors fit")
-            };
+        // The new moments of all these parameters in two buffers (see the kernel for why).
+        let items: Vec<kernels::FirstUpdate<'_>> = fresh_moments
+            .iter()
+            .map(|(p, g, step, moments, _)| kernels::FirstUpdate {
+                p: p.var.as_tensor(),
+                g,
+                moments: moments.as_ref().map(|(m, v)| (m, v)),
+                step,
+            })
+            .collect();
+        let new = match kernels::adam_update_params_in_place(&items)? {
+            Some(new) => new,
+            // Parameters of different dtypes: one at a time.
+            None => items
+                .iter()
+                .map(|it| {
+                    let new = kernels::adam_update_param_in_place(it.p, it.g, it.moments, it.step)?;
+                    Ok(new.expect("the bound or the exact check above saw the tensors fit"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        drop(items);
+        for ((p, _, _, _, bounds), (m, v)) in fresh_moments.into_iter().zip(new) {
             let slot = self.slots.entry(p.name.clone()).or_default();
             slot.step += 1;
             slot.tensors = vec![m, v];

@@ -44,7 +44,7 @@ mod tests;
 
 pub use adamw::{
     adam_update, adam_update_bounded, adam_update_finite, adam_update_in_place, adam_update_param_in_place,
-    AdamStep, MomentBounds,
+    adam_update_params_in_place, AdamStep, FirstUpdate, MomentBounds,
 };
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, cross_entropy_composite};

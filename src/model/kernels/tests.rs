@@ -553,6 +553,59 @@ fn adam_update_param_in_place_gives_the_bits_of_the_fresh_update() {
     assert_eq!(max_diff(&wide, &randn(&[10, 200], DType::F32, 1.0)), 0.0, "refused, untouched");
 }
 
+/// The first update of several parameters at once gives each the bits of its own update,
+/// puts all the new moments in two shared buffers, and the next (in-place) update writes
+/// each parameter's part of them and nothing else; mixed dtypes are refused, untouched.
+#[test]
+fn the_first_update_of_many_parameters_shares_two_buffers() {
+    super::set_enabled(true);
+    let s =
+        AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true, t: 1 };
+    let shapes: [&[usize]; 3] = [&[300, 70], &[37], &[5, 4001]];
+    let ps: Vec<Tensor> = shapes.iter().map(|d| randn(d, DType::F32, 1.0)).collect();
+    let gs: Vec<Tensor> = shapes.iter().map(|d| randn(d, DType::F32, 0.1)).collect();
+    let alone: Vec<Tensor> = ps.iter().map(|p| p.copy().unwrap()).collect();
+    let items: Vec<FirstUpdate<'_>> =
+        ps.iter().zip(&gs).map(|(p, g)| FirstUpdate { p, g, moments: None, step: &s }).collect();
+    let together = adam_update_params_in_place(&items).unwrap().unwrap();
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let storage = |t: &Tensor| &*t.storage_and_layout().0 as *const candle_core::Storage as usize;
+    for (i, ((p, g), (m, v))) in ps.iter().zip(&gs).zip(&together).enumerate() {
+        let (nm, nv) = adam_update_param_in_place(&alone[i], g, None, &s).unwrap().unwrap();
+        assert_eq!(bits(p), bits(&alone[i]), "p {i}");
+        assert_eq!((bits(m), bits(v)), (bits(&nm), bits(&nv)), "moments {i}");
+        assert_eq!(m.dims(), p.dims(), "m {i} has its parameter's shape");
+        assert_eq!(storage(m), storage(&together[0].0), "every m in one buffer");
+        assert_eq!(storage(v), storage(&together[0].1), "every v in one buffer");
+    }
+    // The second update writes the views in place: each matches its own fresh update.
+    let s2 = AdamStep { t: 2, ..s };
+    let expected: Vec<_> = ps
+        .iter()
+        .zip(&gs)
+        .zip(&together)
+        .map(|((p, g), (m, v))| adam_update(p, g, Some((m, v)), &s2).unwrap().unwrap())
+        .collect();
+    for ((p, g), (m, v)) in ps.iter().zip(&gs).zip(&together) {
+        assert!(adam_update_in_place(p, g, m, v, &s2).unwrap());
+    }
+    for (i, ((p, (m, v)), e)) in ps.iter().zip(&together).zip(&expected).enumerate() {
+        assert_eq!(
+            (bits(p), bits(m), bits(v)),
+            (bits(&e.0), bits(&e.1), bits(&e.2)),
+            "step 2, parameter {i}"
+        );
+    }
+    let (p64, g64) = (randn(&[10], DType::F64, 1.0), randn(&[10], DType::F64, 0.1));
+    let before = bits(&ps[1]);
+    let mixed = [
+        FirstUpdate { p: &ps[1], g: &gs[1], moments: None, step: &s },
+        FirstUpdate { p: &p64, g: &g64, moments: None, step: &s },
+    ];
+    assert!(adam_update_params_in_place(&mixed).unwrap().is_none());
+    assert_eq!(bits(&ps[1]), before, "refused, untouched");
+}
+
 /// The bound proves ordinary updates finite and returns moment bounds that hold after
 /// them, step after step; it declines a huge learning rate, ε = 0 and a NaN gradient,
 /// leaving those to the exact check.
