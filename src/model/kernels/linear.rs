@@ -29,6 +29,9 @@ const GEMV_MIN_COLS: usize = 256;
 /// Column blocks of a product split across threads by hand start at multiples of this (a
 /// whole number of the widest AVX-512 f32 vector).
 const COL_ALIGN: usize = 16;
+/// Below this many multiply-adds gemm runs a product on one thread (its default threading
+/// threshold), so there is no serial packing to spread: such products are not split.
+const THREADED_WORK: usize = 48 * 48 * 256;
 
 /// `x · wᵀ + b` over the last dimension of `x`, as `torch.nn.Linear` (`w`: `[out, in]`,
 /// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
@@ -256,9 +259,10 @@ impl Gemm {
         //   left operand (it computes Cᵀ = op(B)ᵀ · op(A)ᵀ), which it packs on the calling
         //   thread before its workers start: a serial pass per depth block, during which
         //   the other cores wait (a fifth of a llama step's matrix time on two cores). Split
-        //   by columns, each thread packs its own part of B.
+        //   by columns, each thread packs its own part of B. Products too small for gemm
+        //   to thread are left whole.
         let gemv = p.m <= GEMV_ROWS && p.n >= 2 * GEMV_MIN_COLS;
-        let packs_b = self.tb && p.n >= threads * COL_ALIGN;
+        let packs_b = self.tb && p.n >= threads * COL_ALIGN && p.m * p.n * p.k >= THREADED_WORK;
         if p.batch == 1 && threads > 1 && (gemv || packs_b) {
             use rayon::prelude::*;
             let width = match gemv {
