@@ -64,6 +64,16 @@ pub fn reset_peak(device: &Device) -> bool {
     }
 }
 
+/// Bytes of memory `device` has in all, as the driver reports it. `None` on the CPU,
+/// without the `cuda` feature, or if the driver does not answer.
+pub fn total(device: &Device) -> Option<u64> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => cuda::total(d),
+        _ => None,
+    }
+}
+
 /// Bytes as MiB (2^20 bytes), for reports.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
@@ -129,6 +139,14 @@ mod cuda {
         }
         let in_use = sampled()?;
         Some(Reading { in_use, peak: SAMPLED_PEAK.load(Ordering::Relaxed), exact: false })
+    }
+
+    pub(super) fn total(d: &CudaDevice) -> Option<u64> {
+        d.cuda_stream().context().bind_to_thread().ok()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: two valid out-pointers; the context was bound to this thread above.
+        unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) }.result().ok()?;
+        Some(total as u64)
     }
 
     pub(super) fn reset_peak(d: &CudaDevice) -> bool {

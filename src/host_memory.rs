@@ -65,6 +65,11 @@ pub fn set_capacity(bytes: usize) {
 
 /// The default capacity on this machine: an eighth of physical memory, at most 4 GiB.
 pub fn default_capacity() -> usize {
+    (physical() / 8).min(4 << 30)
+}
+
+/// Bytes of physical memory on this machine (8 GiB where the system does not say).
+pub fn physical() -> usize {
     // SAFETY: sysconf only reads system constants.
     #[cfg(unix)]
     let total = unsafe {
@@ -72,8 +77,12 @@ pub fn default_capacity() -> usize {
             * libc::sysconf(libc::_SC_PAGESIZE).max(0) as usize
     };
     #[cfg(not(unix))]
-    let total = 8usize << 30;
-    (total / 8).min(4 << 30)
+    let total = 0;
+    if total == 0 {
+        8 << 30
+    } else {
+        total
+    }
 }
 
 /// Gives every cached block back to the system. The session calls it after each command.

@@ -1427,7 +1427,10 @@ pub static VERBS: &[VerbSpec] = &[
         group: Group::History,
         summary: "undo the last fit, step or restore",
         details: "Returns the weights, optimizer state, step counter and history to exactly what \
-                  they were before the last command that changed the weights.",
+                  they were before the last command that changed the weights. Repeat it to go \
+                  further back: up to five entries are kept, within an eighth of the memory of \
+                  the model's device (the oldest go first; the last command's entry is always \
+                  kept). `show memory` lists them; `snapshot NAME` keeps a state for good.",
         args: &[],
         options: &[],
         examples: &["undo"],

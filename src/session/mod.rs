@@ -469,8 +469,16 @@ impl Session {
         Ok(())
     }
 
-    /// Pushes an undo entry for the state before `what`.
+    /// Pushes an undo entry for the state before `what`, first dropping the oldest entries
+    /// that [`settings::undo_evictions`] says no longer fit. Dropping them first lets the new
+    /// entry, and the moments the next update makes, reuse their memory rather than fault
+    /// in fresh pages (host_memory's block cache).
     fn push_undo(&mut self, what: &str) -> Result<()> {
+        let model = self.model()?;
+        let held: Vec<usize> = self.undo.iter().map(Snapshot::bytes).collect();
+        let incoming = Snapshot::bytes_of(model, &self.optimizer);
+        let drop = settings::undo_evictions(&held, incoming, settings::undo_budget(self.device()));
+        self.undo.drain(..drop);
         let model = self.model()?;
         let snap = Snapshot::take(
             what.to_string(),
@@ -481,9 +489,6 @@ impl Session {
             &self.rng,
         )?;
         self.undo.push(snap);
-        if self.undo.len() > settings::UNDO_DEPTH {
-            self.undo.remove(0);
-        }
         Ok(())
     }
 }
