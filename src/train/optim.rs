@@ -198,6 +198,19 @@ impl Optimizer {
     /// leaves the parameters and state as they were. Returns false, writing nothing, when a
     /// new value would be NaN or infinite.
     pub fn step(&mut self, params: &Params, grads: &Grads, lr: f64) -> Result<bool> {
+        self.step_bounded(params, grads, &HashMap::new(), lr)
+    }
+
+    /// [`step`](Self::step), given for some gradients a bound on their largest `|g|` (their
+    /// L2 norm, which the gradient clipping computes anyway): Adam(W)'s in-place update
+    /// then proves its result finite without reading those gradients an extra time.
+    pub fn step_bounded(
+        &mut self,
+        params: &Params,
+        grads: &Grads,
+        g_bounds: &HashMap<String, f64>,
+        lr: f64,
+    ) -> Result<bool> {
         let fused = kernels::enabled();
         let mut updates = Vec::new();
         let mut in_place = Vec::new();
@@ -214,7 +227,10 @@ impl Optimizer {
                     // update's arithmetic, read-only).
                     let known = self.slots[&p.name].bounds;
                     let value = p.var.as_tensor();
-                    if let Some(next) = kernels::adam_update_bounded(value, g, Some((m, v)), &step, known)? {
+                    let g_bound = g_bounds.get(&p.name).copied();
+                    if let Some(next) =
+                        kernels::adam_update_bounded(value, g, Some((m, v)), &step, known, g_bound)?
+                    {
                         in_place.push((p, g, step, Some(next)));
                         continue;
                     }
@@ -233,7 +249,8 @@ impl Optimizer {
                     // parameter in place, new moments beside the old ones.
                     let value = p.var.as_tensor();
                     let old = moments.as_ref().map(|(m, v)| (m, v));
-                    if let Some(next) = kernels::adam_update_bounded(value, g, old, &step, None)? {
+                    let g_bound = g_bounds.get(&p.name).copied();
+                    if let Some(next) = kernels::adam_update_bounded(value, g, old, &step, None, g_bound)? {
                         fresh_moments.push((p, g, step, moments, Some(next)));
                         continue;
                     }

@@ -197,12 +197,29 @@ pub fn train_step(
         }
     }
     // Global gradient norm (one transfer to the host); clip to it when asked.
-    let squares = grads.values().map(crate::model::kernels::sum_squares).collect::<Result<Vec<_>>>()?;
+    let squares = grads
+        .iter()
+        .map(|(name, g)| Ok((name.clone(), crate::model::kernels::sum_squares(g)?)))
+        .collect::<Result<Vec<_>>>()?;
     let sq = match squares.is_empty() {
         true => 0.0,
-        false => Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?,
+        false => Tensor::stack(&squares.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(), 0)?
+            .sum_all()?
+            .to_scalar::<f64>()?,
     };
     let grad_norm = sq.sqrt();
+    // Each gradient's own norm bounds its largest |g|, so Adam(W)'s in-place update (CPU)
+    // need not read the gradient again to prove its result finite. Only sums from the fused
+    // kernel count: it sums at most 4096 squares per lane in the gradient's type before
+    // going to f64, so the sum is short of the largest square by under 3·10⁻⁴ of it; the
+    // margin covers that and the rounding of the clipping's scaling below.
+    let mut g_bounds: HashMap<String, f64> = HashMap::new();
+    for (name, s) in &squares {
+        let g = &grads[name];
+        if crate::model::kernels::fusable(g) && g.is_contiguous() {
+            g_bounds.insert(name.clone(), s.to_scalar::<f64>()?.sqrt() * (1.0 + 1e-3));
+        }
+    }
     if !grad_norm.is_finite() {
         if let Some(scaler) = cfg.loss_scale.as_ref() {
             if scaler.overflowed() {
@@ -219,8 +236,9 @@ pub fn train_step(
         for g in grads.values_mut() {
             *g = g.affine(scale, 0.0)?;
         }
+        g_bounds.values_mut().for_each(|b| *b *= scale);
     }
-    if !optimizer.step(model.params(), &grads, lr)? {
+    if !optimizer.step_bounded(model.params(), &grads, &g_bounds, lr)? {
         return Ok(StepResult::NonFinite("an updated weight", f64::INFINITY));
     }
     // AdaLoRA: score the singular values and reallocate the rank budget.

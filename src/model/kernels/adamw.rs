@@ -261,8 +261,10 @@ pub struct MomentBounds {
 
 /// Proves without the update's arithmetic that [`adam_update_in_place`] (or, with
 /// `moments` `None`, the first update by [`adam_update_param_in_place`]) leaves every value
-/// finite, from the largest `|p|` and `|g|` (one read of each) and bounds on the moments
-/// (`known`, carried from the previous update, else read from `moments`; zero without):
+/// finite, from the largest `|p|` and `|g|` (one read of each; `g_bound`, when given, is at
+/// least the largest `|g|` — the gradient's L2 norm is — and `g` is not read) and bounds on
+/// the moments (`known`, carried from the previous update, else read from `moments`; zero
+/// without):
 /// with `|m'| ≤ β₁·M + (1 − β₁)·G` and `ε > 0`, no step exceeds `lr · m̂ / ε`. Returns the
 /// bounds after the update when that proves it, `None` when it does not (a huge learning
 /// rate, ε = 0, a non-finite input, or tensors the kernel does not fit): then
@@ -273,6 +275,7 @@ pub fn adam_update_bounded(
     moments: Option<(&Tensor, &Tensor)>,
     step: &AdamStep,
     known: Option<MomentBounds>,
+    g_bound: Option<f64>,
 ) -> Result<Option<MomentBounds>> {
     let (eps_ok, lr_ok) = (step.eps.is_finite() && step.eps > 0.0, step.lr.is_finite() && step.lr >= 0.0);
     let fits = match moments {
@@ -288,7 +291,8 @@ pub fn adam_update_bounded(
             _ => with_slice::<f64, _>(t, largest_magnitude).flatten(),
         }
     };
-    let (Some(big_p), Some(big_g)) = (largest(p), largest(g)) else { return Ok(None) };
+    let g_bound = g_bound.filter(|b| b.is_finite() && *b >= 0.0);
+    let (Some(big_p), Some(big_g)) = (largest(p), g_bound.or_else(|| largest(g))) else { return Ok(None) };
     let known = match (known, moments) {
         (Some(b), _) => b,
         (None, None) => MomentBounds { m: 0.0, v: 0.0 },

@@ -607,8 +607,9 @@ fn the_first_update_of_many_parameters_shares_two_buffers() {
 }
 
 /// The bound proves ordinary updates finite and returns moment bounds that hold after
-/// them, step after step; it declines a huge learning rate, ε = 0 and a NaN gradient,
-/// leaving those to the exact check.
+/// them, step after step (the gradient read, or bounded by its L2 norm as `train_step`
+/// passes it); it declines a huge learning rate, ε = 0 and a NaN gradient, leaving those to
+/// the exact check.
 #[test]
 fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
     super::set_enabled(true);
@@ -631,7 +632,10 @@ fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
             decoupled: t % 2 == 0,
             t,
         };
-        let b = adam_update_bounded(&p, &g, Some((&m, &v)), &s, known)
+        // Odd steps: |g| ≤ ‖g‖₂, so g is not read.
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64;
+        let g_bound = (t % 2 == 1).then_some(norm);
+        let b = adam_update_bounded(&p, &g, Some((&m, &v)), &s, known, g_bound)
             .unwrap()
             .expect("an ordinary step is provable");
         assert!(adam_update_in_place(&p, &g, &m, &v, &s).unwrap());
@@ -648,25 +652,29 @@ fn adam_bounds_hold_and_decline_what_they_cannot_prove() {
     let g = randn(&[n], DType::F32, 0.1);
     let s =
         AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true, t: 5 };
-    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { lr: 1e39, ..s }, known)
+    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { lr: 1e39, ..s }, known, None)
         .unwrap()
         .is_none());
-    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { eps: 0.0, ..s }, known)
+    assert!(adam_update_bounded(&p, &g, Some((&m, &v)), &AdamStep { eps: 0.0, ..s }, known, None)
         .unwrap()
         .is_none());
     let nan =
         Tensor::cat(&[Tensor::new(&[f32::NAN], &Device::Cpu).unwrap(), g.narrow(0, 1, n - 1).unwrap()], 0)
             .unwrap();
-    assert!(adam_update_bounded(&p, &nan, Some((&m, &v)), &s, known).unwrap().is_none());
+    assert!(adam_update_bounded(&p, &nan, Some((&m, &v)), &s, known, None).unwrap().is_none());
     assert!(
-        adam_update_bounded(&p, &g, Some((&m, &v)), &s, None).unwrap().is_some(),
+        adam_update_bounded(&p, &nan, Some((&m, &v)), &s, known, Some(f64::NAN)).unwrap().is_none(),
+        "a NaN bound is no bound: g is read"
+    );
+    assert!(
+        adam_update_bounded(&p, &g, Some((&m, &v)), &s, None, None).unwrap().is_some(),
         "reads m and v without carried bounds"
     );
     assert!(
-        adam_update_bounded(&p, &g, None, &s, None).unwrap().is_some(),
+        adam_update_bounded(&p, &g, None, &s, None, None).unwrap().is_some(),
         "the first update: no moments yet, zero bounds"
     );
-    assert!(adam_update_bounded(&p, &g, None, &AdamStep { lr: 1e39, ..s }, None).unwrap().is_none());
+    assert!(adam_update_bounded(&p, &g, None, &AdamStep { lr: 1e39, ..s }, None, None).unwrap().is_none());
 }
 
 /// With a sink open, the fused dense layers (plain, + GELU, + dropout, GPT-2's `x · w`)
