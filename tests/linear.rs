@@ -73,6 +73,24 @@ fn undo_returns_the_exact_previous_weights_and_state() {
     assert!(err(&mut s, "undo").contains("nothing to undo"));
 }
 
+/// `undo` walks back through the last five fits, one at a time and exactly; the sixth
+/// has nothing left (the oldest entries were dropped as newer ones came).
+#[test]
+fn undo_goes_back_five_fits_and_no_further() {
+    let mut s = Session::new();
+    ok(&mut s, SETUP);
+    let mut before = Vec::new();
+    for _ in 0..7 {
+        before.push(weights(&s));
+        ok(&mut s, "fit epochs=1");
+    }
+    for expected in before.iter().rev().take(5) {
+        ok(&mut s, "undo");
+        assert_eq!(&weights(&s), expected);
+    }
+    assert!(err(&mut s, "undo").contains("nothing to undo"));
+}
+
 #[test]
 fn step_shows_parameters_gradients_and_the_update() {
     let mut s = Session::new();
