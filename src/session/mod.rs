@@ -474,16 +474,14 @@ impl Session {
     /// entry, and the moments the next update makes, reuse their memory rather than fault
     /// in fresh pages (host_memory's block cache).
     fn push_undo(&mut self, what: &str) -> Result<()> {
-        let model = self.model()?;
         let held: Vec<usize> = self.undo.iter().map(Snapshot::bytes).collect();
-        let incoming = Snapshot::bytes_of(model, &self.optimizer);
+        let incoming = Snapshot::bytes_of(self.model()?, &self.optimizer);
         let drop = settings::undo_evictions(&held, incoming, settings::undo_budget(self.device()));
         self.undo.drain(..drop);
-        let model = self.model()?;
         let snap = Snapshot::take(
             what.to_string(),
             self.model_id,
-            model,
+            self.model()?,
             &self.optimizer,
             &self.history,
             &self.rng,

@@ -95,14 +95,17 @@ impl Snapshot {
 
     /// Bytes of weights and optimizer state it holds.
     pub fn bytes(&self) -> usize {
-        self.values.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum::<usize>()
-            + self.optimizer.state_bytes()
+        tensor_bytes(&self.values) + self.optimizer.state_bytes()
     }
 
     /// Bytes a snapshot of `model` and `optimizer` would hold ([`bytes`](Self::bytes)
     /// before [`take`](Self::take)).
     pub fn bytes_of(model: &dyn Model, optimizer: &Optimizer) -> usize {
-        let p = model.params().iter().map(|p| p.var.as_tensor());
-        p.map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum::<usize>() + optimizer.state_bytes()
+        tensor_bytes(model.params().iter().map(|p| p.var.as_tensor())) + optimizer.state_bytes()
     }
+}
+
+/// Bytes of the tensors' elements.
+fn tensor_bytes<'a>(ts: impl IntoIterator<Item = &'a Tensor>) -> usize {
+    ts.into_iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
 }
