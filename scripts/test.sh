@@ -66,6 +66,13 @@ trap 'rm -rf "$jupyter_tmp"' EXIT
 JUPYTER_DATA_DIR="$jupyter_tmp/data" JUPYTER_RUNTIME_DIR="$jupyter_tmp/runtime" JUPYTER_PLATFORM_DIRS=1 \
   TUNELAB_BIN="$bin" "$venv/bin/python" -m pytest -p no:cacheprovider -q --durations=8 tests/kernel
 
+step "matrix products on a system BLAS (TUNELAB_BLAS: OpenBLAS from the scipy-openblas32 wheel)"
+# The test binaries built above, with the dense layers' products on the BLAS: its parity test
+# (skipped without a BLAS), then model families' parity and gradient tests on top of it.
+blas_lib="$("$venv/bin/python" -c 'import os, scipy_openblas32 as s; print(os.path.join(s.get_lib_dir(), "lib" + s.get_library() + ".so"))')"
+TUNELAB_BLAS="$blas_lib" cargo test --locked --lib blas
+TUNELAB_BLAS="$blas_lib" cargo test --locked --test gpt2 --test llama --test llama_session
+
 step "Rust cells (the evcxr feature, through the kernel)"
 # The evcxr build adds rust-analyzer's crates; the first `:dep tunelab` cell compiles tunelab
 # inside evcxr. This build replaces target/debug/tunelab, so it runs after the stages above.

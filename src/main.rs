@@ -214,6 +214,9 @@ fn main() -> ExitCode {
     tune_threads();
     survive_file_size_limit();
     let cli = Cli::parse();
+    if let Some(why) = tunelab::model::kernels::blas::load_warning() {
+        eprintln!("warning: {why}");
+    }
     let mut session = Session::new();
     let mut sink = TerminalSink::new(cli.plots.clone(), None);
     sink.echo = cli.echo;
@@ -262,7 +265,10 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Bench { workload, steps, device, assets }) => {
             match tunelab::bench::run(&workload, steps, &device, assets.as_deref()) {
-                Ok(json) => {
+                Ok(mut json) => {
+                    if let Some(report) = json.as_object_mut().filter(|_| device == "cpu") {
+                        report.insert("cpu_blas".into(), tunelab::model::kernels::blas::describe().into());
+                    }
                     println!("{}", serde_json::to_string_pretty(&json).expect("plain JSON"));
                     ExitCode::SUCCESS
                 }

@@ -95,4 +95,31 @@ fn bench_prints_the_baseline_keys() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert!(v["linreg_sgd_steps_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["linreg_final_loss"].as_f64().unwrap() < 0.05, "the bench also converges: {out}");
+    assert!(v["cpu_blas"].is_string(), "the CPU bench names what ran its products: {out}");
+}
+
+#[test]
+fn a_blas_that_cannot_load_is_named_once_and_products_stay_on_gemm() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |blas: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tunelab"));
+        c.args(["-c", "device; seed 1; data synthetic linear n=100; load linear; fit epochs=2"]);
+        c.current_dir(dir.path()).env("NO_COLOR", "1").env("TUNELAB_HISTORY", dir.path().join("history"));
+        match blas {
+            Some(b) => c.env("TUNELAB_BLAS", b),
+            None => c.env_remove("TUNELAB_BLAS"),
+        };
+        c.output().expect("the binary runs")
+    };
+    let o = run(Some("/nonexistent/libopenblas.so.0"));
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "a BLAS that cannot load only warns: {err}");
+    let warning = "warning: TUNELAB_BLAS=/nonexistent/libopenblas.so.0: cannot load it";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert!(err.contains("unset it"), "the warning names the fix: {err}");
+    assert!(out.contains("matrix products on gemm") && out.contains("epoch 2/2"), "{out}");
+    let o = run(None);
+    let (out, err) = text(&o);
+    assert!(o.status.success() && !err.contains("TUNELAB_BLAS"), "{err}");
+    assert!(out.contains("device cpu (") && out.contains("matrix products on gemm"), "{out}");
 }

@@ -210,7 +210,9 @@ pub static VERBS: &[VerbSpec] = &[
         aliases: &[],
         group: Group::Session,
         summary: "show or choose the compute device (cpu, cuda, cuda:N, auto)",
-        details: "Without an argument, shows the current device. Choosing another device moves \
+        details: "Without an argument, shows the current device (on the CPU also its threads and \
+                  what runs the matrix products: the built-in gemm, or the BLAS library named by \
+                  TUNELAB_BLAS, e.g. MKL's libmkl_rt.so). Choosing another device moves \
                   the model, its optimizer state and the data there. `auto` picks CUDA when this \
                   build has it and a GPU is present, else the CPU.",
         args: &[ArgSpec {

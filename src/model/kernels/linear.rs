@@ -32,6 +32,9 @@ const COL_ALIGN: usize = 16;
 /// Below this many multiply-adds gemm runs a product on one thread (its default threading
 /// threshold), so there is no serial packing to spread: such products are not split.
 const THREADED_WORK: usize = 48 * 48 * 256;
+/// From this many multiply-adds a product goes to the system BLAS when one is loaded
+/// (below, its threads' start-up costs more than its kernels save).
+const BLAS_WORK: usize = 64 * 64 * 64;
 
 /// `x · wᵀ + b` over the last dimension of `x`, as `torch.nn.Linear` (`w`: `[out, in]`,
 /// `b`: `[out]`); leading dimensions of `x` are kept. One fused node on CPU for f32/f64,
@@ -252,6 +255,30 @@ impl Gemm {
                 );
             }
         };
+        // A system BLAS, when one is loaded, takes every product past a matrix-vector one
+        // whole, on its own threads (see `blas`).
+        let blas = super::blas::get()
+            .filter(|b| p.m > GEMV_ROWS && p.m * p.n * p.k >= BLAS_WORK && b.takes::<T>((p.m, p.n, p.k)));
+        if let Some(blas) = blas {
+            let (lda, ldb) = (if self.ta { p.m } else { p.k }, if self.tb { p.k } else { p.n });
+            for step in 0..p.batch {
+                // SAFETY: as for `block`: the plan's sizes and strides address `A[step]`,
+                // `B[step]` (or the shared `B`) within their slices and block `step` of
+                // `out`'s capacity; without a bias the BLAS only writes it (beta = 0).
+                unsafe {
+                    blas.gemm::<T>(
+                        (p.m, p.n, p.k),
+                        ((a_at as *const T).add(step * p.a_skip), lda, self.ta),
+                        ((b_at as *const T).add(step * p.b_skip), ldb, self.tb),
+                        ((dst as *mut T).add(step * p.m * p.n), p.n),
+                        bias.is_some(),
+                    )
+                };
+            }
+            // SAFETY: the BLAS wrote every element (onto the bias rows, with one).
+            unsafe { out.set_len(len) };
+            return Ok(out);
+        }
         // Split B's columns across threads by hand, one single-threaded gemm per block:
         // - A few rows (generation: one token) make gemm a matrix-vector product, which it
         //   runs on one thread, bound by reading B.

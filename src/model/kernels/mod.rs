@@ -19,6 +19,7 @@
 
 mod adamw;
 mod attention;
+pub mod blas;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;

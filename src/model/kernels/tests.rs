@@ -213,6 +213,54 @@ fn linear_and_attention_scores_match_candles_matmul() {
     }
 }
 
+/// With a BLAS loaded (`TUNELAB_BLAS`; CI points it at the `scipy-openblas32` wheel), every
+/// product form the dense layers and attention scores hand it — `A·Bᵀ` with a bias
+/// accumulated, `A·B`, `Aᵀ·B` (weight gradients), batched `A·Bᵀ` — against candle's matmul,
+/// forward and gradients, f32 and f64; and the BLAS really ran. Skipped without
+/// `TUNELAB_BLAS`; fails when it names a library that does not load.
+#[test]
+fn system_blas_products_match_candles_matmul() {
+    if let Some(why) = blas::load_warning() {
+        panic!("{why}");
+    }
+    if blas::get().is_none() {
+        eprintln!("skipped: no BLAS loaded (TUNELAB_BLAS unset)");
+        return;
+    }
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12)] {
+        let before = blas::calls();
+        let inputs =
+            [randn(&[3, 40, 96], dtype, 1.0), randn(&[80, 96], dtype, 0.5), randn(&[80], dtype, 1.0)];
+        compare(
+            &format!("linear on the BLAS {dtype:?}"),
+            &inputs,
+            |t| linear(&t[0], &t[1], Some(&t[2])).unwrap(),
+            |t| linear_composite(&t[0], &t[1], Some(&t[2])).unwrap(),
+            tol,
+            tol,
+        );
+        let inputs = [randn(&[2, 50, 72], dtype, 1.0), randn(&[72, 88], dtype, 0.5)];
+        compare(
+            &format!("conv1d on the BLAS {dtype:?}"),
+            &inputs,
+            |t| conv1d(&t[0], &t[1], None).unwrap(),
+            |t| t[0].broadcast_matmul(&t[1]).unwrap(),
+            tol,
+            tol,
+        );
+        let inputs = [randn(&[2, 2, 70, 64], dtype, 1.0), randn(&[2, 2, 90, 64], dtype, 1.0)];
+        compare(
+            &format!("matmul_nt on the BLAS {dtype:?}"),
+            &inputs,
+            |t| matmul_nt(&t[0], &t[1]).unwrap(),
+            |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
+            tol,
+            tol,
+        );
+        assert!(blas::calls() > before, "{dtype:?}: no product ran on the BLAS ({})", blas::describe());
+    }
+}
+
 #[test]
 fn a_frozen_weight_gets_no_gradient_and_its_input_still_does() {
     set_enabled(true);

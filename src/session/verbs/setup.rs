@@ -82,7 +82,13 @@ impl Session {
 
     pub(crate) fn device_cmd(&mut self, cmd: &Command, sink: &mut dyn Sink) -> Result<()> {
         let Some(name) = cmd.arg(0).and_then(|v| v.as_str()) else {
-            sink.emit(Event::Text(format!("device {}", device_name(&self.device))));
+            let mut line = format!("device {}", device_name(&self.device));
+            if self.device.is_cpu() {
+                let threads = candle_core::utils::get_num_threads();
+                let blas = crate::model::kernels::blas::describe();
+                line += &format!(" ({threads} threads; matrix products on {blas})");
+            }
+            sink.emit(Event::Text(line));
             return Ok(());
         };
         let name = name.to_ascii_lowercase();
