@@ -201,16 +201,20 @@ fn linear_and_attention_scores_match_candles_matmul() {
             tol,
         );
         // Attention scores q · kᵀ over [batch, heads, len, head_dim], queries ≠ keys.
-        let inputs = [randn(&[2, 3, 5, 8], dtype, 1.0), randn(&[2, 3, 7, 8], dtype, 1.0)];
-        compare(
-            &format!("matmul_nt {dtype:?}"),
-            &inputs,
-            |t| matmul_nt(&t[0], &t[1]).unwrap(),
-            |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
-            tol,
-            tol,
-        );
+        compare_matmul_nt(&format!("matmul_nt {dtype:?}"), [&[2, 3, 5, 8], &[2, 3, 7, 8]], dtype, tol);
     }
+}
+
+/// [`matmul_nt`] of random `a`, `b` of the two shapes against candle's `a · bᵀ`.
+fn compare_matmul_nt(what: &str, [a, b]: [&[usize]; 2], dtype: DType, tol: f64) {
+    compare(
+        what,
+        &[randn(a, dtype, 1.0), randn(b, dtype, 1.0)],
+        |t| matmul_nt(&t[0], &t[1]).unwrap(),
+        |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
+        tol,
+        tol,
+    );
 }
 
 /// With a BLAS loaded (`TUNELAB_BLAS`; CI points it at the `scipy-openblas32` wheel), every
@@ -248,13 +252,10 @@ fn system_blas_products_match_candles_matmul() {
             tol,
             tol,
         );
-        let inputs = [randn(&[2, 2, 70, 64], dtype, 1.0), randn(&[2, 2, 90, 64], dtype, 1.0)];
-        compare(
+        compare_matmul_nt(
             &format!("matmul_nt on the BLAS {dtype:?}"),
-            &inputs,
-            |t| matmul_nt(&t[0], &t[1]).unwrap(),
-            |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
-            tol,
+            [&[2, 2, 70, 64], &[2, 2, 90, 64]],
+            dtype,
             tol,
         );
         assert!(blas::calls() > before, "{dtype:?}: no product ran on the BLAS ({})", blas::describe());
