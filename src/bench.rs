@@ -31,6 +31,37 @@ impl Sink for GeneratedTokens {
     }
 }
 
+/// A sink that notes when each step of a `fit` ended (its progress events), to time the
+/// steps after the first apart from the fit's one-off work (the undo snapshot, the first
+/// update's fresh optimizer buffers, memory faulted in again after the last command).
+#[derive(Default)]
+struct StepClock(Vec<(u64, Instant)>);
+
+impl Sink for StepClock {
+    fn emit(&mut self, event: Event) {
+        if let Event::Progress(p) = event {
+            self.0.push((p.done, Instant::now()));
+        }
+    }
+}
+
+impl StepClock {
+    /// Seconds from the end of the fit's first step to the end of its last, and the steps in
+    /// between; `None` when the fit reported fewer than two steps.
+    fn after_first(&self) -> Option<(f64, usize)> {
+        let first = self.0.iter().find(|(done, _)| *done >= 1)?;
+        let last = self.0.iter().rev().find(|(done, _)| *done > first.0)?;
+        Some((last.1.duration_since(first.1).as_secs_f64(), (last.0 - first.0) as usize))
+    }
+}
+
+/// The throughput of the steps after a fit's first, rounded to 0.1, in units per step ×
+/// steps per second: what a PyTorch loop timed after its warm-up step measures.
+fn steady_rate(clock: &StepClock, units_per_step: usize) -> Option<f64> {
+    let (secs, steps) = clock.after_first()?;
+    (secs > 0.0).then(|| (steps as f64 * units_per_step as f64 / secs * 10.0).round() / 10.0)
+}
+
 /// The teaching case as the PyTorch baseline runs it: y = 3x + 2 + 0.1·noise, 1000 points,
 /// full-batch SGD at lr 0.01, `steps` updates through the session's own `fit`.
 /// Returns `{"linreg_sgd_steps_per_s", "linreg_final_loss", …}`.
@@ -126,9 +157,11 @@ fn gpt2_sized(
     s.run(&setup, &mut Quiet)?;
     s.run(precision_cmd(), &mut Quiet)?;
     s.run(&format!("fit steps=2 batch={batch}"), &mut Quiet)?;
+    let mut clock = StepClock::default();
     let t = Instant::now();
-    s.run(&format!("fit steps={steps} batch={batch} log={steps}"), &mut Quiet)?;
+    s.run(&format!("fit steps={steps} batch={batch} log={steps}"), &mut clock)?;
     let train_secs = t.elapsed().as_secs_f64();
+    let steady = steady_rate(&clock, batch * block);
     let peak = peak_mib(&s);
     s.run("generate \"The\" greedy=true max_tokens=4", &mut Quiet)?;
     let mut counted = GeneratedTokens(None);
@@ -143,16 +176,21 @@ fn gpt2_sized(
     let generated = counted.0.unwrap_or(NEW_TOKENS);
     let _ = std::fs::remove_dir_all(&dir);
     let key = format!("gpt2_small_b{batch}_l{block}_{precision}");
-    Ok(with_peak(
-        json!({
-            "device": device,
-            "tunelab": env!("CARGO_PKG_VERSION"),
-            format!("{key}_tokens_per_s"): (steps as f64 * (batch * block) as f64 / train_secs).round(),
-            "gpt2_small_generate_tokens_per_s": (generated as f64 / gen_secs * 10.0).round() / 10.0,
-            "gpt2_small_generate_tokens": generated,
-        }),
+    Ok(with_steady(
+        with_peak(
+            json!({
+                "device": device,
+                "tunelab": env!("CARGO_PKG_VERSION"),
+                format!("{key}_tokens_per_s"): (steps as f64 * (batch * block) as f64 / train_secs).round(),
+                "gpt2_small_generate_tokens_per_s": (generated as f64 / gen_secs * 10.0).round() / 10.0,
+                "gpt2_small_generate_tokens": generated,
+            }),
+            &key,
+            peak,
+        ),
         &key,
-        peak,
+        "tokens",
+        steady,
     ))
 }
 
@@ -181,21 +219,20 @@ pub fn smollm2(assets: &std::path::Path, device: &str, steps: usize) -> Result<s
     s.run(&setup, &mut Quiet)?;
     s.run(precision_cmd(), &mut Quiet)?;
     s.run(&format!("fit steps=1 batch={BATCH}"), &mut Quiet)?;
+    let mut clock = StepClock::default();
     let t = Instant::now();
-    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut Quiet)?;
+    s.run(&format!("fit steps={steps} batch={BATCH} log={steps}"), &mut clock)?;
     let secs = t.elapsed().as_secs_f64();
+    let steady = steady_rate(&clock, BATCH * BLOCK);
     let peak = peak_mib(&s);
     let _ = std::fs::remove_dir_all(&dir);
     let key = format!("smollm2_135m_b{BATCH}_l{BLOCK}_{precision}");
-    Ok(with_peak(
-        json!({
-            "device": device,
-            "tunelab": env!("CARGO_PKG_VERSION"),
-            format!("{key}_tokens_per_s"): (steps as f64 * (BATCH * BLOCK) as f64 / secs * 10.0).round() / 10.0,
-        }),
-        &key,
-        peak,
-    ))
+    let report = json!({
+        "device": device,
+        "tunelab": env!("CARGO_PKG_VERSION"),
+        format!("{key}_tokens_per_s"): (steps as f64 * (BATCH * BLOCK) as f64 / secs * 10.0).round() / 10.0,
+    });
+    Ok(with_steady(with_peak(report, &key, peak), &key, "tokens", steady))
 }
 
 /// The small-BERT CPU workload: the real all-MiniLM-L6-v2 (`DIR/minilm`) fine-tuned on 384
@@ -437,6 +474,21 @@ fn with_peak(mut report: serde_json::Value, key: &str, peak: Option<f64>) -> ser
 }
 
 /// A fresh directory under the system temp dir.
+/// `report` with `KEY_steady_UNITS_per_s` beside `KEY_UNITS_per_s` when measured: the
+/// whole timed fit is the headline figure (what a short `fit` gives a user), the steady one
+/// leaves out the fit's first step, as PyTorch's loops leave out their warm-up step.
+fn with_steady(
+    mut report: serde_json::Value,
+    key: &str,
+    units: &str,
+    steady: Option<f64>,
+) -> serde_json::Value {
+    if let (Some(rate), Some(map)) = (steady, report.as_object_mut()) {
+        map.insert(format!("{key}_steady_{units}_per_s"), rate.into());
+    }
+    report
+}
+
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("tunelab-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
@@ -530,5 +582,19 @@ mod tests {
         assert_eq!(with["bert_base_b32_l128_tf32_peak_mib"], json!(1234.5));
         assert_eq!(with_peak(report.clone(), "bert_base_b32_l128_tf32", None), report);
         assert_eq!(peak_mib(&Session::new()), None, "no peak on the CPU");
+    }
+
+    #[test]
+    fn the_steady_rate_times_the_steps_after_the_first() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        // Start at 0 ms, step 1 ends at 900 ms (one-off work), steps 2–4 every 100 ms.
+        let clock = StepClock(vec![(0, at(0)), (1, at(900)), (2, at(1000)), (3, at(1100)), (4, at(1200))]);
+        let (secs, steps) = clock.after_first().unwrap();
+        assert!((secs - 0.3).abs() < 1e-9 && steps == 3, "{secs} {steps}");
+        assert_eq!(steady_rate(&clock, 256), Some(2560.0));
+        assert_eq!(steady_rate(&StepClock(vec![(0, at(0)), (1, at(5))]), 256), None, "one step: no rate");
+        let report = with_steady(json!({"k_tokens_per_s": 1.0}), "k", "tokens", Some(2.0));
+        assert_eq!(report["k_steady_tokens_per_s"], json!(2.0));
     }
 }
