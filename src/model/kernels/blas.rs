@@ -3,8 +3,9 @@
 //! The fused dense layers ([`super::linear`]) run their products on the `gemm` crate, the
 //! one candle's CPU matmul calls: portable, and within reach of the best BLAS kernels in
 //! the forward products, but not in a whole training step. With Intel's MKL (the BLAS
-//! PyTorch's CPU wheels carry), SmolLM2-135M trains about 10% faster on a 2-core AVX-512
-//! machine; OpenBLAS measured no faster than `gemm` there (benches/RESULTS.md, 2026-12-08).
+//! PyTorch's CPU wheels carry), a short SmolLM2-135M fit ran 21–35% faster on a 2-core
+//! AVX-512 machine (2–13% in its steady steps); GPT-2 small and MiniLM gained nothing, and
+//! OpenBLAS measured no faster than `gemm` (benches/RESULTS.md, 2026-12-08).
 //! So a BLAS is opt-in:
 //!
 //! - `TUNELAB_BLAS=PATH` loads that library: any CBLAS with the standard 32-bit-integer
@@ -158,13 +159,13 @@ impl Blas {
 
     /// `C (m×n, row stride ldc) ← A·B (+ C when accumulate)`, where `A` is `m×k` (stored
     /// transposed when `ta`, leading dimension `lda`) and `B` is `k×n` (stored transposed
-    /// when `tb`, leading dimension `ldb`), all row-major. Does nothing for a product
-    /// [`Blas::takes`] refuses.
+    /// when `tb`, leading dimension `ldb`), all row-major.
     ///
     /// # Safety
-    /// The operands must address `m×k`, `k×n` and `m×n` elements in bounds of live
-    /// allocations, and `C` must not overlap `A` or `B`. Without `accumulate`, `C` is only
-    /// written (it may be uninitialised).
+    /// [`Blas::takes`] must accept `T` and the sizes, and the leading dimensions must be
+    /// among them (each is `m`, `n` or `k`). The operands must address `m×k`, `k×n` and
+    /// `m×n` elements in bounds of live allocations, and `C` must not overlap `A` or `B`.
+    /// Without `accumulate`, `C` is only written (it may be uninitialised).
     pub(crate) unsafe fn gemm<T: 'static>(
         &self,
         (m, n, k): (usize, usize, usize),
@@ -173,9 +174,7 @@ impl Blas {
         (c, ldc): (*mut T, usize),
         accumulate: bool,
     ) {
-        if !(self.takes::<T>((m, n, k)) && [lda, ldb, ldc].into_iter().all(|v| c_int::try_from(v).is_ok())) {
-            return;
-        }
+        debug_assert!(self.takes::<T>((m, n, k)) && [lda, ldb, ldc].iter().all(|v| [m, n, k].contains(v)));
         CALLS.fetch_add(1, Ordering::Relaxed);
         let (m, n, k) = (m as c_int, n as c_int, k as c_int);
         let (lda, ldb, ldc) = (lda as c_int, ldb as c_int, ldc as c_int);

@@ -262,9 +262,10 @@ impl Gemm {
         if let Some(blas) = blas {
             let (lda, ldb) = (if self.ta { p.m } else { p.k }, if self.tb { p.k } else { p.n });
             for step in 0..p.batch {
-                // SAFETY: as for `block`: the plan's sizes and strides address `A[step]`,
-                // `B[step]` (or the shared `B`) within their slices and block `step` of
-                // `out`'s capacity; without a bias the BLAS only writes it (beta = 0).
+                // SAFETY: `takes` accepted `T` and the sizes (the filter above) and the
+                // leading dimensions are among them; as for `block`, the plan's sizes address
+                // `A[step]`, `B[step]` (or the shared `B`) within their slices and block
+                // `step` of `out`'s capacity; without a bias the BLAS only writes it (beta 0).
                 unsafe {
                     blas.gemm::<T>(
                         (p.m, p.n, p.k),
